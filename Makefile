@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test lint format bench clean
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The portal with a demo deployment on SQLite and the embedded broker, and a real
+# Celery worker beside the web server, on http://127.0.0.1:8000/.
+run: export DJANGO_DEBUG ?= 1
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_catalog
+	$(PY) manage.py setup_demo
+	scripts/run-dev
+
+# The whole suite on a real PostgreSQL and Redis, started here unless DATABASE_URL
+# and REDIS_URL name running ones.
+test: export DJANGO_SECRET_KEY ?= test-only-secret-key
+test: $(VENV)/.installed
+	scripts/with-services $(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key
+bench: $(VENV)/.installed
+	scripts/with-services $(PY) bench/checklist_api.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
+from .models import CatalogVersion, ChecklistItem, Deployment, Requirement, StaleRevision
+from .renderers import ChecklistCSVRenderer
+from .serializers import (
+    CatalogVersionSerializer,
+    ChecklistItemDetailSerializer,
+    ChecklistItemSerializer,
+    ChecklistSerializer,
+    DeploymentSerializer,
+    RequirementSerializer,
+    StatusUpdateSerializer,
+)
+
+
+class MeView(APIView):
+    """Who the caller is, and the teams whose deployments they see."""
+
+    @extend_schema(responses={200: {"type": "object"}})
+    def get(self, request: Request) -> Response:
+        teams = request.user.teams.values_list("name", flat=True)
+        return Response({"username": request.user.get_username(), "teams": list(teams)})
+
+
+class CatalogVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = CatalogVersion.objects.select_related("product").annotate(requirement_count=Count("requirements"))
+    serializer_class = CatalogVersionSerializer
+
+
+class RequirementViewSet(viewsets.ReadOnlyModelViewSet):
+    """The catalog's requirements; those of each product's current version unless `version` is given."""
+
+    serializer_class = RequirementSerializer
+    filterset_class = RequirementFilterSet
+    lookup_field = "uid"
+    lookup_value_regex = r"[a-z0-9][a-z0-9.-]*"
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Requirement]:
+        queryset = Requirement.objects.select_related("version__product")
+        if not self.request.query_params.get("version"):
+            queryset = queryset.filter(version__in=CatalogVersion.objects.current())
+        return queryset
+
+
+class DeploymentViewSet(viewsets.ModelViewSet):
+    serializer_class = DeploymentSerializer
+    filterset_class = DeploymentFilterSet
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        return (
+            Deployment.objects.for_user(self.request.user)
+            .select_related("team", "catalog_version")
+            .prefetch_related("appliances", "hosts", "peer_networks")
+            .with_status_counts()
+        )
+
+    @extend_schema(
+        request=DeploymentSerializer,
+        responses={200: DeploymentSerializer, 201: DeploymentSerializer},
+        description=(
+            "Create the team's deployment of this name, or bring it to this document. Sending the same "
+            "document again changes nothing; the `Deployment-Outcome` header says created, updated or "
+            "unchanged. Fields left out keep their value."
+        ),
+    )
+    @action(detail=False, methods=["post"])
+    def upsert(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        if not data.get("name"):
+            raise serializers.ValidationError({"name": ["This field is required."]})
+        matches = self.get_queryset().filter(name=data["name"])
+        if data.get("team"):
+            matches = matches.filter(team__name=data["team"])
+        if len(matches[:2]) > 1:
+            raise serializers.ValidationError({"team": ["Several of your teams have this deployment: name the team."]})
+        instance = matches.first()
+        serializer = self.get_serializer(instance, data=request.data, partial=instance is not None)
+        serializer.is_valid(raise_exception=True)
+        if instance is None:
+            outcome, code = "created", status.HTTP_201_CREATED
+        elif serializer.is_unchanged():
+            outcome, code = "unchanged", status.HTTP_200_OK
+        else:
+            outcome, code = "updated", status.HTTP_200_OK
+        if outcome != "unchanged":
+            serializer.save()
+        return Response(serializer.data, status=code, headers={"Deployment-Outcome": outcome})
+
+    @extend_schema(
+        parameters=[ChecklistItemFilterSet, OpenApiParameter("format", enum=["json", "csv"])],
+        responses={200: OpenApiResponse(description="The checklist: deployment fields and `items`.")},
+    )
+    @action(detail=True, renderer_classes=[JSONRenderer, BrowsableAPIRenderer, ChecklistCSVRenderer])
+    def checklist(self, request: Request, pk: str) -> Response:
+        deployment = get_object_or_404(
+            Deployment.objects.for_user(request.user).select_related("team", "catalog_version__product"), pk=pk
+        )
+        items = ChecklistItemFilterSet(request.query_params, deployment.checklist.select_related("requirement")).qs
+        data = ChecklistSerializer(deployment).data | {"items": ChecklistItemSerializer(items, many=True).data}
+        headers = {}
+        if request.accepted_renderer.format == "csv":
+            headers["Content-Disposition"] = f'attachment; filename="checklist-{deployment.pk}.csv"'
+        return Response(data, headers=headers)
+
+
+class ChecklistItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    filterset_class = ChecklistItemFilterSet
+
+    def get_queryset(self) -> QuerySet[ChecklistItem]:
+        queryset = ChecklistItem.objects.filter(deployment__team__members=self.request.user)
+        if self.action == "retrieve":
+            return queryset.select_related("requirement").prefetch_related("history__user")
+        return queryset.select_related("requirement")
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return ChecklistItemSerializer if self.action == "list" else ChecklistItemDetailSerializer
+
+    def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
+        item = self.get_object()
+        return Response(self.get_serializer(item).data, headers={"ETag": item.etag})
+
+    @extend_schema(
+        request=StatusUpdateSerializer,
+        parameters=[OpenApiParameter("If-Match", location="header", required=False, description="The item's ETag.")],
+        responses={200: ChecklistItemDetailSerializer, 412: OpenApiResponse(description="Changed meanwhile.")},
+    )
+    def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
+        item = self.get_object()
+        change = StatusUpdateSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        try:
+            item.change_status(
+                **change.validated_data, user=request.user, expected_revision=if_match_revision(request, item)
+            )
+        except StaleRevision as stale:
+            return Response(
+                {"detail": f"{stale} Reload the item and apply your change again."},
+                status=status.HTTP_412_PRECONDITION_FAILED,
+                headers={"ETag": f'"{item.pk}-{stale.current_revision}"'},
+            )
+        item = self.get_object()
+        return Response(self.get_serializer(item).data, headers={"ETag": item.etag})
+
+
+def if_match_revision(request: Request, item: ChecklistItem) -> int | None:
+    """The revision an If-Match header names; a tag for another item matches no revision."""
+    header = request.headers.get("If-Match")
+    if not header or header.strip() == "*":
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    item_id, _, revision = tag.partition("-")
+    if item_id != str(item.pk) or not revision.isdigit():
+        return -1
+    return int(revision)

@@ -1,0 +1,89 @@
+from django.db import models
+
+
+class CatalogTable(models.TextChoices):
+    """The three tables of the vendor's page, in page order."""
+
+    APPLIANCE = "appliance", "Ports on the appliance"
+    DLP_OUTBOUND = "dlp_outbound", "Appliance outbound to Forcepoint DLP"
+    OFF_APPLIANCE = "off_appliance", "Off-appliance components"
+
+
+class Interface(models.TextChoices):
+    C = "C", "C (management)"
+    P1 = "P1", "P1 (data)"
+    P2 = "P2", "P2 (data)"
+
+
+class Protocol(models.TextChoices):
+    TCP = "tcp", "TCP"
+    UDP = "udp", "UDP"
+
+
+class Role(models.TextChoices):
+    """Who takes part in a flow: the appliance, a host role or a peer network."""
+
+    APPLIANCE = "appliance", "Email Security appliance"
+    PEER_APPLIANCE = "peer_appliance", "Peer appliance"
+    END_USERS = "end_users", "End users (browsers)"
+    MAIL_SENDERS = "mail_senders", "Sending mail servers"
+    SECURITY_MANAGER = "security_manager", "Forcepoint Security Manager"
+    LOG_SERVER = "log_server", "Email Log Server"
+    SQL_SERVER = "sql_server", "SQL Server (Email Log Database)"
+    DLP_SERVER = "dlp_server", "Forcepoint DLP server"
+    HYBRID_SERVICE = "hybrid_service", "Email hybrid service"
+    FILTERING_SERVICE = "filtering_service", "Filtering Service (web protection)"
+    LINKING_SERVICE = "linking_service", "Linking Service (web protection)"
+    LDAP = "ldap", "LDAP server"
+    DNS = "dns", "DNS server"
+    SNMP_TRAP = "snmp_trap", "SNMP trap receiver"
+
+
+# Roles played by hosts of a deployment, and those played by peer networks.
+HOST_ROLES = [
+    Role.SECURITY_MANAGER,
+    Role.LOG_SERVER,
+    Role.SQL_SERVER,
+    Role.DLP_SERVER,
+    Role.HYBRID_SERVICE,
+    Role.FILTERING_SERVICE,
+    Role.LINKING_SERVICE,
+    Role.LDAP,
+    Role.DNS,
+    Role.SNMP_TRAP,
+]
+NETWORK_ROLES = [Role.END_USERS, Role.MAIL_SENDERS]
+
+
+class Feature(models.TextChoices):
+    """Optional features: a requirement tied to features applies if any of them is in use."""
+
+    HYBRID = "hybrid", "Email hybrid service"
+    DLP = "dlp", "Forcepoint DLP"
+    WEB_PROTECTION = "web_protection", "Web protection (Filtering and Linking Services)"
+    SNMP = "snmp", "SNMP traps"
+    PEM = "pem", "Personal Email Manager"
+    SMD = "smd", "Secure Message Delivery"
+
+
+class Service(models.TextChoices):
+    """What answers on a port, so that a probe can speak its protocol."""
+
+    TCP = "tcp", "Plain TCP"
+    TLS = "tls", "TLS"
+    SMTP = "smtp", "SMTP"
+    DNS = "dns", "DNS"
+    MSSQL = "mssql", "SQL Server"
+    MSSQL_BROWSER = "mssql_browser", "SQL Server Browser"
+    LDAP = "ldap", "LDAP"
+    SNMP_TRAP = "snmp_trap", "SNMP trap"
+
+
+class ItemStatus(models.TextChoices):
+    """Where a rule stands in the firewall change process, moved along by a person."""
+
+    TODO = "todo", "To do"
+    REQUESTED = "requested", "Requested"
+    OPENED = "opened", "Opened"
+    VERIFIED = "verified", "Verified"
+    WAIVED = "waived", "Waived"

@@ -1,0 +1,70 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
+
+from ports.choices import Feature
+from ports.models import Deployment, Team
+from ports.serializers import DeploymentSerializer
+
+USERNAME, PASSWORD = "demo", "portal-demo"
+
+# Every host on loopback: probes of the demo may only ever reach this machine.
+DEMO_DEPLOYMENT = {
+    "name": "Demo (loopback)",
+    "description": "Two appliances and every role, all on loopback addresses.",
+    "features": Feature.values,
+    "appliances": [
+        {
+            "hostname": "esa1.demo.test",
+            "c_address": "127.0.10.1",
+            "p1_address": "127.0.11.1",
+            "p2_address": "127.0.12.1",
+        },
+        {
+            "hostname": "esa2.demo.test",
+            "c_address": "127.0.10.2",
+            "p1_address": "127.0.11.2",
+            "p2_address": "127.0.12.2",
+        },
+    ],
+    "hosts": [
+        {"role": "security_manager", "name": "fsm", "address": "127.0.20.1"},
+        {"role": "log_server", "name": "logserver", "address": "127.0.20.2"},
+        {"role": "sql_server", "name": "sql", "address": "127.0.20.3"},
+        {"role": "dlp_server", "name": "dlp", "address": "127.0.20.4"},
+        {"role": "hybrid_service", "name": "hybrid", "address": "127.0.20.5"},
+        {"role": "filtering_service", "name": "filtering", "address": "127.0.20.6"},
+        {"role": "linking_service", "name": "linking", "address": "127.0.20.7"},
+        {"role": "ldap", "name": "ldap", "address": "127.0.20.8"},
+        {"role": "dns", "name": "dns", "address": "127.0.20.9"},
+        {"role": "snmp_trap", "name": "snmp", "address": "127.0.20.10"},
+    ],
+    "peer_networks": [
+        {"role": "end_users", "name": "Office users", "network": "127.0.30.0/24"},
+        {"role": "mail_senders", "name": "Internet mail", "network": "any"},
+    ],
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo team, user and loopback deployment (left as they are if present)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        user, created = get_user_model().objects.get_or_create(username=USERNAME)
+        if created:
+            user.set_password(PASSWORD)
+            user.save()
+        team, _ = Team.objects.get_or_create(name="Demo")
+        team.members.add(user)
+        token, _ = Token.objects.get_or_create(user=user)
+        if not Deployment.objects.filter(team=team, name=DEMO_DEPLOYMENT["name"]).exists():
+            serializer = DeploymentSerializer(data={**DEMO_DEPLOYMENT, "team": team.name})
+            if not serializer.is_valid():
+                raise CommandError(f"The demo deployment does not validate: {serializer.errors}")
+            serializer.save()
+        deployment = Deployment.objects.get(team=team, name=DEMO_DEPLOYMENT["name"])
+        self.stdout.write(
+            f"Demo: log in as {USERNAME} / {PASSWORD}; API token {token.key}\n"
+            f"      deployment {deployment.pk} ({deployment.checklist.count()} checklist items): "
+            f"/api/deployments/{deployment.pk}/checklist/"
+        )

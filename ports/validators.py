@@ -1,0 +1,49 @@
+"""Validation of the addresses, hostnames, networks and site names that admins type in."""
+
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
+
+# RFC 1123 labels; a name must not look like a (mistyped) dotted IPv4 address.
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+_SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
+
+
+def is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_host(value: str) -> None:
+    """An IP address or a DNS hostname."""
+    if is_ip_address(value):
+        return
+    name = value.rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValidationError(f'"{value}" is neither an IP address nor a valid hostname.', code="invalid_host")
+
+
+def validate_network(value: str) -> None:
+    """A network in CIDR notation (host bits zero), or "any"."""
+    if value == "any":
+        return
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValidationError(
+            f'"{value}" is not a network in CIDR notation or "any": {exc}.', code="invalid_network"
+        ) from exc
+
+
+def validate_site(value: str) -> None:
+    """A probe site's name, which becomes part of a queue name (probes.<site>)."""
+    if not _SITE.match(value):
+        raise ValidationError(
+            "A site name is lower-case letters, digits, '-' and '_', starting with a letter or digit.",
+            code="invalid_site",
+        )
