@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from ports.models import CatalogVersion, Deployment, Team
+from ports.serializers import DeploymentSerializer
+
+# Three appliances, a host for every role and both kinds of peer network; loopback only.
+FULL_DEPLOYMENT = {
+    "name": "Mail gateways",
+    "features": ["dlp", "hybrid", "pem", "smd", "snmp", "web_protection"],
+    "appliances": [
+        {
+            "hostname": "esa1.example.test",
+            "c_address": "127.0.1.1",
+            "p1_address": "127.0.2.1",
+            "p2_address": "127.0.3.1",
+        },
+        {
+            "hostname": "esa2.example.test",
+            "c_address": "127.0.1.2",
+            "p1_address": "127.0.2.2",
+            "p2_address": "127.0.3.2",
+        },
+        {"hostname": "esa3.example.test", "c_address": "127.0.1.3", "p1_address": "127.0.2.3"},
+    ],
+    "hosts": [
+        {"role": "security_manager", "name": "fsm", "address": "127.0.4.1", "site": "hq"},
+        {"role": "log_server", "name": "log", "address": "127.0.4.2"},
+        {"role": "sql_server", "name": "sql", "address": "127.0.4.3"},
+        {"role": "dlp_server", "name": "dlp", "address": "127.0.4.4", "site": "hq"},
+        {"role": "hybrid_service", "name": "hybrid", "address": "localhost"},
+        {"role": "filtering_service", "name": "filtering", "address": "127.0.4.6"},
+        {"role": "linking_service", "name": "linking", "address": "127.0.4.7"},
+        {"role": "ldap", "name": "ldap", "address": "127.0.4.8"},
+        {"role": "dns", "name": "dns1", "address": "127.0.4.9"},
+        {"role": "dns", "name": "dns2", "address": "127.0.4.10"},
+        {"role": "snmp_trap", "name": "nms", "address": "127.0.4.11"},
+    ],
+    "peer_networks": [
+        {"role": "end_users", "name": "Staff", "network": "127.0.8.0/24", "site": "office"},
+        {"role": "mail_senders", "name": "Internet", "network": "any"},
+    ],
+}
+
+
+@pytest.fixture
+def catalog(db) -> CatalogVersion:
+    call_command("load_catalog", verbosity=0)
+    return CatalogVersion.objects.get()
+
+
+@pytest.fixture
+def full_document() -> dict:
+    return copy.deepcopy(FULL_DEPLOYMENT)
+
+
+def make_member(username: str, team_name: str):
+    user = get_user_model().objects.create_user(username, password="not-used-in-tests")
+    team, _ = Team.objects.get_or_create(name=team_name)
+    team.members.add(user)
+    return user
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def user(db):
+    return make_member("alice", "Mail team")
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    return token_client(user)
+
+
+@pytest.fixture
+def other_api(db) -> APIClient:
+    return token_client(make_member("mallory", "Other team"))
+
+
+def create_deployment(document: dict, team: str = "Mail team") -> Deployment:
+    serializer = DeploymentSerializer(data={**document, "team": team})
+    serializer.is_valid(raise_exception=True)
+    return serializer.save()
+
+
+@pytest.fixture
+def deployment(catalog, user, full_document) -> Deployment:
+    return create_deployment(full_document)
