@@ -45,16 +45,19 @@ def page_tables() -> tuple[str, list[list[dict]], list[str]]:
     return warning_text, tables, footnotes
 
 
+EN_DASH = "\N{EN DASH}"  # the page writes its ranges with an en dash
+
+
 def page_ports(port_text: str, footnotes: list[str]) -> set[int]:
     """Every port a row of the page names, ranges and footnoted ranges included."""
     text = port_text.replace("*", "")
-    if "–" in text:
-        start, end = (int(p) for p in text.split("–"))
+    if EN_DASH in text:
+        start, end = (int(p) for p in text.split(EN_DASH))
         return set(range(start, end + 1))
     ports = {int(p) for p in text.split()}
     if port_text.endswith("*"):
         whole = next(f for f in footnotes if f.startswith("The port range"))
-        start, end = (int(p) for p in re.search(r"(\d+)–(\d+)", whole).groups())
+        start, end = (int(p) for p in re.search(rf"(\d+){EN_DASH}(\d+)", whole).groups())
         assert start in ports
         return set(range(start, end + 1))
     return ports
@@ -181,7 +184,7 @@ def test_a_malformed_file_names_record_and_field_and_loads_nothing(db, tmp_path,
 def test_a_bad_file_among_several_loads_none_of_them(db, tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("product: [unclosed", encoding="utf-8")
-    with pytest.raises(CommandError, match="broken.yaml: cannot be read"):
+    with pytest.raises(CommandError, match=r"broken\.yaml: cannot be read"):
         call_command("load_catalog", str(CATALOG_FILE), str(broken))
     assert not CatalogVersion.objects.exists()
 
