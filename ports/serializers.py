@@ -181,7 +181,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
-        if request is not None:
+        if request is not None and request.user.is_authenticated:
             self.fields["team"].queryset = Team.objects.filter(members=request.user)
 
     @extend_schema_field(
@@ -404,3 +404,8 @@ class ChecklistSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField(source="checklist_generated_at")
     warning = serializers.CharField(source="catalog_version.warning")
     warnings = serializers.ListField(child=serializers.CharField(), source="checklist_warnings")
+    items = serializers.SerializerMethodField()
+
+    @extend_schema_field(ChecklistItemSerializer(many=True))
+    def get_items(self, deployment: Deployment) -> list[dict]:
+        return ChecklistItemSerializer(self.context["items"], many=True).data

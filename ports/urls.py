@@ -12,6 +12,7 @@ router.register("checklist-items", api.ChecklistItemViewSet, basename="checklist
 
 urlpatterns = [
     path("me/", api.MeView.as_view(), name="me"),
+    path("deployments/<int:pk>/checklist/", api.ChecklistView.as_view(), name="deployment-checklist"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
