@@ -3,17 +3,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean var
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# Local state of the embedded default: SQLite, the filesystem broker, collected static files.
+var:
+	mkdir -p var/static var/broker/queue var/broker/processed
+
 # The portal with a demo deployment on SQLite and the embedded broker, and a real
 # Celery worker beside the web server, on http://127.0.0.1:8000/.
 run: export DJANGO_DEBUG ?= 1
-run: $(VENV)/.installed
+run: $(VENV)/.installed var
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_catalog
 	$(PY) manage.py setup_demo
@@ -22,7 +26,7 @@ run: $(VENV)/.installed
 # The whole suite on a real PostgreSQL and Redis, started here unless DATABASE_URL
 # and REDIS_URL name running ones.
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key
-test: $(VENV)/.installed
+test: $(VENV)/.installed var
 	scripts/with-services $(PY) -m pytest
 
 lint: $(VENV)/.installed
@@ -34,7 +38,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/checklist_api.py
 
 clean:

@@ -14,7 +14,7 @@ from .models import Appliance, ChecklistItem, Deployment, Requirement
 
 # The item fields that follow from the rule (besides its key and position).
 RULE_FIELDS = [
-    "requirement",
+    "requirement_id",
     "source_role",
     "source_name",
     "source",
@@ -63,7 +63,7 @@ class Rule:
 
     def item_fields(self) -> dict[str, object]:
         return {
-            "requirement": self.requirement,
+            "requirement_id": self.requirement.pk,
             "source_role": self.source.role,
             "source_name": self.source.name,
             "source": self.source.address,
@@ -152,8 +152,10 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     Items whose rule still exists keep their status and history; the others are removed,
     and new rules are added as to do.
     """
+    # One regeneration of a deployment at a time: the row lock orders concurrent saves.
+    Deployment.objects.select_for_update().only("pk").get(pk=deployment.pk)
     rules, warnings = derive_rules(deployment)
-    existing = {item.key: item for item in deployment.checklist.select_for_update().select_related("requirement")}
+    existing = {item.key: item for item in deployment.checklist.all()}
     to_create: list[ChecklistItem] = []
     to_update: list[ChecklistItem] = []
     for position, rule in enumerate(rules):

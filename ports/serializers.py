@@ -370,6 +370,41 @@ class ChecklistItemSerializer(serializers.ModelSerializer):
     def get_notes(self, item: ChecklistItem) -> list[str]:
         return [note["text"] for note in item.requirement.footnotes]
 
+    def to_representation(self, item: ChecklistItem) -> dict:
+        # A checklist has thousands of items: build each one directly rather than
+        # field by field, which is several times faster. Same keys as Meta.fields
+        # (a test holds them together).
+        requirement = item.requirement
+        return {
+            "id": item.pk,
+            "deployment": item.deployment_id,
+            "requirement": requirement.uid,
+            "table": requirement.table,
+            "source_role": item.source_role,
+            "source_name": item.source_name,
+            "source": item.source,
+            "source_site": item.source_site,
+            "destination_role": item.destination_role,
+            "destination_name": item.destination_name,
+            "destination": item.destination,
+            "destination_site": item.destination_site,
+            "interface": item.interface,
+            "protocol": item.protocol,
+            "port_start": item.port_start,
+            "port_end": item.port_end,
+            "ports": item.ports,
+            "direction": requirement.direction,
+            "description": requirement.description,
+            "notes": self.get_notes(item),
+            "status": item.status,
+            "status_changed_at": DATETIME.to_representation(item.status_changed_at) if item.status_changed_at else None,
+            "revision": item.revision,
+            "etag": item.etag,
+        }
+
+
+DATETIME = serializers.DateTimeField()
+
 
 class StatusChangeSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", default=None, read_only=True)
@@ -381,6 +416,9 @@ class StatusChangeSerializer(serializers.ModelSerializer):
 
 class ChecklistItemDetailSerializer(ChecklistItemSerializer):
     history = StatusChangeSerializer(many=True, read_only=True)
+
+    def to_representation(self, item: ChecklistItem) -> dict:
+        return super().to_representation(item) | {"history": self.fields["history"].to_representation(item.history)}
 
     class Meta(ChecklistItemSerializer.Meta):
         fields = [*ChecklistItemSerializer.Meta.fields, "history"]

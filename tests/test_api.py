@@ -320,6 +320,16 @@ def test_checklist_json_says_what_it_was_built_from(deployment, api):
     }
 
 
+def test_checklist_items_have_exactly_the_documented_fields(deployment, api):
+    from ports.serializers import ChecklistItemDetailSerializer, ChecklistItemSerializer
+
+    (item,) = api.get(f"/api/deployments/{deployment.pk}/checklist/", {"port": 6671, "q": "esa1"}).json()["items"]
+    assert list(item) == ChecklistItemSerializer.Meta.fields
+    detail = api.get(f"/api/checklist-items/{item['id']}/").json()
+    assert list(detail) == ChecklistItemDetailSerializer.Meta.fields
+    assert detail == item | {"history": []}
+
+
 def test_checklist_filters(deployment, api):
     url = f"/api/deployments/{deployment.pk}/checklist/"
     assert len(api.get(url, {"protocol": "udp"}).json()["items"]) == 3 + 6 + 3

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Latency of the checklist API for a deployment of 40 appliances.
+
+Builds the deployment in a throwaway test database (PostgreSQL when DATABASE_URL names
+one, as under `make bench`), then times the checklist as JSON and as CSV against a
+trivial authenticated endpoint (/api/me/) measured in the same run, requests
+interleaved so that any drift of the machine weighs on all three alike. Requests go
+through Django's full request handling in process: no network.
+
+    make bench            # or: python bench/checklist_api.py [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from ports.models import Team  # noqa: E402
+
+APPLIANCES = 40
+
+
+def document() -> dict:
+    hosts = [
+        ("security_manager", "fsm"),
+        ("log_server", "log"),
+        ("sql_server", "sql"),
+        ("dlp_server", "dlp"),
+        ("hybrid_service", "hybrid"),
+        ("filtering_service", "filtering"),
+        ("linking_service", "linking"),
+        ("ldap", "ldap"),
+        ("dns", "dns1"),
+        ("dns", "dns2"),
+        ("snmp_trap", "nms"),
+    ]
+    return {
+        "name": "Bench",
+        "features": ["dlp", "hybrid", "pem", "smd", "snmp", "web_protection"],
+        "appliances": [
+            {"hostname": f"esa{n}.bench.test", "c_address": f"127.2.{n}.1", "p1_address": f"127.2.{n}.2"}
+            for n in range(APPLIANCES)
+        ],
+        "hosts": [{"role": role, "name": name, "address": f"127.3.0.{i + 1}"} for i, (role, name) in enumerate(hosts)],
+        "peer_networks": [
+            {"role": "end_users", "name": "Staff", "network": "127.4.0.0/16"},
+            {"role": "mail_senders", "name": "Internet", "network": "any"},
+        ],
+    }
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=50, help="timed requests per endpoint (default 50)")
+    args = parser.parse_args()
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        call_command("load_catalog", verbosity=0)
+        user = get_user_model().objects.create_user("bench")
+        Team.objects.create(name="Bench").members.add(user)
+        client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+        started = time.perf_counter()
+        created = client.post("/api/deployments/", document(), content_type="application/json")
+        build_ms = (time.perf_counter() - started) * 1000
+        assert created.status_code == 201, created.content
+        deployment = created.json()
+        urls = {
+            "trivial /api/me/": "/api/me/",
+            "checklist JSON": f"/api/deployments/{deployment['id']}/checklist/",
+            "checklist CSV": f"/api/deployments/{deployment['id']}/checklist/?format=csv",
+        }
+        samples: dict[str, list[float]] = {name: [] for name in urls}
+        for round_ in range(args.requests + 3):
+            for name, url in urls.items():
+                started = time.perf_counter()
+                response = client.get(url)
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code == 200, (url, response.status_code)
+                if round_ >= 3:  # the first rounds warm caches and connections
+                    samples[name].append(elapsed)
+
+        print(
+            f"database: {connection.vendor}; {APPLIANCES} appliances, "
+            f"{deployment['checklist']['total']} checklist items; created via the API in {build_ms:.0f} ms"
+        )
+        reference = statistics.median(samples["trivial /api/me/"])
+        print(f"{'endpoint':<20} {'median ms':>10} {'p95 ms':>10} {'median vs trivial':>18}")
+        for name, values in samples.items():
+            median = statistics.median(values)
+            print(f"{name:<20} {median:>10.2f} {percentile(values, 0.95):>10.2f} {median / reference:>17.1f}x")
+        print(f"({args.requests} requests per endpoint, interleaved)")
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
