@@ -64,7 +64,8 @@ class Command(BaseCommand):
             serializer.save()
         deployment = Deployment.objects.get(team=team, name=DEMO_DEPLOYMENT["name"])
         self.stdout.write(
-            f"Demo: log in as {USERNAME} / {PASSWORD}; API token {token.key}\n"
+            f"Demo: open http://127.0.0.1:8000/ and log in as {USERNAME} / {PASSWORD}\n"
+            f"      API token {token.key} (header 'Authorization: Token {token.key}')\n"
             f"      deployment {deployment.pk} ({deployment.checklist.count()} checklist items): "
             f"/api/deployments/{deployment.pk}/checklist/"
         )
