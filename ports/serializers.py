@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -236,6 +236,13 @@ class DeploymentSerializer(serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def save(self, **kwargs: object) -> Deployment:
+        try:
+            return super().save(**kwargs)
+        except IntegrityError as exc:
+            # Two requests creating the same name at once: validate() passed for both.
+            raise serializers.ValidationError({"name": ["A deployment of this name was just created."]}) from exc
 
     @transaction.atomic
     def create(self, validated_data: dict) -> Deployment:
