@@ -139,14 +139,19 @@ SPECTACULAR_SETTINGS = {
         "InterfaceEnum": "ports.choices.Interface",
         "RoleEnum": "ports.choices.Role",
         "ItemStatusEnum": "ports.choices.ItemStatus",
+        "ProbeStateEnum": "probes.choices.ProbeState",
+        "RunStatusEnum": "probes.choices.RunStatus",
     },
 }
 
 # Celery: Redis in production; an embedded filesystem broker otherwise, so a real
 # worker runs beside `make run` with nothing to install.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# A task not acknowledged this long after delivery (its worker died) is delivered again.
+CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 else:
     CELERY_BROKER_URL = "filesystem://"
     _broker_dir = VAR_DIR / "broker"
@@ -159,8 +164,28 @@ else:
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+# Acknowledge after the work, one message at a time, and put a task back when its worker
+# is lost: a killed worker's probes are done again by the next one.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Below the visibility timeout, so that a running task is never delivered twice.
+CELERY_TASK_TIME_LIMIT = max(CELERY_VISIBILITY_TIMEOUT - 60, 30)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 15
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "expire-overdue-probe-runs": {"task": "probes.tasks.expire_overdue_runs", "schedule": 15.0},
+}
+
+# Probes
+PROBE_TIMEOUT = float(os.environ.get("PROBE_TIMEOUT", "3"))
+PROBE_CONCURRENCY = int(os.environ.get("PROBE_CONCURRENCY", "1000"))
+PROBE_PER_DESTINATION = int(os.environ.get("PROBE_PER_DESTINATION", "64"))
+PROBE_HEARTBEAT_INTERVAL = float(os.environ.get("PROBE_HEARTBEAT_INTERVAL", "10"))
+PROBE_HEARTBEAT_TIMEOUT = float(os.environ.get("PROBE_HEARTBEAT_TIMEOUT", "30"))
+# How long a run waits for its sites' workers beyond the probing itself.
+PROBE_QUEUE_GRACE = float(os.environ.get("PROBE_QUEUE_GRACE", "120"))
+PROBE_RUNS_PER_MINUTE = int(os.environ.get("PROBE_RUNS_PER_MINUTE", "10"))
 
 LOGGING = {
     "version": 1,

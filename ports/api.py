@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from probes.models import ProbeResult
+
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
 from .models import CatalogVersion, ChecklistItem, Deployment, Requirement, StaleRevision
 from .renderers import ChecklistCSVRenderer
@@ -131,7 +133,8 @@ class ChecklistView(generics.GenericAPIView):
         headers = {}
         if request.accepted_renderer.format == "csv":
             headers["Content-Disposition"] = f'attachment; filename="checklist-{self.deployment.pk}.csv"'
-        return Response(ChecklistSerializer(self.deployment, context={"items": items}).data, headers=headers)
+        context = {"items": items, "latest_results": ProbeResult.objects.latest_for(self.deployment)}
+        return Response(ChecklistSerializer(self.deployment, context=context).data, headers=headers)
 
 
 class ChecklistItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -147,6 +150,14 @@ class ChecklistItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ChecklistItemSerializer if self.action == "list" else ChecklistItemDetailSerializer
+
+    def get_serializer(self, *args: object, **kwargs: object) -> serializers.Serializer:
+        items = args[0] if args else None
+        if items is not None:
+            ids = [item.pk for item in (items if kwargs.get("many") else [items])]
+            latest = ProbeResult.objects.filter(item__in=ids, is_latest=True)
+            kwargs["context"] = self.get_serializer_context() | {"latest_results": {r.item_id: r for r in latest}}
+        return super().get_serializer(*args, **kwargs)
 
     def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
         item = self.get_object()

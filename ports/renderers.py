@@ -24,6 +24,9 @@ CHECKLIST_COLUMNS = [
     "notes",
     "status",
     "status_changed_at",
+    "probe_state",
+    "probe_summary",
+    "probe_checked_at",
 ]
 
 
@@ -42,7 +45,16 @@ class ChecklistCSVRenderer(BaseRenderer):
             writer = csv.DictWriter(out, fieldnames=CHECKLIST_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for item in data["items"]:
-                writer.writerow({**item, "notes": " ".join(item["notes"])})
+                probe = item.get("probe") or {}
+                writer.writerow(
+                    {
+                        **item,
+                        "notes": " ".join(item["notes"]),
+                        "probe_state": probe.get("state", "not probed"),
+                        "probe_summary": probe.get("summary", ""),
+                        "probe_checked_at": probe.get("checked_at", ""),
+                    }
+                )
         else:
             writer = csv.writer(out)
             writer.writerow(["error"])

@@ -6,6 +6,9 @@ from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from probes.choices import ProbeState
+from probes.serializers import LatestResultSerializer, ResultHistorySerializer
+
 from .checklist import regenerate_checklist
 from .choices import HOST_ROLES, NETWORK_ROLES, Feature, ItemStatus
 from .models import (
@@ -343,6 +346,7 @@ class ChecklistItemSerializer(serializers.ModelSerializer):
     notes = serializers.SerializerMethodField()
     ports = serializers.CharField(read_only=True)
     etag = serializers.CharField(read_only=True)
+    probe = serializers.SerializerMethodField(help_text="The latest probe result, or null if never probed.")
 
     class Meta:
         model = ChecklistItem
@@ -371,8 +375,15 @@ class ChecklistItemSerializer(serializers.ModelSerializer):
             "status_changed_at",
             "revision",
             "etag",
+            "probe",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(LatestResultSerializer(allow_null=True))
+    def get_probe(self, item: ChecklistItem) -> dict | None:
+        # The view passes every item's latest result, fetched in one query.
+        result = self.context.get("latest_results", {}).get(item.pk)
+        return LatestResultSerializer(result).data if result else None
 
     def get_notes(self, item: ChecklistItem) -> list[str]:
         return [note["text"] for note in item.requirement.footnotes]
@@ -407,6 +418,7 @@ class ChecklistItemSerializer(serializers.ModelSerializer):
             "status_changed_at": DATETIME.to_representation(item.status_changed_at) if item.status_changed_at else None,
             "revision": item.revision,
             "etag": item.etag,
+            "probe": self.get_probe(item),
         }
 
 
@@ -423,12 +435,21 @@ class StatusChangeSerializer(serializers.ModelSerializer):
 
 class ChecklistItemDetailSerializer(ChecklistItemSerializer):
     history = StatusChangeSerializer(many=True, read_only=True)
+    probe_history = serializers.SerializerMethodField(help_text="Probe results, newest first (at most 50).")
 
     def to_representation(self, item: ChecklistItem) -> dict:
-        return super().to_representation(item) | {"history": self.fields["history"].to_representation(item.history)}
+        return super().to_representation(item) | {
+            "history": self.fields["history"].to_representation(item.history),
+            "probe_history": self.get_probe_history(item),
+        }
+
+    @extend_schema_field(ResultHistorySerializer(many=True))
+    def get_probe_history(self, item: ChecklistItem) -> list[dict]:
+        results = item.probe_results.exclude(state=ProbeState.PENDING).order_by("-checked_at", "-pk")[:50]
+        return ResultHistorySerializer(results, many=True).data
 
     class Meta(ChecklistItemSerializer.Meta):
-        fields = [*ChecklistItemSerializer.Meta.fields, "history"]
+        fields = [*ChecklistItemSerializer.Meta.fields, "history", "probe_history"]
         read_only_fields = fields
 
 
@@ -453,4 +474,4 @@ class ChecklistSerializer(serializers.Serializer):
 
     @extend_schema_field(ChecklistItemSerializer(many=True))
     def get_items(self, deployment: Deployment) -> list[dict]:
-        return ChecklistItemSerializer(self.context["items"], many=True).data
+        return ChecklistItemSerializer(self.context["items"], many=True, context=self.context).data

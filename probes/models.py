@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import datetime
+import math
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from ports.models import ChecklistItem, Deployment
+
+from .choices import FINISHED_STATUSES, PinSource, ProbeState, RunStatus
+
+
+def heartbeat_cutoff() -> datetime.datetime:
+    return timezone.now() - datetime.timedelta(seconds=settings.PROBE_HEARTBEAT_TIMEOUT)
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet):
+    def live(self) -> WorkerHeartbeatQuerySet:
+        return self.filter(last_seen__gte=heartbeat_cutoff())
+
+    def live_sites(self) -> set[str]:
+        return set(self.live().values_list("site", flat=True))
+
+
+class WorkerHeartbeat(models.Model):
+    """A probe worker consuming a site's queue, as last heard from."""
+
+    worker = models.CharField(max_length=200)
+    site = models.CharField(max_length=50)
+    started = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    objects = WorkerHeartbeatQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["site", "worker"]
+        constraints = [models.UniqueConstraint(fields=["site", "worker"], name="heartbeat_unique_worker")]
+
+    def __str__(self) -> str:
+        return f"{self.worker} in {self.site}"
+
+
+class ProbeRunQuerySet(models.QuerySet):
+    def started_recently_by(self, team: object) -> int:
+        since = timezone.now() - datetime.timedelta(minutes=1)
+        return self.filter(deployment__team=team, created__gte=since).count()
+
+
+class ProbeRun(models.Model):
+    """One request to probe some of a deployment's rules; results are ProbeResult rows."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="probe_runs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    timeout = models.FloatField(help_text="Seconds a probe waits for an answer.")
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    # Items still pending then are reported as not probed, so a site without a worker
+    # cannot hold the run open forever.
+    deadline = models.DateTimeField()
+    cancel_requested = models.BooleanField(default=False)
+
+    objects = ProbeRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["status", "deadline"], name="proberun_open_runs")]
+
+    def __str__(self) -> str:
+        return f"Probe run {self.pk} of {self.deployment}"
+
+    @classmethod
+    def start(cls, deployment: Deployment, user: object, items: list[ChecklistItem]) -> ProbeRun:
+        """Create the run and its pending results, then enqueue one task per site on commit.
+
+        Items whose site has no live worker are reported as not probed at once.
+        """
+        from .tasks import probe_site
+        from .worker import site_queue
+
+        timeout = settings.PROBE_TIMEOUT
+        ports = sum(item.port_end - item.port_start + 1 for item in items)
+        probing = math.ceil(ports / settings.PROBE_CONCURRENCY) * timeout * 2
+        deadline = timezone.now() + datetime.timedelta(seconds=settings.PROBE_QUEUE_GRACE + probing)
+        live = WorkerHeartbeat.objects.live_sites()
+        with transaction.atomic():
+            run = cls.objects.create(deployment=deployment, requested_by=user, timeout=timeout, deadline=deadline)
+            ProbeResult.objects.bulk_create(ProbeResult(run=run, item=item, site=item.source_site) for item in items)
+            sites = sorted({item.source_site for item in items})
+            for site in sites:
+                if site not in live:
+                    run.abandon_pending(f"no live probe worker in site {site!r}", sites=[site])
+            run.finish_if_complete()
+            for site in sites:
+                if site in live:
+                    transaction.on_commit(
+                        lambda site=site: probe_site.apply_async(
+                            (run.pk, site), queue=site_queue(site), task_id=f"probe-run-{run.pk}-{site}"
+                        )
+                    )
+        return run
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def counts(self) -> dict[str, int]:
+        rows = self.results.order_by().values_list("state").annotate(n=Count("pk"))
+        return dict(rows)
+
+    def mark_running(self) -> None:
+        """queued -> running, once, whichever site's task gets there first."""
+        ProbeRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started=timezone.now()
+        )
+
+    def abandon_pending(self, reason: str, sites: list[str] | None = None) -> int:
+        """Report the pending items (of some sites) as not probed, saying why."""
+        pending = self.results.filter(state=ProbeState.PENDING)
+        if sites is not None:
+            pending = pending.filter(site__in=sites)
+        return pending.update(
+            state=ProbeState.NOT_PROBED, summary=reason, evidence={"reason": reason}, checked_at=timezone.now()
+        )
+
+    def finish_if_complete(self) -> bool:
+        """Close the run once no item is pending; its status says how far it got."""
+        counts = self.counts()
+        if counts.get(ProbeState.PENDING):
+            return False
+        not_probed, total = counts.get(ProbeState.NOT_PROBED, 0), sum(counts.values())
+        if self.cancel_requested or ProbeRun.objects.filter(pk=self.pk, cancel_requested=True).exists():
+            status = RunStatus.CANCELLED
+        elif total and not_probed == total:
+            status = RunStatus.FAILED
+        elif not_probed:
+            status = RunStatus.PARTLY_DONE
+        else:
+            status = RunStatus.DONE
+        updated = ProbeRun.objects.filter(pk=self.pk, finished__isnull=True).update(
+            status=status, finished=timezone.now()
+        )
+        if updated:
+            self.status = status
+        return True
+
+    def expire_if_overdue(self) -> None:
+        if not self.is_finished and timezone.now() >= self.deadline:
+            self.abandon_pending("no worker of the site answered before the run's deadline")
+            self.finish_if_complete()
+            self.refresh_from_db()
+
+    def cancel(self) -> None:
+        ProbeRun.objects.filter(pk=self.pk).update(cancel_requested=True)
+        self.cancel_requested = True
+        self.abandon_pending("cancelled")
+        self.finish_if_complete()
+        self.refresh_from_db()
+
+
+class ProbeResultQuerySet(models.QuerySet):
+    def latest_for(self, deployment: Deployment) -> dict[int, ProbeResult]:
+        """Each item's latest probed result, by item id, in one query."""
+        results = self.filter(item__deployment=deployment, is_latest=True)
+        return {result.item_id: result for result in results}
+
+
+class ProbeResult(models.Model):
+    """What one run found for one checklist item. Created pending with the run; written once."""
+
+    run = models.ForeignKey(ProbeRun, on_delete=models.CASCADE, related_name="results")
+    item = models.ForeignKey(ChecklistItem, on_delete=models.CASCADE, related_name="probe_results")
+    site = models.CharField(max_length=50, help_text="The probe site of the item's source.")
+    state = models.CharField(max_length=12, choices=ProbeState.choices, default=ProbeState.PENDING)
+    summary = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    address = models.CharField(max_length=64, blank=True, help_text="The address the probe connected to.")
+    worker = models.CharField(max_length=200, blank=True)
+    evidence = models.JSONField(default=dict)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # The item's state before this result, so that a change (open -> filtered) stands out.
+    previous_state = models.CharField(max_length=12, choices=ProbeState.choices, blank=True)
+    is_latest = models.BooleanField(default=False)
+
+    objects = ProbeResultQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "item"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "item"], name="proberesult_unique_item"),
+            models.UniqueConstraint(fields=["item"], condition=Q(is_latest=True), name="proberesult_one_latest"),
+        ]
+        indexes = [models.Index(fields=["run", "state"], name="proberesult_progress")]
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.state}"
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.previous_state) and self.previous_state != self.state
+
+    @property
+    def regression(self) -> bool:
+        """It was open and now is not: a rule that worked broke."""
+        return self.previous_state == ProbeState.OPEN and self.state != ProbeState.OPEN
+
+    @classmethod
+    @transaction.atomic
+    def record(cls, run_id: int, worker: str, outcomes: dict[int, dict]) -> int:
+        """Write the outcomes of some of a run's items, by item id; returns how many were written.
+
+        Only pending rows are written, so a redelivered task that probes an item again
+        changes nothing. Each item's previous latest result gives `previous_state`.
+        """
+        ids = sorted(outcomes)
+        # Lock the items so that two runs recording the same item take turns.
+        list(ChecklistItem.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        pending = list(cls.objects.filter(run_id=run_id, item_id__in=ids, state=ProbeState.PENDING))
+        if not pending:
+            return 0
+        previous = {r.item_id: r for r in cls.objects.filter(item_id__in=[p.item_id for p in pending], is_latest=True)}
+        now = timezone.now()
+        for result in pending:
+            for name, value in outcomes[result.item_id].items():
+                setattr(result, name, value)
+            before = previous.get(result.item_id)
+            result.previous_state = before.state if before else ""
+            result.worker, result.checked_at, result.is_latest = worker, now, True
+        cls.objects.filter(pk__in=[r.pk for r in previous.values()]).update(is_latest=False)
+        cls.objects.bulk_update(pending, fields=[*RESULT_FIELDS, "previous_state", "worker", "checked_at", "is_latest"])
+        return len(pending)
+
+
+# What a probe reports for an item.
+RESULT_FIELDS = ["state", "summary", "latency_ms", "address", "evidence"]
+
+
+class TlsPin(models.Model):
+    """The certificate public key a TLS service of a deployment is expected to present."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="tls_pins")
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField()
+    pin = models.CharField(max_length=60, help_text="sha256/<base64 of the SubjectPublicKeyInfo's SHA-256>")
+    issuer = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=12, choices=PinSource.choices)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["deployment", "host", "port"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "host", "port"], name="tlspin_unique_service")]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} {self.pin}"

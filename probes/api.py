@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils.functional import cached_property
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ports.models import Appliance, Deployment, Host, PeerNetwork
+
+from .models import ProbeRun, TlsPin, WorkerHeartbeat
+from .serializers import (
+    ProbeRunDetailSerializer,
+    ProbeRunRequestSerializer,
+    ProbeRunSerializer,
+    TlsPinSerializer,
+    WorkerHeartbeatSerializer,
+)
+
+
+class DeploymentScoped:
+    """A view under /api/deployments/{pk}/ that only the deployment's team reaches."""
+
+    @cached_property
+    def deployment(self) -> Deployment:
+        return get_object_or_404(Deployment.objects.for_user(self.request.user), pk=self.kwargs["pk"])
+
+
+class DeploymentProbeRunsView(DeploymentScoped, generics.ListCreateAPIView):
+    """A deployment's probe runs; POST starts one (all items, or a selection)."""
+
+    serializer_class = ProbeRunSerializer
+
+    def get_queryset(self) -> QuerySet[ProbeRun]:
+        if getattr(self, "swagger_fake_view", False):
+            return ProbeRun.objects.none()
+        return self.deployment.probe_runs.all()
+
+    @extend_schema(request=ProbeRunRequestSerializer, responses={202: ProbeRunSerializer})
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        selection = ProbeRunRequestSerializer(data=request.data, context={"deployment": self.deployment})
+        selection.is_valid(raise_exception=True)
+        items = selection.selected_items()
+        if ProbeRun.objects.started_recently_by(self.deployment.team) >= settings.PROBE_RUNS_PER_MINUTE:
+            raise exceptions.Throttled(wait=60, detail="Your team started too many probe runs in the last minute.")
+        run = ProbeRun.start(self.deployment, request.user, items)
+        headers = {"Location": f"/api/probe-runs/{run.pk}/"}
+        return Response(ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class ProbeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    def get_queryset(self) -> QuerySet[ProbeRun]:
+        if getattr(self, "swagger_fake_view", False):
+            return ProbeRun.objects.none()
+        return ProbeRun.objects.filter(deployment__team__members=self.request.user)
+
+    def get_serializer_class(self) -> type:
+        return ProbeRunSerializer if self.action == "list" else ProbeRunDetailSerializer
+
+    def get_object(self) -> ProbeRun:
+        run = super().get_object()
+        # Without a beat process the deadline is still kept: reading an overdue run closes it.
+        run.expire_if_overdue()
+        return run
+
+    def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
+        run = self.get_object()
+        run = ProbeRun.objects.prefetch_related("results__item__requirement").get(pk=run.pk)
+        return Response(self.get_serializer(run).data)
+
+    @extend_schema(request=None, responses={200: ProbeRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        if not run.is_finished:
+            run.cancel()
+        return Response(ProbeRunSerializer(run).data)
+
+
+class ProbeSitesView(APIView):
+    """The probe sites your deployments use and those with live workers."""
+
+    @extend_schema(responses={200: {"type": "object"}})
+    def get(self, request: Request) -> Response:
+        deployments = Deployment.objects.for_user(request.user)
+        used = set()
+        for model in (Appliance, Host, PeerNetwork):
+            used |= set(model.objects.filter(deployment__in=deployments).values_list("site", flat=True))
+        workers = WorkerHeartbeat.objects.live()
+        live = {w.site for w in workers}
+        sites = [
+            {
+                "site": site,
+                "live_worker": site in live,
+                "used_by_your_deployments": site in used,
+                "workers": WorkerHeartbeatSerializer([w for w in workers if w.site == site], many=True).data,
+            }
+            for site in sorted(used | live)
+        ]
+        return Response({"sites": sites})
+
+
+class DeploymentTlsPinsView(DeploymentScoped, generics.ListCreateAPIView):
+    """Expected TLS public keys; a probe that sees another key reports intercepted."""
+
+    serializer_class = TlsPinSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[TlsPin]:
+        if getattr(self, "swagger_fake_view", False):
+            return TlsPin.objects.none()
+        return self.deployment.tls_pins.all()
+
+    def perform_create(self, serializer: TlsPinSerializer) -> None:
+        data = serializer.validated_data
+        pin, _ = TlsPin.objects.update_or_create(
+            deployment=self.deployment,
+            host=data["host"],
+            port=data["port"],
+            defaults={"pin": data["pin"], "source": "expected", "issuer": ""},
+        )
+        serializer.instance = pin
+
+
+class TlsPinViewSet(mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Forget a pin: the next probe trusts what it sees first."""
+
+    serializer_class = TlsPinSerializer
+
+    def get_queryset(self) -> QuerySet[TlsPin]:
+        if getattr(self, "swagger_fake_view", False):
+            return TlsPin.objects.none()
+        return TlsPin.objects.filter(deployment__team__members=self.request.user)

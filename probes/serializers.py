@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ports.choices import ItemStatus
+from ports.models import ChecklistItem, Deployment
+
+from .choices import ProbeState
+from .engine import parse_pin
+from .models import ProbeResult, ProbeRun, TlsPin, WorkerHeartbeat
+
+
+class ProbeResultSerializer(serializers.ModelSerializer):
+    requirement = serializers.CharField(source="item.requirement.uid", read_only=True)
+    source = serializers.CharField(source="item.source", read_only=True)
+    destination = serializers.CharField(source="item.destination", read_only=True)
+    protocol = serializers.CharField(source="item.protocol", read_only=True)
+    ports = serializers.CharField(source="item.ports", read_only=True)
+    changed = serializers.BooleanField(read_only=True, help_text="The state differs from the item's previous one.")
+    regression = serializers.BooleanField(read_only=True, help_text="It was open and now is not.")
+
+    class Meta:
+        model = ProbeResult
+        fields = [
+            "run",
+            "item",
+            "requirement",
+            "source",
+            "destination",
+            "protocol",
+            "ports",
+            "site",
+            "state",
+            "summary",
+            "latency_ms",
+            "address",
+            "worker",
+            "evidence",
+            "checked_at",
+            "previous_state",
+            "changed",
+            "regression",
+        ]
+        read_only_fields = fields
+
+
+class LatestResultSerializer(serializers.ModelSerializer):
+    """An item's latest probe result, as the checklist shows it."""
+
+    changed = serializers.BooleanField(read_only=True)
+    regression = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ProbeResult
+        fields = [
+            "run",
+            "state",
+            "summary",
+            "latency_ms",
+            "site",
+            "checked_at",
+            "previous_state",
+            "changed",
+            "regression",
+        ]
+        read_only_fields = fields
+
+
+class ResultHistorySerializer(LatestResultSerializer):
+    """One entry of an item's probe history, with its evidence."""
+
+    class Meta(LatestResultSerializer.Meta):
+        fields = [*LatestResultSerializer.Meta.fields, "address", "worker", "evidence"]
+        read_only_fields = fields
+
+
+class ProbeRunSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    sites = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProbeRun
+        fields = [
+            "id",
+            "deployment",
+            "status",
+            "progress",
+            "sites",
+            "timeout",
+            "created",
+            "started",
+            "finished",
+            "deadline",
+            "cancel_requested",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, run: ProbeRun) -> dict:
+        counts = self.context.get("counts") or run.counts()
+        total = sum(counts.values())
+        return {"done": total - counts.get(ProbeState.PENDING, 0), "total": total, "by_state": counts}
+
+    def get_sites(self, run: ProbeRun) -> list[dict]:
+        live = self.context.get("live_sites")
+        if live is None:
+            live = WorkerHeartbeat.objects.live_sites()
+        sites = sorted(set(run.results.values_list("site", flat=True)))
+        return [{"site": site, "live_worker": site in live} for site in sites]
+
+
+class ProbeRunDetailSerializer(ProbeRunSerializer):
+    results = ProbeResultSerializer(many=True, read_only=True)
+
+    class Meta(ProbeRunSerializer.Meta):
+        fields = [*ProbeRunSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+
+class ProbeRunRequestSerializer(serializers.Serializer):
+    """Which items to probe: all of them, the listed ids, or those with the listed statuses."""
+
+    items = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False)
+    status = serializers.ListField(child=serializers.ChoiceField(ItemStatus.choices), required=False, allow_empty=False)
+
+    def validate_items(self, ids: list[int]) -> list[int]:
+        deployment: Deployment = self.context["deployment"]
+        known = set(deployment.checklist.filter(pk__in=ids).values_list("pk", flat=True))
+        unknown = sorted(set(ids) - known)
+        if unknown:
+            raise serializers.ValidationError(
+                f"Not items of this deployment's checklist: {', '.join(map(str, unknown))}. "
+                "Probes only test the deployment's own rules."
+            )
+        return ids
+
+    def selected_items(self) -> list[ChecklistItem]:
+        items = self.context["deployment"].checklist.all()
+        if "items" in self.validated_data:
+            items = items.filter(pk__in=self.validated_data["items"])
+        if "status" in self.validated_data:
+            items = items.filter(status__in=self.validated_data["status"])
+        items = list(items.only("pk", "source_site", "port_start", "port_end"))
+        if not items:
+            raise serializers.ValidationError({"items": ["No checklist item matches this selection."]})
+        return items
+
+
+class WorkerHeartbeatSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WorkerHeartbeat
+        fields = ["site", "worker", "started", "last_seen"]
+
+
+class TlsPinSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TlsPin
+        fields = ["id", "host", "port", "pin", "issuer", "source", "created"]
+        read_only_fields = ["id", "issuer", "source", "created"]
+
+    def validate_pin(self, value: str) -> str:
+        try:
+            return parse_pin(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc

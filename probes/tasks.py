@@ -1,0 +1,139 @@
+"""Celery tasks: probe a run's items of one site, from a worker in that site."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from celery import shared_task
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from .choices import PinSource, ProbeState, RunStatus
+from .engine import Check, CheckResult, Engine
+from .models import ProbeResult, ProbeRun, TlsPin
+
+log = logging.getLogger(__name__)
+
+# How often results are written while a run is probed (and a cancel is noticed).
+FLUSH_INTERVAL = 0.25
+
+
+@shared_task
+def probe_site(run_id: int, site: str) -> None:
+    """Probe the run's pending items whose source sits in `site`.
+
+    Delivered again if its worker dies: only items still pending are probed, and a
+    result is written once, so nothing is lost and nothing is duplicated.
+    """
+    run = ProbeRun.objects.select_related("deployment").filter(pk=run_id).first()
+    if run is None or run.is_finished:
+        return
+    run.mark_running()
+    pending = list(
+        run.results.filter(state=ProbeState.PENDING, site=site).select_related("item__requirement").order_by("item")
+    )
+    checks, refused = build_checks(run, pending)
+    worker = f"{socket.gethostname()}:{site}"
+    if refused:
+        ProbeResult.record(run.pk, worker, refused)
+    engine = Engine(
+        timeout=run.timeout, concurrency=settings.PROBE_CONCURRENCY, per_destination=settings.PROBE_PER_DESTINATION
+    )
+    seen_pins = asyncio.run(probe_and_record(run.pk, checks, engine, worker))
+    remember_first_pins(run, seen_pins)
+    run.finish_if_complete()
+
+
+def build_checks(run: ProbeRun, pending: list[ProbeResult]) -> tuple[list[Check], dict[int, dict]]:
+    """The engine's checks for pending results; anything that is not a rule of the run's
+    deployment is refused, so the portal can never be turned into a port scanner."""
+    pins = dict(((host, port), pin) for host, port, pin in run.deployment.tls_pins.values_list("host", "port", "pin"))
+    checks, refused = [], {}
+    for result in pending:
+        item = result.item
+        if item.deployment_id != run.deployment_id:
+            reason = "refused: not a rule of this deployment's checklist"
+            refused[item.pk] = {"state": ProbeState.ERROR, "summary": reason, "evidence": {"reason": reason}}
+            continue
+        checks.append(
+            Check(
+                key=item.pk,
+                host=item.destination,
+                port_start=item.port_start,
+                port_end=item.port_end,
+                protocol=item.protocol,
+                service=item.requirement.service,
+                expected_pin=pins.get((item.destination, item.port_start), ""),
+            )
+        )
+    return checks, refused
+
+
+def outcome(result: CheckResult) -> dict:
+    return {
+        "state": result.state,
+        "summary": result.summary,
+        "latency_ms": result.latency_ms,
+        "address": result.address,
+        "evidence": result.evidence,
+    }
+
+
+async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, worker: str) -> dict[tuple, dict]:
+    """Run the engine, writing results as they come (every FLUSH_INTERVAL) from a database
+    thread, and stop when the run is cancelled. Returns the TLS certificates seen."""
+    loop = asyncio.get_running_loop()
+    buffer: dict[int, dict] = {}
+    seen_pins: dict[tuple, dict] = {}
+
+    def on_result(check: Check, result: CheckResult) -> None:
+        buffer[check.key] = outcome(result)
+        if "pin" in result.evidence and result.state == ProbeState.OPEN:
+            seen_pins[(check.host, check.port_start)] = result.evidence
+
+    def flush(batch: dict[int, dict]) -> bool:
+        if batch:
+            ProbeResult.record(run_id, worker, batch)
+        return ProbeRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-db") as database:
+        probing = asyncio.ensure_future(engine.run(checks, on_result))
+        try:
+            while True:
+                await asyncio.wait({probing}, timeout=FLUSH_INTERVAL)
+                batch = dict(buffer)
+                buffer.clear()
+                cancelled = await loop.run_in_executor(database, flush, batch)
+                if probing.done():
+                    probing.result()
+                    break
+                if cancelled:
+                    probing.cancel()
+                    break
+        finally:
+            await loop.run_in_executor(database, connections.close_all)
+    return seen_pins
+
+
+def remember_first_pins(run: ProbeRun, seen: dict[tuple, dict]) -> None:
+    """Trust on first use: the first certificate a TLS service shows is the one expected later."""
+    for (host, port), evidence in seen.items():
+        TlsPin.objects.get_or_create(
+            deployment=run.deployment,
+            host=host,
+            port=port,
+            defaults={"pin": evidence["pin"], "issuer": evidence["issuer"], "source": PinSource.FIRST_SEEN},
+        )
+
+
+@shared_task
+def expire_overdue_runs() -> int:
+    """Close runs past their deadline (beat, every 15 s): their pending items were not probed."""
+    overdue = ProbeRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING], deadline__lte=timezone.now())
+    for run in overdue:
+        run.expire_if_overdue()
+    return len(overdue)
