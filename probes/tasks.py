@@ -8,6 +8,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -43,7 +44,11 @@ def probe_site(run_id: int, site: str) -> None:
     engine = Engine(
         timeout=run.timeout, concurrency=settings.PROBE_CONCURRENCY, per_destination=settings.PROBE_PER_DESTINATION
     )
-    seen_pins = asyncio.run(probe_and_record(run.pk, checks, engine, worker))
+    try:
+        seen_pins = asyncio.run(probe_and_record(run.pk, checks, engine, worker))
+    except SoftTimeLimitExceeded:
+        run.abandon_pending(f"the probe task of site {site!r} ran out of time", sites=[site])
+        seen_pins = {}
     remember_first_pins(run, seen_pins)
     run.finish_if_complete()
 

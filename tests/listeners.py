@@ -7,7 +7,9 @@ another process probes them over real sockets. Every address is on 127.0.0.0/8.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
+import hashlib
 import socket
 import ssl
 import struct
@@ -51,9 +53,6 @@ def self_signed(common_name: str, issuer_name: str | None = None) -> tuple[Path,
     key_path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    import base64
-    import hashlib
-
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return cert_path, key_path, "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
@@ -67,17 +66,25 @@ class Listeners:
         self.thread.start()
         self.closers: list[Callable[[], None]] = []
         self.held: list[socket.socket] = []
+        self.accepted: dict[tuple[str, int], int] = {}
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
 
     def close(self) -> None:
-        for close in self.closers:
-            self.loop.call_soon_threadsafe(close)
+        """Stop every service and free its port before returning."""
+
+        async def close_all() -> None:
+            for close in self.closers:
+                close()
+            await asyncio.sleep(0.05)  # let the transports finish closing
+
+        self._call(close_all())
         for sock in self.held:
             sock.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
     def _tcp(self, host: str, handler, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> int:
         async def start():
@@ -108,17 +115,19 @@ class Listeners:
     # --- The cases ----------------------------------------------------------------
 
     def open_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Accepts and closes: a service answered."""
+        """Accepts and closes: a service answered. Counts the connections in `accepted`."""
 
         async def handle(reader, writer):
+            self.accepted[(host, port)] = self.accepted.get((host, port), 0) + 1
             writer.close()
 
         return self._tcp(host, handle, port)
 
-    def filtered(self, host: str = "127.0.0.1") -> int:
+    def filtered(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """A listener whose accept queue is full: the kernel drops further SYNs, as a DROP rule does."""
         server = socket.socket()
-        server.bind((host, 0))
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, port))
         server.listen(0)
         port = server.getsockname()[1]
         self.held.append(server)
@@ -129,7 +138,9 @@ class Listeners:
             self.held.append(client)
         return port
 
-    def smtp(self, host: str = "127.0.0.1", banner: str = "220 mx.example.test ESMTP ready", starttls=True) -> int:
+    def smtp(
+        self, host: str = "127.0.0.1", port: int = 0, banner: str = "220 mx.example.test ESMTP ready", starttls=True
+    ) -> int:
         async def handle(reader, writer):
             writer.write(banner.encode() + b"\r\n")
             while line := await reader.readline():
@@ -141,7 +152,7 @@ class Listeners:
                     break
             writer.close()
 
-        return self._tcp(host, handle)
+        return self._tcp(host, handle, port)
 
     def tls(self, cert: Path, key: Path, host: str = "127.0.0.1", port: int = 0) -> int:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -153,7 +164,7 @@ class Listeners:
 
         return self._tcp(host, handle, port, ssl_context=context)
 
-    def dns(self, host: str = "127.0.0.1") -> int:
+    def dns(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """A DNS server answering REFUSED-free NOERROR with one answer, on UDP and TCP of one port."""
 
         def reply(query: bytes) -> bytes:
@@ -167,20 +178,20 @@ class Listeners:
             await writer.drain()
             writer.close()
 
-        port = self._tcp(host, handle)
+        port = self._tcp(host, handle, port)
         self._udp(host, reply, port)
         return port
 
-    def sql_browser(self, host: str = "127.0.0.1") -> int:
+    def sql_browser(self, host: str = "127.0.0.1", port: int = 0) -> int:
         def answer(request: bytes) -> bytes | None:
             if request[:1] not in (b"\x02", b"\x03"):
                 return None
             text = b"ServerName;SQL1;InstanceName;MSSQLSERVER;IsClustered;No;Version;16.0.1000.6;tcp;1433;;"
             return b"\x05" + struct.pack("<H", len(text)) + text
 
-        return self._udp(host, answer)
+        return self._udp(host, answer, port)
 
-    def ldap(self, host: str = "127.0.0.1") -> int:
+    def ldap(self, host: str = "127.0.0.1", port: int = 0) -> int:
         def ber(tag: int, content: bytes) -> bytes:
             return bytes([tag, len(content)]) + content
 
@@ -193,4 +204,4 @@ class Listeners:
             await writer.drain()
             writer.close()
 
-        return self._tcp(host, handle)
+        return self._tcp(host, handle, port)
