@@ -37,7 +37,11 @@ class MeView(APIView):
 
 
 class CatalogVersionViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = CatalogVersion.objects.select_related("product").annotate(requirement_count=Count("requirements"))
+    queryset = (
+        CatalogVersion.objects.select_related("product")
+        .annotate(requirement_count=Count("requirements"))
+        .order_by("product__name", "-loaded_at")
+    )
     serializer_class = CatalogVersionSerializer
 
 

@@ -137,9 +137,10 @@ class DeploymentQuerySet(models.QuerySet):
         return self.filter(team__members=user)
 
     def with_status_counts(self) -> DeploymentQuerySet:
+        # Meta.ordering does not apply to aggregating queries: order explicitly.
         return self.annotate(
             **{f"count_{s}": models.Count("checklist", filter=Q(checklist__status=s)) for s in ItemStatus.values}
-        )
+        ).order_by("team__name", "name")
 
 
 def default_features() -> list[str]:

@@ -39,7 +39,7 @@ class DeploymentProbeRunsView(DeploymentScoped, generics.ListCreateAPIView):
     def get_queryset(self) -> QuerySet[ProbeRun]:
         if getattr(self, "swagger_fake_view", False):
             return ProbeRun.objects.none()
-        return self.deployment.probe_runs.all()
+        return self.deployment.probe_runs.with_progress()
 
     @extend_schema(request=ProbeRunRequestSerializer, responses={202: ProbeRunSerializer})
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
@@ -57,7 +57,7 @@ class ProbeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self) -> QuerySet[ProbeRun]:
         if getattr(self, "swagger_fake_view", False):
             return ProbeRun.objects.none()
-        return ProbeRun.objects.filter(deployment__team__members=self.request.user)
+        return ProbeRun.objects.filter(deployment__team__members=self.request.user).with_progress()
 
     def get_serializer_class(self) -> type:
         return ProbeRunSerializer if self.action == "list" else ProbeRunDetailSerializer

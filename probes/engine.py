@@ -246,7 +246,14 @@ def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResul
 
 
 def _port_list(ports: list[int]) -> str:
-    return ", ".join(str(p) for p in ports)
+    """17500, 17501, 17502, 17510 -> "17500-17502, 17510"."""
+    runs: list[list[int]] = []
+    for port in sorted(ports):
+        if runs and port == runs[-1][-1] + 1:
+            runs[-1].append(port)
+        else:
+            runs.append([port])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 # --- Services over TCP ----------------------------------------------------------------

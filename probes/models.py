@@ -44,6 +44,12 @@ class WorkerHeartbeat(models.Model):
 
 
 class ProbeRunQuerySet(models.QuerySet):
+    def with_progress(self) -> ProbeRunQuerySet:
+        # Meta.ordering does not apply to aggregating queries: order explicitly.
+        return self.annotate(
+            n_total=Count("results"), n_pending=Count("results", filter=Q(results__state=ProbeState.PENDING))
+        ).order_by("-created", "-pk")
+
     def started_recently_by(self, team: object) -> int:
         since = timezone.now() - datetime.timedelta(minutes=1)
         return self.filter(deployment__team=team, created__gte=since).count()
@@ -107,6 +113,15 @@ class ProbeRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    def progress(self) -> dict[str, int]:
+        """Items done and in all (from with_progress() annotations when present)."""
+        if hasattr(self, "n_total"):
+            total, pending = self.n_total, self.n_pending
+        else:
+            counts = self.counts()
+            total, pending = sum(counts.values()), counts.get(ProbeState.PENDING, 0)
+        return {"done": total - pending, "total": total}
 
     def counts(self) -> dict[str, int]:
         rows = self.results.order_by().values_list("state").annotate(n=Count("pk"))

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ports.choices import ItemStatus
 from ports.models import ChecklistItem, Deployment
 
-from .choices import ProbeState
 from .engine import parse_pin
 from .models import ProbeResult, ProbeRun, TlsPin, WorkerHeartbeat
 
@@ -75,8 +75,7 @@ class ResultHistorySerializer(LatestResultSerializer):
 
 
 class ProbeRunSerializer(serializers.ModelSerializer):
-    progress = serializers.SerializerMethodField()
-    sites = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField(help_text="Items done and in all.")
 
     class Meta:
         model = ProbeRun
@@ -85,7 +84,6 @@ class ProbeRunSerializer(serializers.ModelSerializer):
             "deployment",
             "status",
             "progress",
-            "sites",
             "timeout",
             "created",
             "started",
@@ -95,25 +93,28 @@ class ProbeRunSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field({"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}})
     def get_progress(self, run: ProbeRun) -> dict:
-        counts = self.context.get("counts") or run.counts()
-        total = sum(counts.values())
-        return {"done": total - counts.get(ProbeState.PENDING, 0), "total": total, "by_state": counts}
-
-    def get_sites(self, run: ProbeRun) -> list[dict]:
-        live = self.context.get("live_sites")
-        if live is None:
-            live = WorkerHeartbeat.objects.live_sites()
-        sites = sorted(set(run.results.values_list("site", flat=True)))
-        return [{"site": site, "live_worker": site in live} for site in sites]
+        return run.progress()
 
 
 class ProbeRunDetailSerializer(ProbeRunSerializer):
+    by_state = serializers.SerializerMethodField(help_text="Items per probe state.")
+    sites = serializers.SerializerMethodField(help_text="The run's sites, and whether a worker serves each now.")
     results = ProbeResultSerializer(many=True, read_only=True)
 
     class Meta(ProbeRunSerializer.Meta):
-        fields = [*ProbeRunSerializer.Meta.fields, "results"]
+        fields = [*ProbeRunSerializer.Meta.fields, "by_state", "sites", "results"]
         read_only_fields = fields
+
+    def get_by_state(self, run: ProbeRun) -> dict[str, int]:
+        return run.counts()
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}})
+    def get_sites(self, run: ProbeRun) -> list[dict]:
+        live = WorkerHeartbeat.objects.live_sites()
+        sites = sorted({result.site for result in run.results.all()})
+        return [{"site": site, "live_worker": site in live} for site in sites]
 
 
 class ProbeRunRequestSerializer(serializers.Serializer):
