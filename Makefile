@@ -40,6 +40,7 @@ format: $(VENV)/.installed
 bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key
 bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/checklist_api.py
+	scripts/with-services $(PY) bench/probe_run.py
 
 clean:
 	rm -rf $(VENV) var

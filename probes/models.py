@@ -232,26 +232,33 @@ class ProbeResult(models.Model):
         changes nothing. Each item's previous latest result gives `previous_state`.
         """
         ids = sorted(outcomes)
-        # Lock the items so that two runs recording the same item take turns.
+        # Lock the items so that two writers of the same item (a redelivered task, another
+        # run) take turns; the second finds nothing pending.
         list(ChecklistItem.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-        pending = list(cls.objects.filter(run_id=run_id, item_id__in=ids, state=ProbeState.PENDING))
-        if not pending:
+        pending = cls.objects.filter(run_id=run_id, item_id__in=ids, state=ProbeState.PENDING)
+        written = {item_id: site for item_id, site in pending.values_list("item_id", "site")}
+        if not written:
             return 0
-        previous = {r.item_id: r for r in cls.objects.filter(item_id__in=[p.item_id for p in pending], is_latest=True)}
+        previous = cls.objects.filter(item_id__in=written, is_latest=True)
+        previous_state = dict(previous.values_list("item_id", "state"))
+        previous.update(is_latest=False)
+        # Replacing the pending rows is much faster than bulk_update() of a thousand of them.
+        pending.filter(item_id__in=written).delete()
         now = timezone.now()
-        for result in pending:
-            for name, value in outcomes[result.item_id].items():
-                setattr(result, name, value)
-            before = previous.get(result.item_id)
-            result.previous_state = before.state if before else ""
-            result.worker, result.checked_at, result.is_latest = worker, now, True
-        cls.objects.filter(pk__in=[r.pk for r in previous.values()]).update(is_latest=False)
-        cls.objects.bulk_update(pending, fields=[*RESULT_FIELDS, "previous_state", "worker", "checked_at", "is_latest"])
-        return len(pending)
-
-
-# What a probe reports for an item.
-RESULT_FIELDS = ["state", "summary", "latency_ms", "address", "evidence"]
+        cls.objects.bulk_create(
+            cls(
+                run_id=run_id,
+                item_id=item_id,
+                site=site,
+                worker=worker,
+                checked_at=now,
+                previous_state=previous_state.get(item_id, ""),
+                is_latest=True,
+                **outcomes[item_id],
+            )
+            for item_id, site in written.items()
+        )
+        return len(written)
 
 
 class TlsPin(models.Model):

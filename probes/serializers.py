@@ -140,7 +140,7 @@ class ProbeRunRequestSerializer(serializers.Serializer):
             items = items.filter(pk__in=self.validated_data["items"])
         if "status" in self.validated_data:
             items = items.filter(status__in=self.validated_data["status"])
-        items = list(items.only("pk", "source_site", "port_start", "port_end"))
+        items = list(items)
         if not items:
             raise serializers.ValidationError({"items": ["No checklist item matches this selection."]})
         return items

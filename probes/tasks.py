@@ -110,10 +110,12 @@ async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, wor
         try:
             while True:
                 await asyncio.wait({probing}, timeout=FLUSH_INTERVAL)
+                # Whether probing had ended before this flush: then the flush holds every result.
+                finished = probing.done()
                 batch = dict(buffer)
                 buffer.clear()
                 cancelled = await loop.run_in_executor(database, flush, batch)
-                if probing.done():
+                if finished:
                     probing.result()
                     break
                 if cancelled:

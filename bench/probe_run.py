@@ -1,0 +1,215 @@
+#!/usr/bin/env python
+"""Wall time of a probe run of 1,000 checks through the whole path, against two references.
+
+1,000 loopback checks: 100 addresses (127.90.0.1-100) x 10 ports, of which 3 answer
+(open), 4 have nothing listening (refused) and 3 drop the SYN (filtered: a listener
+whose accept queue is full). The run goes through the whole path: the API starts it,
+Redis carries the task, a Celery worker process probes and writes to PostgreSQL, and
+the API is polled until the run is finished. The references, measured in the same run
+with the same timeout: a bare asyncio connect sweep of the same 1,000 ports, and
+`nmap -sT` with the same fixed timeout and no retries (installed with apt if missing).
+
+Needs DATABASE_URL and REDIS_URL: run it as `make bench` (which starts both).
+Sends traffic to 127.90.0.0/24 only.
+
+    python bench/probe_run.py [--timeout 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--timeout", type=float, default=3.0, help="seconds a probe waits (default 3, the portal's)")
+parser.add_argument("--rounds", type=int, default=3, help="rounds of the three measurements (default 3)")
+ARGS = parser.parse_args()
+os.environ["PROBE_TIMEOUT"] = str(ARGS.timeout)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from ports.models import ChecklistItem, Requirement, Team  # noqa: E402
+from ports.serializers import DeploymentSerializer  # noqa: E402
+from tests.listeners import Listeners  # noqa: E402
+from tests.probe_worker import Worker, flush_broker  # noqa: E402
+
+HOSTS = [f"127.90.0.{n}" for n in range(1, 101)]
+PORTS = list(range(41001, 41011))
+OPEN, REFUSED, FILTERED = PORTS[:3], PORTS[3:7], PORTS[7:]
+
+
+def serve(listeners: Listeners) -> None:
+    for host in HOSTS:
+        for port in OPEN:
+            listeners.open_tcp(host, port)
+        for port in FILTERED:
+            listeners.filtered(host, port)
+
+
+def prepare_deployment() -> tuple[int, Client]:
+    """A deployment whose checklist is the 1,000 checks (plain TCP connects)."""
+    call_command("load_catalog", verbosity=0)
+    user = get_user_model().objects.create_user("bench")
+    Team.objects.create(name="Bench").members.add(user)
+    serializer = DeploymentSerializer(
+        data={"team": "Bench", "name": "Probe bench", "appliances": [{"hostname": "esa", "p1_address": "127.90.1.1"}]}
+    )
+    serializer.is_valid(raise_exception=True)
+    deployment = serializer.save()
+    # Rows written directly: the catalog has no 1,000 distinct ports, the bench needs them.
+    plain = Requirement.objects.get(version=deployment.catalog_version, uid="fes.off-appliance.50800-tcp")
+    deployment.checklist.all().delete()
+    ChecklistItem.objects.bulk_create(
+        ChecklistItem(
+            deployment=deployment,
+            requirement=plain,
+            key=f"bench-{host}-{port}",
+            position=n,
+            source_role="appliance",
+            source_name="esa",
+            source="127.90.1.1",
+            source_site="default",
+            destination_role="log_server",
+            destination_name=host,
+            destination=host,
+            destination_site="default",
+            interface="P1",
+            protocol="tcp",
+            port_start=port,
+            port_end=port,
+        )
+        for n, (host, port) in enumerate((h, p) for h in HOSTS for p in PORTS)
+    )
+    client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return deployment.pk, client
+
+
+def whole_path(deployment_id: int, client: Client) -> tuple[float, dict]:
+    started = time.perf_counter()
+    response = client.post(f"/api/deployments/{deployment_id}/probe-runs/", {}, content_type="application/json")
+    assert response.status_code == 202, response.content
+    posted = time.perf_counter()
+    runs = f"/api/deployments/{deployment_id}/probe-runs/"  # the light listing: status and progress
+    while client.get(runs).json()["results"][0]["status"] in ("queued", "running"):
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    run = client.get(response.headers["Location"]).json()
+    if os.environ.get("BENCH_VERBOSE"):
+        print(
+            f"    POST {posted - started:.2f} s; run created {run['created']}, "
+            f"started {run['started']}, finished {run['finished']}"
+        )
+    return elapsed, run["by_state"]
+
+
+async def sweep(timeout: float) -> dict[str, int]:
+    async def connect(host: str, port: int) -> str:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except TimeoutError:
+            return "filtered"
+        except ConnectionRefusedError:
+            return "refused"
+        writer.close()
+        return "open"
+
+    states = await asyncio.gather(*(connect(h, p) for h in HOSTS for p in PORTS))
+    return {state: states.count(state) for state in set(states)}
+
+
+def bare_sweep(timeout: float) -> tuple[float, dict]:
+    started = time.perf_counter()
+    states = asyncio.run(sweep(timeout))
+    return time.perf_counter() - started, states
+
+
+def nmap_command(timeout: float) -> list[str]:
+    ms = f"{int(timeout * 1000)}ms"
+    return [
+        "nmap", "-sT", "-Pn", "-n", "-T4", "--max-retries", "0",
+        "--initial-rtt-timeout", ms, "--min-rtt-timeout", ms, "--max-rtt-timeout", ms,
+        "-p", ",".join(map(str, PORTS)), "127.90.0.1-100", "-oG", "-",
+    ]  # fmt: skip
+
+
+def nmap(timeout: float) -> tuple[float, dict]:
+    started = time.perf_counter()
+    output = subprocess.run(nmap_command(timeout), check=True, capture_output=True, text=True).stdout
+    elapsed = time.perf_counter() - started
+    states = {}
+    for state in ("open", "closed", "filtered"):
+        states[state] = output.count(f"/{state}/tcp")
+    return elapsed, states
+
+
+def main() -> None:
+    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
+        sys.exit("Needs DATABASE_URL and REDIS_URL: run `make bench`.")
+    if shutil.which("nmap") is None:
+        apt = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nmap"], check=True, env=apt)
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    listeners = Listeners()
+    worker = None
+    try:
+        serve(listeners)
+        deployment_id, client = prepare_deployment()
+        flush_broker()
+        worker = Worker(["default"], name="bench", PROBE_TIMEOUT=str(ARGS.timeout))
+        worker.wait_until_live()
+        connection.close()  # the worker writes; this process only reads through the API
+        client.get("/api/me/")  # warm: URL configuration and the first connection
+
+        times: dict[str, list[float]] = {"whole path": [], "bare asyncio sweep": [], "nmap -sT": []}
+        for _ in range(ARGS.rounds):
+            for name, measure in [
+                ("whole path", lambda: whole_path(deployment_id, client)),
+                ("bare asyncio sweep", lambda: bare_sweep(ARGS.timeout)),
+                ("nmap -sT", lambda: nmap(ARGS.timeout)),
+            ]:
+                elapsed, states = measure()
+                times[name].append(elapsed)
+                print(f"  {name:<20} {elapsed:6.2f} s  {dict(sorted(states.items()))}")
+        print(f"\n1,000 checks (300 open, 400 refused, 300 filtered), timeout {ARGS.timeout:g} s, {ARGS.rounds} rounds")
+        print(f"nmap: {' '.join(nmap_command(ARGS.timeout))}")
+        sweep_median = statistics.median(times["bare asyncio sweep"])
+        print(f"{'':<20} {'median s':>9} {'vs bare sweep':>14}")
+        for name, values in times.items():
+            median = statistics.median(values)
+            print(f"{name:<20} {median:>9.2f} {median / sweep_median:>13.2f}x")
+        path, nmap_median = statistics.median(times["whole path"]), statistics.median(times["nmap -sT"])
+        print(f"whole path / bare sweep: {path / sweep_median:.2f} (target <= 1.3)")
+        print(f"whole path / nmap:       {path / nmap_median:.2f} (target < 1)")
+    finally:
+        if worker:
+            worker.stop()
+        listeners.close()
+        flush_broker()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
