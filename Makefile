@@ -27,6 +27,8 @@ run: $(VENV)/.installed var
 # and REDIS_URL name running ones.
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key
 test: $(VENV)/.installed var
+	@# The DNS-error probe test resolves inside a network namespace of its own.
+	@command -v ip >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2)
 	scripts/with-services $(PY) -m pytest
 
 lint: $(VENV)/.installed
