@@ -26,9 +26,13 @@ run: $(VENV)/.installed var
 # The whole suite on a real PostgreSQL and Redis, started here unless DATABASE_URL
 # and REDIS_URL name running ones.
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key
+# Tools the tests use for real: ip (a network namespace), nft and iptables-restore (the
+# firewall exports are checked by them), pdftoppm (PDF pages rendered).
+TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils
+
 test: $(VENV)/.installed var
-	@# The DNS-error probe test resolves inside a network namespace of its own.
-	@command -v ip >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2)
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	scripts/with-services $(PY) -m pytest
 
 lint: $(VENV)/.installed
@@ -43,6 +47,7 @@ bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key
 bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/checklist_api.py
 	scripts/with-services $(PY) bench/probe_run.py
+	scripts/with-services $(PY) bench/export_pdf.py
 
 clean:
 	rm -rf $(VENV) var

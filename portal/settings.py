@@ -148,7 +148,7 @@ SPECTACULAR_SETTINGS = {
 # worker runs beside `make run` with nothing to install.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # A task not acknowledged this long after delivery (its worker died) is delivered again.
-CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))
+CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "300"))
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -182,6 +182,9 @@ CELERY_BEAT_SCHEDULE = {
     "expire-overdue-probe-runs": {"task": "probes.tasks.expire_overdue_runs", "schedule": 15.0},
 }
 
+# A change request of more rules than this is rendered by a worker (POST .../change-requests/).
+EXPORT_SYNC_RULES = int(os.environ.get("EXPORT_SYNC_RULES", "1500"))
+
 # Probes
 PROBE_TIMEOUT = float(os.environ.get("PROBE_TIMEOUT", "3"))
 PROBE_CONCURRENCY = int(os.environ.get("PROBE_CONCURRENCY", "1000"))
@@ -197,4 +200,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # PDF rendering logs each step and font table at INFO.
+    "loggers": {name: {"level": "WARNING"} for name in ("weasyprint", "fontTools")},
 }

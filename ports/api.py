@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.functional import cached_property
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,11 +18,15 @@ from rest_framework.views import APIView
 
 from probes.models import ProbeResult
 
+from .change_request import ExportParams, RuleSet, catalog_diff, render_html, render_pdf
+from .exports import rules_as_dicts, to_xlsx
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
-from .models import CatalogVersion, ChecklistItem, Deployment, Requirement, StaleRevision
+from .firewall import SYNTAXES
+from .models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
 from .renderers import ChecklistCSVRenderer
 from .serializers import (
     CatalogVersionSerializer,
+    ChangeRequestJobSerializer,
     ChecklistItemDetailSerializer,
     ChecklistItemSerializer,
     ChecklistSerializer,
@@ -25,6 +34,9 @@ from .serializers import (
     RequirementSerializer,
     StatusUpdateSerializer,
 )
+from .tasks import render_change_request
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class MeView(APIView):
@@ -64,6 +76,15 @@ class RequirementViewSet(viewsets.ReadOnlyModelViewSet):
 class DeploymentViewSet(viewsets.ModelViewSet):
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet
+
+    def perform_update(self, serializer: DeploymentSerializer) -> None:
+        serializer.save()
+        # Answer with what is stored now: children and checklist counts were prefetched before.
+        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
+
+    def perform_create(self, serializer: DeploymentSerializer) -> None:
+        serializer.save()
+        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
 
     def get_queryset(self) -> QuerySet[Deployment]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
@@ -105,7 +126,8 @@ class DeploymentViewSet(viewsets.ModelViewSet):
             outcome, code = "updated", status.HTTP_200_OK
         if outcome != "unchanged":
             serializer.save()
-        return Response(serializer.data, status=code, headers={"Deployment-Outcome": outcome})
+        deployment = self.get_queryset().get(pk=serializer.instance.pk)
+        return Response(self.get_serializer(deployment).data, status=code, headers={"Deployment-Outcome": outcome})
 
 
 class ChecklistView(generics.GenericAPIView):
@@ -200,3 +222,157 @@ def if_match_revision(request: Request, item: ChecklistItem) -> int | None:
     if item_id != str(item.pk) or not revision.isdigit():
         return -1
     return int(revision)
+
+
+# --- Exports ----------------------------------------------------------------------------
+
+
+class DeploymentExportView(APIView):
+    """An export of a deployment's rules; query parameters as ExportParams."""
+
+    @cached_property
+    def deployment(self) -> Deployment:
+        deployments = Deployment.objects.for_user(self.request.user).select_related("team", "catalog_version__product")
+        return get_object_or_404(deployments, pk=self.kwargs["pk"])
+
+    def params(self, data: object) -> dict:
+        params = ExportParams(data=data, context={"deployment": self.deployment})
+        params.is_valid(raise_exception=True)
+        return params.validated_data
+
+
+class ChangeRequestPDFView(DeploymentExportView):
+    @extend_schema(
+        parameters=[ExportParams],
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+        description="The change request as PDF; the `Checklist-Fingerprint` header is its rule set's SHA-256. "
+        f"Above {settings.EXPORT_SYNC_RULES} rules, use POST /api/deployments/{{id}}/change-requests/.",
+    )
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        params = self.params(request.query_params)
+        rule_set = RuleSet.build(self.deployment, params)
+        if len(rule_set.rules) > settings.EXPORT_SYNC_RULES:
+            raise serializers.ValidationError(
+                {
+                    "scope": [
+                        f"{len(rule_set.rules)} rules: request it with POST /api/deployments/{pk}/change-requests/."
+                    ]
+                }
+            )
+        pdf = render_pdf(render_html(rule_set, params, request.user))
+        rule_set.remember("pdf", request.user)
+        name = f"change-request-{self.deployment.pk}-{rule_set.fingerprint[:12]}.pdf"
+        return HttpResponse(
+            pdf,
+            content_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Checklist-Fingerprint": rule_set.fingerprint,
+            },
+        )
+
+
+class FirewallExportView(DeploymentExportView):
+    @extend_schema(parameters=[ExportParams], responses={(200, "text/plain"): str})
+    def get(self, request: Request, pk: str, syntax: str) -> HttpResponse:
+        if syntax not in SYNTAXES:
+            raise NotFound(f"Unknown syntax {syntax!r}; known: {', '.join(SYNTAXES)}.")
+        render, suffix = SYNTAXES[syntax]
+        rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
+        title = f"{self.deployment.name} ({self.deployment.team}), {self.deployment.catalog_version}"
+        text = render(rule_set.rules, title, rule_set.fingerprint, f"fes_{self.deployment.pk}")
+        rule_set.remember(syntax, request.user)
+        return HttpResponse(
+            text,
+            content_type="text/plain; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="deployment-{self.deployment.pk}.{suffix}"',
+                "Checklist-Fingerprint": rule_set.fingerprint,
+            },
+        )
+
+
+class XlsxExportView(DeploymentExportView):
+    @extend_schema(parameters=[ExportParams], responses={(200, XLSX): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
+        workbook = to_xlsx(rule_set.rules, f"{self.deployment.name} ({self.deployment.team})", rule_set.fingerprint)
+        return HttpResponse(
+            workbook,
+            content_type=XLSX,
+            headers={
+                "Content-Disposition": f'attachment; filename="checklist-{self.deployment.pk}.xlsx"',
+                "Checklist-Fingerprint": rule_set.fingerprint,
+            },
+        )
+
+
+class ChecklistDiffView(DeploymentExportView):
+    """The rules added and removed since an earlier export (`since`: its fingerprint)."""
+
+    @extend_schema(parameters=[ExportParams], responses={200: {"type": "object"}})
+    def get(self, request: Request, pk: str) -> Response:
+        params = self.params(request.query_params)
+        if "since" not in params:
+            raise serializers.ValidationError({"since": ["Give the fingerprint of an earlier export."]})
+        diff = RuleSet.build(self.deployment, params).diff(params["since"])
+        return Response(diff | {"added": rules_as_dicts(diff["added"])})
+
+
+class CatalogDiffView(APIView):
+    """Requirements added, removed and changed between two catalog versions."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", required=True), OpenApiParameter("to", required=True)],
+        responses={200: {"type": "object"}},
+    )
+    def get(self, request: Request) -> Response:
+        versions = {}
+        for name in ("from", "to"):
+            value = request.query_params.get(name, "")
+            version = CatalogVersion.objects.filter(version=value).order_by("-loaded_at").first()
+            if version is None:
+                raise serializers.ValidationError({name: [f"No catalog version {value!r}."]})
+            versions[name] = version
+        return Response(catalog_diff(versions["from"], versions["to"]))
+
+
+class ChangeRequestJobView(DeploymentExportView):
+    """Render a (large) change request in a worker; poll the job, then download the PDF."""
+
+    @extend_schema(request=ExportParams, responses={202: ChangeRequestJobSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        params = self.params(request.data)
+        job = ChangeRequestJob.objects.create(
+            deployment=self.deployment, requested_by=request.user, params=ExportParams(params).data
+        )
+        transaction.on_commit(lambda: render_change_request.apply_async((job.pk,), task_id=f"change-request-{job.pk}"))
+        return Response(
+            ChangeRequestJobSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/change-requests/{job.pk}/"},
+        )
+
+
+class ChangeRequestJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = ChangeRequestJobSerializer
+
+    def get_queryset(self) -> QuerySet[ChangeRequestJob]:
+        if getattr(self, "swagger_fake_view", False):
+            return ChangeRequestJob.objects.none()
+        return ChangeRequestJob.objects.filter(deployment__team__members=self.request.user).defer("pdf")
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @action(detail=True)
+    def pdf(self, request: Request, pk: str) -> HttpResponse:
+        job = self.get_object()
+        if job.status != ChangeRequestJob.Status.DONE:
+            raise NotFound(f"The change request is {job.status} ({job.progress} %), not ready.")
+        return HttpResponse(
+            bytes(job.pdf),
+            content_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="change-request-{job.deployment_id}-{job.pk}.pdf"',
+                "Checklist-Fingerprint": job.fingerprint,
+            },
+        )

@@ -348,3 +348,54 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} -> {self.to_status}"
+
+
+class ChecklistExport(models.Model):
+    """A rule set handed out (change request, firewall syntax), kept by its fingerprint so
+    that a later export can say what changed since."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="exports")
+    fingerprint = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20)
+    rules = models.JSONField(help_text="[{requirement, source, destination, protocol, port_start, port_end}]")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["deployment", "-created"]
+        indexes = [models.Index(fields=["deployment", "fingerprint"], name="checklistexport_fingerprint")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.deployment} ({self.fingerprint[:12]})"
+
+
+class ChangeRequestJob(models.Model):
+    """A change request rendered by a worker (large checklists), then downloaded."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="change_request_jobs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    params = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent.")
+    stage = models.CharField(max_length=100, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    rule_count = models.PositiveIntegerField(null=True)
+    pdf = models.BinaryField(null=True, editable=False)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"Change request job {self.pk} of {self.deployment}"
+
+    def advance(self, progress: int, stage: str, **fields: object) -> None:
+        ChangeRequestJob.objects.filter(pk=self.pk).update(progress=progress, stage=stage, **fields)

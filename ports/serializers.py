@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from django.db import IntegrityError, transaction
@@ -14,6 +15,7 @@ from .choices import HOST_ROLES, NETWORK_ROLES, Feature, ItemStatus
 from .models import (
     Appliance,
     CatalogVersion,
+    ChangeRequestJob,
     ChecklistItem,
     Deployment,
     Host,
@@ -138,7 +140,10 @@ class CatalogVersionField(serializers.Field):
 
     def to_internal_value(self, data: object) -> CatalogVersion:
         versions = CatalogVersion.objects.select_related("product")
-        version = versions.filter(pk=data).first() if str(data).isdigit() else None
+        text = str(data)
+        version = (
+            versions.filter(pk=int(text)).first() if text.isascii() and text.isdigit() and len(text) < 10 else None
+        )
         version = version or versions.filter(version=str(data)).order_by("-loaded_at").first()
         if version is None:
             self.fail("unknown", value=data)
@@ -283,8 +288,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
 CHILDREN = {"appliances": Appliance, "hosts": Host, "peer_networks": PeerNetwork}
 
 
-def sorted_rows(rows: list[dict]) -> list[list[tuple]]:
-    return sorted(sorted(dict(row).items(), key=str) for row in rows)
+def sorted_rows(rows: list[dict]) -> list[str]:
+    """Rows in a comparable order (their values may be None or text)."""
+    return sorted(json.dumps(dict(row), sort_keys=True) for row in rows)
 
 
 def replace_children(deployment: Deployment, children: dict[str, list[dict]]) -> None:
@@ -475,3 +481,21 @@ class ChecklistSerializer(serializers.Serializer):
     @extend_schema_field(ChecklistItemSerializer(many=True))
     def get_items(self, deployment: Deployment) -> list[dict]:
         return ChecklistItemSerializer(self.context["items"], many=True, context=self.context).data
+
+
+class ChangeRequestJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChangeRequestJob
+        fields = [
+            "id",
+            "deployment",
+            "status",
+            "progress",
+            "stage",
+            "rule_count",
+            "fingerprint",
+            "error",
+            "created",
+            "finished",
+        ]
+        read_only_fields = fields

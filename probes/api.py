@@ -83,7 +83,7 @@ class ProbeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
 
 class ProbeSitesView(APIView):
-    """The probe sites your deployments use and those with live workers."""
+    """The probe sites your deployments use, and whether a live worker serves each."""
 
     @extend_schema(responses={200: {"type": "object"}})
     def get(self, request: Request) -> Response:
@@ -91,7 +91,8 @@ class ProbeSitesView(APIView):
         used = set()
         for model in (Appliance, Host, PeerNetwork):
             used |= set(model.objects.filter(deployment__in=deployments).values_list("site", flat=True))
-        workers = WorkerHeartbeat.objects.live()
+        # Only the sites of the user's deployments: other teams' workers are none of their business.
+        workers = WorkerHeartbeat.objects.live().filter(site__in=used)
         live = {w.site for w in workers}
         sites = [
             {
@@ -100,7 +101,7 @@ class ProbeSitesView(APIView):
                 "used_by_your_deployments": site in used,
                 "workers": WorkerHeartbeatSerializer([w for w in workers if w.site == site], many=True).data,
             }
-            for site in sorted(used | live)
+            for site in sorted(used)
         ]
         return Response({"sites": sites})
 

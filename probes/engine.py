@@ -132,7 +132,9 @@ class Engine:
         return summarise(check, address, ports)
 
     async def _probe_port(self, check: Check, address: str, port: int) -> PortResult:
-        async with self._overall, self._per_destination[address]:
+        # The destination's slot first: probes queued for one busy host must not hold
+        # overall slots that other hosts' probes could use.
+        async with self._per_destination[address], self._overall:
             started = time.monotonic()
             try:
                 if check.protocol == "udp":

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections import Counter
 
 from django.conf import settings
 from django.db import models, transaction
@@ -90,7 +91,16 @@ class ProbeRun(models.Model):
 
         timeout = settings.PROBE_TIMEOUT
         ports = sum(item.port_end - item.port_start + 1 for item in items)
-        probing = math.ceil(ports / settings.PROBE_CONCURRENCY) * timeout * 2
+        per_destination = Counter()
+        for item in items:
+            per_destination[item.destination] += item.port_end - item.port_start + 1
+        rounds = max(
+            math.ceil(ports / settings.PROBE_CONCURRENCY),
+            *(math.ceil(n / settings.PROBE_PER_DESTINATION) for n in per_destination.values()),
+        )
+        # Connect and service exchange may each take the timeout; a task whose worker died
+        # comes back after the visibility timeout, and the run waits for that too.
+        probing = rounds * timeout * 2 + settings.CELERY_VISIBILITY_TIMEOUT
         deadline = timezone.now() + datetime.timedelta(seconds=settings.PROBE_QUEUE_GRACE + probing)
         live = WorkerHeartbeat.objects.live_sites()
         with transaction.atomic():
@@ -138,9 +148,13 @@ class ProbeRun(models.Model):
         pending = self.results.filter(state=ProbeState.PENDING)
         if sites is not None:
             pending = pending.filter(site__in=sites)
-        return pending.update(
-            state=ProbeState.NOT_PROBED, summary=reason, evidence={"reason": reason}, checked_at=timezone.now()
-        )
+        with transaction.atomic():
+            # The item locks of ProbeResult.record(), in the same order: the two take turns.
+            ids = pending.values_list("item_id", flat=True)
+            list(ChecklistItem.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+            return pending.update(
+                state=ProbeState.NOT_PROBED, summary=reason, evidence={"reason": reason}, checked_at=timezone.now()
+            )
 
     def finish_if_complete(self) -> bool:
         """Close the run once no item is pending; its status says how far it got."""

@@ -120,7 +120,9 @@ class ProbeRunDetailSerializer(ProbeRunSerializer):
 class ProbeRunRequestSerializer(serializers.Serializer):
     """Which items to probe: all of them, the listed ids, or those with the listed statuses."""
 
-    items = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False)
+    items = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, allow_empty=False
+    )
     status = serializers.ListField(child=serializers.ChoiceField(ItemStatus.choices), required=False, allow_empty=False)
 
     def validate_items(self, ids: list[int]) -> list[int]:

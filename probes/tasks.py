@@ -11,6 +11,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connections
+from django.db.models import Q
 from django.utils import timezone
 
 from .choices import PinSource, ProbeState, RunStatus
@@ -103,7 +104,8 @@ async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, wor
     def flush(batch: dict[int, dict]) -> bool:
         if batch:
             ProbeResult.record(run_id, worker, batch)
-        return ProbeRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+        # Stop once the run is cancelled or closed (its deadline passed): nothing more is recorded.
+        return ProbeRun.objects.filter(pk=run_id).filter(Q(cancel_requested=True) | Q(finished__isnull=False)).exists()
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-db") as database:
         probing = asyncio.ensure_future(engine.run(checks, on_result))

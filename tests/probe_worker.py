@@ -26,7 +26,7 @@ def test_database_url() -> str:
 class Worker:
     """`celery worker -Q probes.<site>,...` in its own process group, so it can be killed whole."""
 
-    def __init__(self, sites: list[str], name: str = "w1", **env: str) -> None:
+    def __init__(self, sites: list[str], name: str = "w1", extra_queues: tuple[str, ...] = (), **env: str) -> None:
         self.sites, self.name = sites, name
         self.log = Path(f"/tmp/probe-worker-{name}-{os.getpid()}.log")
         environment = os.environ | {
@@ -35,7 +35,7 @@ class Worker:
             "PROBE_TIMEOUT": "1",
             **env,
         }
-        queues = ",".join(f"probes.{site}" for site in sites)
+        queues = ",".join([*(f"probes.{site}" for site in sites), *extra_queues])
         command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues, "-n", f"{name}@%h"]
         command += ["--concurrency=1", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
         self.process = subprocess.Popen(

@@ -290,6 +290,31 @@ def test_upsert_is_idempotent_and_says_what_it_did(catalog, api, full_document):
     assert deployment.checklist.filter(port_start=18000).count() == 9
 
 
+def test_upsert_of_appliances_with_different_interfaces_is_unchanged_the_second_time(catalog, api):
+    document = {
+        "name": "Mixed",
+        "appliances": [{"hostname": "a", "p1_address": "127.0.5.1"}, {"hostname": "b", "c_address": "127.0.5.2"}],
+        "hosts": [{"role": "dns", "name": "dns", "address": "127.0.5.3"}],
+    }
+    assert api.post("/api/deployments/upsert/", document, format="json").status_code == 201
+    again = api.post("/api/deployments/upsert/", document, format="json")
+    assert again.status_code == 200 and again.headers["Deployment-Outcome"] == "unchanged"
+
+
+def test_update_answers_with_what_is_stored_now(deployment, api, full_document):
+    full_document["hosts"] = full_document["hosts"][:2]
+    body = api.post("/api/deployments/upsert/", full_document, format="json").json()
+    assert len(body["hosts"]) == 2 and body["checklist"]["total"] == deployment.checklist.count()
+    body = api.patch(f"/api/deployments/{deployment.pk}/", {"features": []}, format="json").json()
+    assert body["features"] == [] and body["checklist"]["total"] == deployment.checklist.count()
+
+
+def test_odd_catalog_version_ids_get_400(catalog, api, full_document):
+    for value in ["²", "9" * 30, "-1"]:
+        response = api.post("/api/deployments/", {**full_document, "catalog_version": value}, format="json")
+        assert response.status_code == 400 and "catalog_version" in response.json()
+
+
 def test_upsert_needs_a_name(catalog, api):
     response = api.post("/api/deployments/upsert/", {"description": "no name"}, format="json")
     assert response.status_code == 400 and response.json() == {"name": ["This field is required."]}

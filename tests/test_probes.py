@@ -388,7 +388,7 @@ def fake_live_site(db):
 
 
 def test_a_run_whose_workers_never_come_ends_at_its_deadline(deployment, api, fake_live_site):
-    with override_settings(PROBE_QUEUE_GRACE=0, PROBE_TIMEOUT=0.05):
+    with override_settings(PROBE_QUEUE_GRACE=0, PROBE_TIMEOUT=0.05, CELERY_VISIBILITY_TIMEOUT=0):
         run_id = start_run(api, deployment)
     pending = ProbeResult.objects.filter(run_id=run_id, state="pending").count()
     assert pending == ProbeResult.objects.filter(run_id=run_id, site="default").count() > 0

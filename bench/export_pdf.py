@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Time to produce the change request PDF for 100, 1,000 and 5,000 rules, and how it grows.
+
+For each size, a deployment with that many rules is built in a throwaway test database,
+and the same change request is rendered twice in the same run: as HTML only (the
+template) and as the PDF (template, layout by WeasyPrint, fonts). The ratio shows what
+the layout costs over the template; the growth column shows time per rule as the rule
+count rises. No network.
+
+    make bench      # or: python bench/export_pdf.py [--sizes 100,1000,5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+
+import django
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+from ports.change_request import RuleSet, render_html, render_pdf  # noqa: E402
+from ports.exports import Scope  # noqa: E402
+from ports.models import Deployment, Team  # noqa: E402
+from ports.serializers import DeploymentSerializer  # noqa: E402
+
+HOSTS = [
+    ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),
+    ("hybrid_service", "hybrid"), ("filtering_service", "filtering"), ("linking_service", "linking"),
+    ("ldap", "ldap"), ("dns", "dns"), ("snmp_trap", "nms"),
+]  # fmt: skip
+
+
+def deployment_with(rules: int) -> Deployment:
+    """Enough appliances for at least `rules` rules (each one brings 27, before peers)."""
+    appliances = 1
+    while True:
+        serializer = DeploymentSerializer(
+            data={
+                "team": "Bench",
+                "name": f"{rules} rules, {appliances} appliances",
+                "features": ["dlp", "hybrid", "smd", "snmp", "web_protection"],
+                "appliances": [
+                    {
+                        "hostname": f"esa{n}",
+                        "c_address": f"127.5.{n // 250}.{n % 250 + 1}",
+                        "p1_address": f"127.6.{n // 250}.{n % 250 + 1}",
+                    }
+                    for n in range(appliances)
+                ],
+                "hosts": [
+                    {"role": role, "name": name, "address": f"127.7.0.{i + 1}"} for i, (role, name) in enumerate(HOSTS)
+                ],
+                "peer_networks": [
+                    {"role": "end_users", "name": "Staff", "network": "127.8.0.0/16"},
+                    {"role": "mail_senders", "name": "Internet", "network": "any"},
+                ],
+            }
+        )
+        serializer.is_valid(raise_exception=True)
+        deployment = serializer.save()
+        if deployment.checklist.count() >= rules:
+            return deployment
+        deployment.delete()
+        appliances = max(appliances + 1, appliances * rules // max(deployment.checklist.count(), 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,5000", help="rule counts (default 100,1000,5000)")
+    sizes = [int(size) for size in parser.parse_args().sizes.split(",")]
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        call_command("load_catalog", verbosity=0)
+        Team.objects.create(name="Bench")
+        print(f"{'rules':>6} {'HTML s':>8} {'PDF s':>8} {'PDF/HTML':>9} {'PDF ms/rule':>12} {'pages':>6}")
+        for size in sizes:
+            deployment = deployment_with(size)
+            params = {"scope": Scope.SELECTION, "items": list(deployment.checklist.values_list("pk", flat=True)[:size])}
+            rule_set = RuleSet.build(deployment, params)
+            started = time.perf_counter()
+            html = render_html(rule_set, params, None)
+            html_s = time.perf_counter() - started
+            started = time.perf_counter()
+            pdf = render_pdf(render_html(rule_set, params, None))
+            pdf_s = time.perf_counter() - started
+            pages = pdf.count(b"/Type /Page\n") or pdf.count(b"/Type /Page")
+            print(
+                f"{len(rule_set.rules):>6} {html_s:>8.2f} {pdf_s:>8.2f} {pdf_s / html_s:>8.0f}x "
+                f"{pdf_s * 1000 / len(rule_set.rules):>12.1f} {pages:>6}"
+            )
+            assert len(html) > 0
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+from celery import shared_task
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from .change_request import RuleSet, render_html, render_pdf
+from .models import ChangeRequestJob
+
+
+@shared_task
+def render_change_request(job_id: int) -> None:
+    """Render a queued change request; claimed with a conditional update so it runs once."""
+    if not ChangeRequestJob.objects.filter(pk=job_id, status=ChangeRequestJob.Status.QUEUED).update(
+        status=ChangeRequestJob.Status.RUNNING, stage="collecting rules", progress=5
+    ):
+        return
+    job = ChangeRequestJob.objects.select_related("deployment__team", "deployment__catalog_version__product").get(
+        pk=job_id
+    )
+    user = get_user_model().objects.filter(pk=job.requested_by_id).first()
+    try:
+        params = job.params | {"requested_date": job.params.get("requested_date"), "expiry": job.params.get("expiry")}
+        rule_set = RuleSet.build(job.deployment, params)
+        job.advance(20, f"rendering {len(rule_set.rules)} rules", rule_count=len(rule_set.rules))
+        html = render_html(rule_set, params, user)
+        job.advance(40, "laying out the PDF")
+        pdf = render_pdf(html)
+        rule_set.remember("pdf", user)
+        job.advance(
+            100,
+            "done",
+            pdf=pdf,
+            fingerprint=rule_set.fingerprint,
+            status=ChangeRequestJob.Status.DONE,
+            finished=timezone.now(),
+        )
+    except Exception as exc:  # the job row must say what went wrong
+        job.advance(
+            job.progress, "failed", status=ChangeRequestJob.Status.FAILED, error=str(exc), finished=timezone.now()
+        )
+        raise
