@@ -27,11 +27,13 @@ run: $(VENV)/.installed var
 # and REDIS_URL name running ones.
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key
 # Tools the tests use for real: ip (a network namespace), nft and iptables-restore (the
-# firewall exports are checked by them), pdftoppm (PDF pages rendered).
+# firewall exports are checked by them), pdftoppm (PDF pages rendered); and HarfBuzz's
+# subsetter, which WeasyPrint uses for fonts (it falls back to a slower one without).
 TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils
 
 test: $(VENV)/.installed var
-	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \
+	  ldconfig -p | grep -q libharfbuzz-subset || echo libharfbuzz-subset0); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	scripts/with-services $(PY) -m pytest
 
