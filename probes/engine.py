@@ -1,6 +1,6 @@
 """The probe engine: checks a rule's path from this side of the network, with asyncio.
 
-Knows nothing of Django: it takes checks (a host, ports, a protocol and the service
+Knows nothing of the database: it takes checks (a host, ports, a protocol and the service
 expected there) and returns what it found, port by port and summarised per check.
 Names are resolved once, then every port is probed by address. Concurrency is bounded
 overall and per destination, so a thousand silent (filtered) ports cost about one
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from ports.validators import is_ip_address
 
 OPEN, REFUSED, FILTERED, UNREACHABLE = "open", "refused", "filtered", "unreachable"
 DNS_ERROR, INTERCEPTED, UNVERIFIABLE, ERROR = "dns_error", "intercepted", "unverifiable", "error"
@@ -299,7 +301,7 @@ async def speak_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     # The probe checks who answers, not the chain: the pin below is the verdict.
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    server_name = None if _is_address(check.host) else check.host
+    server_name = None if is_ip_address(check.host) else check.host
     await writer.start_tls(context, server_hostname=server_name)
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     certificate = x509.load_der_x509_certificate(der)
@@ -321,14 +323,6 @@ async def speak_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
             {**evidence, "expected_pin": check.expected_pin},
         )
     return {"detail": f"TLS certificate issued by {evidence['issuer']}, {pin}", **evidence}
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def dns_query(query_id: int) -> bytes:
