@@ -27,9 +27,10 @@ run: $(VENV)/.installed var
 # and REDIS_URL name running ones.
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key
 # Tools the tests use for real: ip (a network namespace), nft and iptables-restore (the
-# firewall exports are checked by them), pdftoppm (PDF pages rendered); and HarfBuzz's
+# firewall exports are checked by them), pdftoppm (PDF pages rendered), Chromium (the
+# browser tests, driven by Playwright; screenshots go to test-artifacts/); and HarfBuzz's
 # subsetter, which WeasyPrint uses for fonts (it falls back to a slower one without).
-TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils
+TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils chromium:chromium
 
 test: $(VENV)/.installed var
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \
@@ -48,6 +49,7 @@ format: $(VENV)/.installed
 bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key
 bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/checklist_api.py
+	scripts/with-services $(PY) bench/checklist_page.py
 	scripts/with-services $(PY) bench/probe_run.py
 	scripts/with-services $(PY) bench/export_pdf.py
 

@@ -1,9 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
+
+from ports import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/api/", permanent=False)),
+    path("", views.deployment_list, name="deployment-list"),
+    path("deployments/new/", views.deployment_form, name="deployment-create"),
+    path("deployments/<int:pk>/", views.checklist, name="checklist"),
+    path("deployments/<int:pk>/edit/", views.deployment_form, name="deployment-edit"),
+    path("catalog/", views.catalog, name="catalog"),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("ports.urls")),
     path("api/", include("probes.urls")),

@@ -49,3 +49,44 @@ def test_browser_session_reads_and_needs_csrf_to_write(catalog):
     assert accepted.status_code == 200
     item.refresh_from_db()
     assert item.status == "opened" and item.history.get().user.username == "demo"
+
+
+def page_queries(client: Client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_pages_take_the_same_queries_whatever_the_size(catalog, user, full_document):
+    from .conftest import create_deployment
+
+    small = create_deployment(full_document)
+    full_document.update(name="Large")
+    full_document["appliances"] = [
+        {"hostname": f"esa{n}", "c_address": f"127.1.{n}.1", "p1_address": f"127.1.{n}.2"} for n in range(20)
+    ]
+    large = create_deployment(full_document)
+    assert large.checklist.count() > 10 * small.checklist.count()
+    browser = Client()
+    browser.force_login(user)
+    assert page_queries(browser, f"/deployments/{small.pk}/") == page_queries(browser, f"/deployments/{large.pk}/")
+    one = page_queries(browser, "/")
+    create_deployment({**full_document, "name": "Third"})
+    assert page_queries(browser, "/") == one
+
+
+def test_pages_need_a_login_and_hide_other_teams(deployment, other_api):
+    from django.contrib.auth import get_user_model
+
+    anonymous = Client()
+    for url in ["/", f"/deployments/{deployment.pk}/", f"/deployments/{deployment.pk}/edit/", "/catalog/"]:
+        response = anonymous.get(url)
+        assert response.status_code == 302 and response.headers["Location"].startswith("/accounts/login/")
+    mallory = Client()
+    mallory.force_login(get_user_model().objects.get(username="mallory"))
+    assert mallory.get(f"/deployments/{deployment.pk}/").status_code == 404
+    assert mallory.post(f"/deployments/{deployment.pk}/edit/", {"name": "taken"}).status_code == 404
+    assert "Mail gateways" not in mallory.get("/").content.decode()

@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Server render time of the checklist page for a deployment of 40 appliances.
+
+Beside it, in the same run, a trivial page (the login form) as the reference. The pages
+go through Django's whole request handling in process, logged in with a session: no
+network. A test asserts that the checklist page's query count does not grow with its size.
+
+    make bench      # or: python bench/checklist_page.py [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+from ports.models import Team  # noqa: E402
+from ports.serializers import DeploymentSerializer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checklist_api import document  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20, help="timed requests per page (default 20)")
+    args = parser.parse_args()
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        call_command("load_catalog", verbosity=0)
+        user = get_user_model().objects.create_user("bench")
+        Team.objects.create(name="Bench").members.add(user)
+        serializer = DeploymentSerializer(data={**document(), "team": "Bench"})
+        serializer.is_valid(raise_exception=True)
+        deployment = serializer.save()
+        browser = Client()
+        browser.force_login(user)
+        pages = {"trivial (login form)": "/accounts/login/", "checklist page": f"/deployments/{deployment.pk}/"}
+        samples: dict[str, list[float]] = {name: [] for name in pages}
+        for round_ in range(args.requests + 2):
+            for name, url in pages.items():
+                client = Client() if name.startswith("trivial") else browser
+                started = time.perf_counter()
+                response = client.get(url)
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code == 200, (url, response.status_code)
+                if round_ >= 2:
+                    samples[name].append(elapsed)
+        reference = statistics.median(samples["trivial (login form)"])
+        print(f"database: {connection.vendor}; 40 appliances, {deployment.checklist.count()} checklist items")
+        print(f"{'page':<22} {'median ms':>10} {'max ms':>9} {'vs trivial':>11}")
+        for name, values in samples.items():
+            median = statistics.median(values)
+            print(f"{name:<22} {median:>10.1f} {max(values):>9.1f} {median / reference:>10.1f}x")
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
