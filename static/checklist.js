@@ -103,3 +103,28 @@ document.getElementById("probe-selected")?.addEventListener("click", () => {
   if (!rows.length) return say("Select rules first.");
   probe({ items: rows.map((row) => Number(row.dataset.item)) });
 });
+
+// A result's history, fetched when its details are first opened.
+document.addEventListener("toggle", async (event) => {
+  const details = event.target;
+  if (!(details instanceof HTMLDetailsElement) || !details.open || details.dataset.loaded) return;
+  const row = details.closest("tr[data-item]");
+  if (!row) return;
+  details.dataset.loaded = "1";
+  const { response, data } = await api("GET", `/api/checklist-items/${row.dataset.item}/`);
+  if (!response.ok) return;
+  const list = document.createElement("ul");
+  list.className = "history";
+  list.setAttribute("aria-label", "History");
+  for (const entry of data.probe_history) {
+    const li = document.createElement("li");
+    li.textContent = `${entry.checked_at?.slice(0, 19).replace("T", " ")} ${entry.state}${entry.changed ? " (changed)" : ""} from ${entry.site}`;
+    list.append(li);
+  }
+  for (const change of data.history) {
+    const li = document.createElement("li");
+    li.textContent = `${change.at.slice(0, 19).replace("T", " ")} status ${change.from_status} → ${change.to_status} by ${change.user ?? "?"}${change.comment ? `: ${change.comment}` : ""}`;
+    list.append(li);
+  }
+  details.append(list);
+}, true);

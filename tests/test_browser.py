@@ -123,6 +123,9 @@ def test_an_admin_creates_a_deployment_works_its_checklist_and_probes_it(live_se
     assert dns_row.locator("td.probe summary").inner_text() == "open"
     dns_row.locator("td.probe summary").click()
     assert "DNS answered NOERROR" in dns_row.locator("td.probe").inner_text()
+    # Its history comes on demand: the probe, and the status changes with who made them.
+    dns_row.locator("ul.history li", has_text="status todo → requested by alice: by the API").wait_for()
+    assert "open from default" in dns_row.locator("ul.history").inner_text()
     assert page.locator(f"#item-{smtp.pk} td.probe summary").inner_text() == "refused"
     page.screenshot(path=ARTIFACTS / "checklist-probed.png", full_page=True)
 
