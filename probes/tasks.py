@@ -48,8 +48,9 @@ def probe_site(run_id: int, site: str) -> None:
     try:
         seen_pins = asyncio.run(probe_and_record(run.pk, checks, engine, worker))
     except SoftTimeLimitExceeded:
-        run.abandon_pending(f"the probe task of site {site!r} ran out of time", sites=[site])
         seen_pins = {}
+    # Whatever is still pending now was cut short by the task's time budget.
+    run.abandon_pending(f"the probe task of site {site!r} ran out of time", sites=[site])
     remember_first_pins(run, seen_pins)
     run.finish_if_complete()
 
@@ -107,6 +108,8 @@ async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, wor
         # Stop once the run is cancelled or closed (its deadline passed): nothing more is recorded.
         return ProbeRun.objects.filter(pk=run_id).filter(Q(cancel_requested=True) | Q(finished__isnull=False)).exists()
 
+    # Stop in time, before Celery's soft time limit would interrupt the loop at a random point.
+    budget_ends = loop.time() + settings.CELERY_TASK_SOFT_TIME_LIMIT - 5
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-db") as database:
         probing = asyncio.ensure_future(engine.run(checks, on_result))
         try:
@@ -120,7 +123,7 @@ async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, wor
                 if finished:
                     probing.result()
                     break
-                if cancelled:
+                if cancelled or loop.time() > budget_ends:
                     probing.cancel()
                     break
         finally:

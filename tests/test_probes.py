@@ -455,3 +455,25 @@ def test_run_lists_take_the_same_queries_for_one_run_or_many(deployment, api):
             body = api.get(url).json()
         assert body["count"] == 3 and len(three) == expected
         assert [run["progress"]["total"] for run in body["results"]] == [1, 81, 81]
+
+
+@override_settings(CELERY_TASK_SOFT_TIME_LIMIT=6)  # a budget of 1 s
+def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, listeners):
+    call_command("load_catalog", verbosity=0)
+    make_member("alice", "Mail team")
+    deployment = create_deployment(
+        {
+            "name": "Slow",
+            "appliances": [{"hostname": "esa", "p1_address": "127.80.0.1"}],
+            "hosts": [{"role": "log_server", "name": "log", "address": "127.80.0.2"}],
+        }
+    )
+    listeners.filtered("127.80.0.2", 50800)
+    item = deployment.checklist.get(requirement__uid="fes.off-appliance.50800-tcp")
+    run = ProbeRun.objects.create(deployment=deployment, timeout=3, deadline="2100-01-01T00:00Z")
+    ProbeResult.objects.create(run=run, item=item, site="default")
+    probe_site(run.pk, "default")
+    result = ProbeResult.objects.get(run=run)  # not "filtered": the 3 s probe was cut at 1 s
+    assert (result.state, result.summary) == ("not_probed", "the probe task of site 'default' ran out of time")
+    run.refresh_from_db()
+    assert run.status == "failed"
