@@ -161,8 +161,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     latest = ProbeResult.objects.latest_for(deployment)
     result = request.GET.get("result")
     if result:
-        ids = [item_id for item_id, r in latest.items() if r.state == result]
-        items = items.filter(pk__in=ids) if result != "none" else items.exclude(pk__in=list(latest))
+        items = items.filter(pk__in=[item_id for item_id, r in latest.items() if r.state == result])
     items = list(items.order_by(*SORTS.get(request.GET.get("sort"), SORTS["position"])))
     group = request.GET.get("group", "direction")
     groups: dict[str, list] = {}
