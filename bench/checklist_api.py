@@ -13,28 +13,15 @@ through Django's full request handling in process: no network.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+from harness import bench_database
 
-import django
-
-django.setup()
-
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
-
-from ports.models import Team  # noqa: E402
+# isort: split
+from django.db import connection
+from django.test import Client
+from rest_framework.authtoken.models import Token
 
 APPLIANCES = 40
 
@@ -78,12 +65,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="timed requests per endpoint (default 50)")
     args = parser.parse_args()
 
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        call_command("load_catalog", verbosity=0)
-        user = get_user_model().objects.create_user("bench")
-        Team.objects.create(name="Bench").members.add(user)
+    with bench_database() as user:
         client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
 
         started = time.perf_counter()
@@ -116,8 +98,6 @@ def main() -> None:
             median = statistics.median(values)
             print(f"{name:<20} {median:>10.2f} {percentile(values, 0.95):>10.2f} {median / reference:>17.1f}x")
         print(f"({args.requests} requests per endpoint, interleaved)")
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -11,43 +11,24 @@ network. A test asserts that the checklist page's query count does not grow with
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+from harness import bench_database
 
-import django
+# isort: split
+from checklist_api import document
+from django.db import connection
+from django.test import Client
 
-django.setup()
-
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-
-from ports.models import Team  # noqa: E402
-from ports.serializers import DeploymentSerializer  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checklist_api import document  # noqa: E402
+from ports.serializers import DeploymentSerializer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20, help="timed requests per page (default 20)")
     args = parser.parse_args()
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        call_command("load_catalog", verbosity=0)
-        user = get_user_model().objects.create_user("bench")
-        Team.objects.create(name="Bench").members.add(user)
+    with bench_database() as user:
         serializer = DeploymentSerializer(data={**document(), "team": "Bench"})
         serializer.is_valid(raise_exception=True)
         deployment = serializer.save()
@@ -70,8 +51,6 @@ def main() -> None:
         for name, values in samples.items():
             median = statistics.median(values)
             print(f"{name:<22} {median:>10.1f} {max(values):>9.1f} {median / reference:>10.1f}x")
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -15,28 +15,17 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+from harness import bench_database
 
-import django
+# isort: split
+from pypdf import PdfReader
 
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-from pypdf import PdfReader  # noqa: E402
-
-from ports.change_request import RuleSet, render_html, render_pdf  # noqa: E402
-from ports.exports import Scope  # noqa: E402
-from ports.models import Deployment, Team  # noqa: E402
-from ports.serializers import DeploymentSerializer  # noqa: E402
+from ports.change_request import RuleSet, render_html, render_pdf
+from ports.exports import Scope
+from ports.models import Deployment
+from ports.serializers import DeploymentSerializer
 
 HOSTS = [
     ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),
@@ -85,11 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000", help="rule counts (default 100,1000,5000)")
     sizes = [int(size) for size in parser.parse_args().sizes.split(",")]
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        call_command("load_catalog", verbosity=0)
-        Team.objects.create(name="Bench")
+    with bench_database():
         print(f"{'rules':>6} {'HTML s':>8} {'PDF s':>8} {'PDF/HTML':>9} {'PDF ms/rule':>12} {'pages':>6}")
         for size in sizes:
             deployment = deployment_with(size)
@@ -107,8 +92,6 @@ def main() -> None:
                 f"{pdf_s * 1000 / len(rule_set.rules):>12.1f} {pages:>6}"
             )
             assert len(html) > 0
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ class Command(BaseCommand):
             with transaction.atomic():
                 for path in files or catalog_files():
                     version, created = load_catalog(path)
-                    count = version.requirements.count()
-                    state = "loaded" if created else "unchanged"
-                    self.stdout.write(f"{version} ({count} requirements) from {path.name}: {state}")
+                    if options["verbosity"] >= 1:
+                        count = version.requirements.count()
+                        state = "loaded" if created else "unchanged"
+                        self.stdout.write(f"{version} ({count} requirements) from {path.name}: {state}")
         except CatalogError as exc:
             raise CommandError(str(exc)) from exc

@@ -1,0 +1,39 @@
+"""What the benchmarks share: Django on the configured database (PostgreSQL under `make
+bench`), and a throwaway test database with the catalog loaded and a bench user."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+from ports.models import Team  # noqa: E402
+
+
+@contextmanager
+def bench_database() -> Iterator[object]:
+    """A test database for the run, removed afterwards; yields the bench user (team "Bench")."""
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        call_command("load_catalog", verbosity=0)
+        user = get_user_model().objects.create_user("bench")
+        Team.objects.create(name="Bench").members.add(user)
+        yield user
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
