@@ -109,7 +109,8 @@ async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, wor
         return ProbeRun.objects.filter(pk=run_id).filter(Q(cancel_requested=True) | Q(finished__isnull=False)).exists()
 
     # Stop in time, before Celery's soft time limit would interrupt the loop at a random point.
-    budget_ends = loop.time() + settings.CELERY_TASK_SOFT_TIME_LIMIT - 5
+    soft_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+    budget_ends = loop.time() + soft_limit - min(5, soft_limit / 10)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-db") as database:
         probing = asyncio.ensure_future(engine.run(checks, on_result))
         try:
