@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from django.conf import settings
 from django.db import connection
@@ -16,6 +17,7 @@ from django.db import connection
 from probes.models import WorkerHeartbeat
 
 ROOT = Path(__file__).resolve().parent.parent
+needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (make test starts Redis)")
 
 
 def test_database_url() -> str:

@@ -19,11 +19,11 @@ from rest_framework.test import APIClient
 
 from ports.change_request import RuleSet
 from ports.exports import Scope
-from ports.firewall import cisco_asa, iptables, nftables, panos
+from ports.firewall import cisco_asa, panos
 from probes.models import ProbeResult, ProbeRun
 
 from .conftest import create_deployment, make_member, token_client
-from .probe_worker import Worker, flush_broker
+from .probe_worker import Worker, flush_broker, needs_redis
 
 GOLDEN = Path(__file__).parent / "golden"
 PARAMS = {
@@ -241,13 +241,6 @@ def test_asa_and_panos_exports_match_reviewed_golden_files(deployment, render, g
     assert text == (GOLDEN / golden).read_text()
 
 
-def test_golden_nft_and_iptables_agree_with_the_deployment(deployment):
-    rule_set = RuleSet.build(deployment, {"scope": Scope.ALL})
-    for render in (nftables, iptables):
-        text = render(rule_set.rules, "t", rule_set.fingerprint, "fes_gold")
-        assert rule_set.fingerprint in text
-
-
 def test_other_teams_and_anonymous_get_nothing(deployment, other_api):
     urls = [
         f"/api/deployments/{deployment.pk}/change-request.pdf",
@@ -264,9 +257,6 @@ def test_other_teams_and_anonymous_get_nothing(deployment, other_api):
 def test_unknown_syntax_is_404(deployment, api):
     response = api.get(f"/api/deployments/{deployment.pk}/firewall/junos/")
     assert response.status_code == 404 and "known: nftables, iptables, asa, panos" in response.json()["detail"]
-
-
-needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (make test starts Redis)")
 
 
 @needs_redis

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -25,7 +24,7 @@ from probes.tasks import probe_site
 
 from .conftest import create_deployment, make_member, token_client
 from .listeners import Listeners, free_port, self_signed
-from .probe_worker import Worker, flush_broker
+from .probe_worker import Worker, flush_broker, needs_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,8 +165,6 @@ def test_a_name_that_does_not_resolve_is_a_dns_error():
 
 
 # --- The whole path ---------------------------------------------------------------------
-
-needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (make test starts Redis)")
 
 LAB = {
     "name": "Probe lab",
