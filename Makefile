@@ -12,7 +12,7 @@ $(VENV)/.installed: requirements.txt
 
 # Local state of the embedded default: SQLite, the filesystem broker, collected static files.
 var:
-	mkdir -p var/static var/broker/queue var/broker/processed
+	mkdir -p var/static var/broker/queue var/broker/processed var/broker/control
 
 # The portal with a demo deployment on SQLite and the embedded broker, and a real
 # Celery worker beside the web server, on http://127.0.0.1:8000/.
