@@ -25,31 +25,21 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--timeout", type=float, default=3.0, help="seconds a probe waits (default 3, the portal's)")
 parser.add_argument("--rounds", type=int, default=3, help="rounds of the three measurements (default 3)")
 ARGS = parser.parse_args()
-os.environ["PROBE_TIMEOUT"] = str(ARGS.timeout)
+os.environ["PROBE_TIMEOUT"] = str(ARGS.timeout)  # read by the settings, so before Django starts
 
-import django  # noqa: E402
+from harness import bench_database  # noqa: E402
 
-django.setup()
-
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+# isort: split
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from ports.models import ChecklistItem, Requirement, Team  # noqa: E402
+from ports.models import ChecklistItem, Requirement  # noqa: E402
 from ports.serializers import DeploymentSerializer  # noqa: E402
 from tests.listeners import Listeners  # noqa: E402
 from tests.probe_worker import Worker, flush_broker  # noqa: E402
@@ -67,11 +57,8 @@ def serve(listeners: Listeners) -> None:
             listeners.filtered(host, port)
 
 
-def prepare_deployment() -> tuple[int, Client]:
+def prepare_deployment(user: object) -> tuple[int, Client]:
     """A deployment whose checklist is the 1,000 checks (plain TCP connects)."""
-    call_command("load_catalog", verbosity=0)
-    user = get_user_model().objects.create_user("bench")
-    Team.objects.create(name="Bench").members.add(user)
     serializer = DeploymentSerializer(
         data={"team": "Bench", "name": "Probe bench", "appliances": [{"hostname": "esa", "p1_address": "127.90.1.1"}]}
     )
@@ -170,45 +157,46 @@ def main() -> None:
         apt = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
         subprocess.run(["apt-get", "install", "-y", "-qq", "nmap"], check=True, env=apt)
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    listeners = Listeners()
-    worker = None
-    try:
-        serve(listeners)
-        deployment_id, client = prepare_deployment()
-        flush_broker()
-        worker = Worker(["default"], name="bench", PROBE_TIMEOUT=str(ARGS.timeout))
-        worker.wait_until_live()
-        connection.close()  # the worker writes; this process only reads through the API
-        client.get("/api/me/")  # warm: URL configuration and the first connection
+    with bench_database() as user:
+        listeners = Listeners()
+        worker = None
+        try:
+            serve(listeners)
+            deployment_id, client = prepare_deployment(user)
+            flush_broker()
+            worker = Worker(["default"], name="bench", PROBE_TIMEOUT=str(ARGS.timeout))
+            worker.wait_until_live()
+            connection.close()  # the worker writes; this process only reads through the API
+            client.get("/api/me/")  # warm: URL configuration and the first connection
 
-        times: dict[str, list[float]] = {"whole path": [], "bare asyncio sweep": [], "nmap -sT": []}
-        for _ in range(ARGS.rounds):
-            for name, measure in [
-                ("whole path", lambda: whole_path(deployment_id, client)),
-                ("bare asyncio sweep", lambda: bare_sweep(ARGS.timeout)),
-                ("nmap -sT", lambda: nmap(ARGS.timeout)),
-            ]:
-                elapsed, states = measure()
-                times[name].append(elapsed)
-                print(f"  {name:<20} {elapsed:6.2f} s  {dict(sorted(states.items()))}")
-        print(f"\n1,000 checks (300 open, 400 refused, 300 filtered), timeout {ARGS.timeout:g} s, {ARGS.rounds} rounds")
-        print(f"nmap: {' '.join(nmap_command(ARGS.timeout))}")
-        sweep_median = statistics.median(times["bare asyncio sweep"])
-        print(f"{'':<20} {'median s':>9} {'vs bare sweep':>14}")
-        for name, values in times.items():
-            median = statistics.median(values)
-            print(f"{name:<20} {median:>9.2f} {median / sweep_median:>13.2f}x")
-        path, nmap_median = statistics.median(times["whole path"]), statistics.median(times["nmap -sT"])
-        print(f"whole path / bare sweep: {path / sweep_median:.2f} (target <= 1.3)")
-        print(f"whole path / nmap:       {path / nmap_median:.2f} (target < 1)")
-    finally:
-        if worker:
-            worker.stop()
-        listeners.close()
-        flush_broker()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+            times: dict[str, list[float]] = {"whole path": [], "bare asyncio sweep": [], "nmap -sT": []}
+            for _ in range(ARGS.rounds):
+                for name, measure in [
+                    ("whole path", lambda: whole_path(deployment_id, client)),
+                    ("bare asyncio sweep", lambda: bare_sweep(ARGS.timeout)),
+                    ("nmap -sT", lambda: nmap(ARGS.timeout)),
+                ]:
+                    elapsed, states = measure()
+                    times[name].append(elapsed)
+                    print(f"  {name:<20} {elapsed:6.2f} s  {dict(sorted(states.items()))}")
+            print(
+                f"\n1,000 checks (300 open, 400 refused, 300 filtered), "
+                f"timeout {ARGS.timeout:g} s, {ARGS.rounds} rounds"
+            )
+            print(f"nmap: {' '.join(nmap_command(ARGS.timeout))}")
+            sweep_median = statistics.median(times["bare asyncio sweep"])
+            print(f"{'':<20} {'median s':>9} {'vs bare sweep':>14}")
+            for name, values in times.items():
+                median = statistics.median(values)
+                print(f"{name:<20} {median:>9.2f} {median / sweep_median:>13.2f}x")
+            path, nmap_median = statistics.median(times["whole path"]), statistics.median(times["nmap -sT"])
+            print(f"whole path / bare sweep: {path / sweep_median:.2f} (target <= 1.3)")
+            print(f"whole path / nmap:       {path / nmap_median:.2f} (target < 1)")
+        finally:
+            if worker:
+                worker.stop()
+            listeners.close()
+            flush_broker()
 
 
 if __name__ == "__main__":

@@ -227,6 +227,12 @@ def if_match_revision(request: Request, item: ChecklistItem) -> int | None:
 # --- Exports ----------------------------------------------------------------------------
 
 
+def attachment(content: bytes | str, content_type: str, filename: str, fingerprint: str) -> HttpResponse:
+    """A file to download, with the fingerprint of the rule set it holds."""
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Checklist-Fingerprint": fingerprint}
+    return HttpResponse(content, content_type=content_type, headers=headers)
+
+
 class DeploymentExportView(APIView):
     """An export of a deployment's rules; query parameters as ExportParams."""
 
@@ -262,14 +268,7 @@ class ChangeRequestPDFView(DeploymentExportView):
         pdf = render_pdf(render_html(rule_set, params, request.user))
         rule_set.remember("pdf", request.user)
         name = f"change-request-{self.deployment.pk}-{rule_set.fingerprint[:12]}.pdf"
-        return HttpResponse(
-            pdf,
-            content_type="application/pdf",
-            headers={
-                "Content-Disposition": f'attachment; filename="{name}"',
-                "Checklist-Fingerprint": rule_set.fingerprint,
-            },
-        )
+        return attachment(pdf, "application/pdf", name, rule_set.fingerprint)
 
 
 class FirewallExportView(DeploymentExportView):
@@ -282,13 +281,8 @@ class FirewallExportView(DeploymentExportView):
         title = f"{self.deployment.name} ({self.deployment.team}), {self.deployment.catalog_version}"
         text = render(rule_set.rules, title, rule_set.fingerprint, f"fes_{self.deployment.pk}")
         rule_set.remember(syntax, request.user)
-        return HttpResponse(
-            text,
-            content_type="text/plain; charset=utf-8",
-            headers={
-                "Content-Disposition": f'attachment; filename="deployment-{self.deployment.pk}.{suffix}"',
-                "Checklist-Fingerprint": rule_set.fingerprint,
-            },
+        return attachment(
+            text, "text/plain; charset=utf-8", f"deployment-{self.deployment.pk}.{suffix}", rule_set.fingerprint
         )
 
 
@@ -297,14 +291,7 @@ class XlsxExportView(DeploymentExportView):
     def get(self, request: Request, pk: str) -> HttpResponse:
         rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
         workbook = to_xlsx(rule_set.rules, f"{self.deployment.name} ({self.deployment.team})", rule_set.fingerprint)
-        return HttpResponse(
-            workbook,
-            content_type=XLSX,
-            headers={
-                "Content-Disposition": f'attachment; filename="checklist-{self.deployment.pk}.xlsx"',
-                "Checklist-Fingerprint": rule_set.fingerprint,
-            },
-        )
+        return attachment(workbook, XLSX, f"checklist-{self.deployment.pk}.xlsx", rule_set.fingerprint)
 
 
 class ChecklistDiffView(DeploymentExportView):
@@ -368,11 +355,6 @@ class ChangeRequestJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet
         job = self.get_object()
         if job.status != ChangeRequestJob.Status.DONE:
             raise NotFound(f"The change request is {job.status} ({job.progress} %), not ready.")
-        return HttpResponse(
-            bytes(job.pdf),
-            content_type="application/pdf",
-            headers={
-                "Content-Disposition": f'attachment; filename="change-request-{job.deployment_id}-{job.pk}.pdf"',
-                "Checklist-Fingerprint": job.fingerprint,
-            },
+        return attachment(
+            bytes(job.pdf), "application/pdf", f"change-request-{job.deployment_id}-{job.pk}.pdf", job.fingerprint
         )

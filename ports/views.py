@@ -10,7 +10,8 @@ from collections import Counter
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Max, Q
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.html import format_html_join
@@ -18,11 +19,11 @@ from django.utils.html import format_html_join
 from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
 
 from .choices import HOST_ROLES, NETWORK_ROLES, CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
+from .exports import FAILING_STATES
 from .filters import ChecklistItemFilterSet, RequirementFilterSet
 from .models import CatalogVersion, Deployment, Requirement, Team
 from .serializers import DeploymentSerializer
 
-FAILING = ["refused", "filtered", "unreachable", "dns_error", "intercepted", "error"]
 SORTS = {
     "position": ["position"],
     "source": ["source", "position"],
@@ -34,21 +35,23 @@ SORTS = {
 
 @login_required
 def deployment_list(request: HttpRequest) -> HttpResponse:
-    deployments = (
+    # Subqueries, not joins: joining items, results and runs at once multiplies their rows.
+    failing = (
+        ProbeResult.objects.filter(item__deployment=OuterRef("pk"), is_latest=True, state__in=FAILING_STATES)
+        .order_by()
+        .values("item__deployment")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    last_run = ProbeRun.objects.filter(deployment=OuterRef("pk")).order_by("-created").values("created")[:1]
+    deployments = list(
         Deployment.objects.for_user(request.user)
         .select_related("team", "catalog_version")
-        .annotate(
-            total=Count("checklist", distinct=True),
-            verified=Count("checklist", filter=Q(checklist__status=ItemStatus.VERIFIED), distinct=True),
-            failing=Count(
-                "checklist",
-                filter=Q(checklist__probe_results__is_latest=True, checklist__probe_results__state__in=FAILING),
-                distinct=True,
-            ),
-            last_run=Max("probe_runs__created"),
-        )
-        .order_by("team__name", "name")
+        .with_status_counts()
+        .annotate(failing=Coalesce(Subquery(failing), 0), last_run=Subquery(last_run))
     )
+    for deployment in deployments:
+        deployment.total = sum(deployment.status_counts().values())
     return render(request, "ports/deployment_list.html", {"deployments": deployments})
 
 
@@ -202,7 +205,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
             "max_count": max([*statuses.values(), *all_latest.values(), 1]),
             "statuses": ItemStatus.choices,
             "roles": Role.choices,
-            "results": [(s, s) for s in ("open", *FAILING, "unverifiable", "not_probed")],
+            "results": [(s, s) for s in ("open", *sorted(FAILING_STATES), "unverifiable", "not_probed")],
             "sites": [(site, site in live) for site in sites],
             "last_run": ProbeRun.objects.filter(deployment=deployment).first(),
             "query": request.GET,

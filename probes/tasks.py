@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.25
 
 
-@shared_task
-def probe_site(run_id: int, site: str) -> None:
+@shared_task(bind=True)
+def probe_site(self, run_id: int, site: str) -> None:
     """Probe the run's pending items whose source sits in `site`.
 
     Delivered again if its worker dies: only items still pending are probed, and a
@@ -39,7 +39,8 @@ def probe_site(run_id: int, site: str) -> None:
         run.results.filter(state=ProbeState.PENDING, site=site).select_related("item__requirement").order_by("item")
     )
     checks, refused = build_checks(run, pending)
-    worker = f"{socket.gethostname()}:{site}"
+    # The Celery node (name@host) that probed, so that a redelivered run shows who finished it.
+    worker = f"{self.request.hostname or socket.gethostname()}:{site}"
     if refused:
         ProbeResult.record(run.pk, worker, refused)
     engine = Engine(
