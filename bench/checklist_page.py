@@ -21,7 +21,7 @@ from checklist_api import document
 from django.db import connection
 from django.test import Client
 
-from ports.serializers import DeploymentSerializer
+from ports.deployments import save_deployment
 
 
 def main() -> None:
@@ -29,9 +29,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="timed requests per page (default 20)")
     args = parser.parse_args()
     with bench_database() as user:
-        serializer = DeploymentSerializer(data={**document(), "team": "Bench"})
-        serializer.is_valid(raise_exception=True)
-        deployment = serializer.save()
+        deployment = save_deployment({**document(), "team": "Bench"}).deployment
         browser = Client()
         browser.force_login(user)
         pages = {"trivial (login form)": "/accounts/login/", "checklist page": f"/deployments/{deployment.pk}/"}

@@ -22,10 +22,10 @@ from harness import bench_database
 # isort: split
 from pypdf import PdfReader
 
-from ports.change_request import RuleSet, render_html, render_pdf
-from ports.exports import Scope
+from ports.exports import RuleSet, Scope
+from ports.exports.pdf import render_html, render_pdf
 from ports.models import Deployment
-from ports.serializers import DeploymentSerializer
+from ports.deployments import save_deployment
 
 HOSTS = [
     ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),
@@ -35,8 +35,8 @@ HOSTS = [
 
 
 def build(name: str, appliances: int) -> Deployment:
-    serializer = DeploymentSerializer(
-        data={
+    return save_deployment(
+        {
             "team": "Bench",
             "name": name,
             # Without Personal Email Manager: no peer-appliance mesh, so rules grow linearly.
@@ -57,9 +57,7 @@ def build(name: str, appliances: int) -> Deployment:
                 {"role": "mail_senders", "name": "Internet", "network": "any"},
             ],
         }
-    )
-    serializer.is_valid(raise_exception=True)
-    return serializer.save()
+    ).deployment
 
 
 def deployment_with(rules: int) -> Deployment:

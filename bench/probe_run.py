@@ -40,7 +40,7 @@ from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from ports.models import ChecklistItem, Requirement  # noqa: E402
-from ports.serializers import DeploymentSerializer  # noqa: E402
+from ports.deployments import save_deployment  # noqa: E402
 from tests.listeners import Listeners  # noqa: E402
 from tests.probe_worker import Worker, flush_broker  # noqa: E402
 
@@ -59,11 +59,9 @@ def serve(listeners: Listeners) -> None:
 
 def prepare_deployment(user: object) -> tuple[int, Client]:
     """A deployment whose checklist is the 1,000 checks (plain TCP connects)."""
-    serializer = DeploymentSerializer(
-        data={"team": "Bench", "name": "Probe bench", "appliances": [{"hostname": "esa", "p1_address": "127.90.1.1"}]}
-    )
-    serializer.is_valid(raise_exception=True)
-    deployment = serializer.save()
+    deployment = save_deployment(
+        {"team": "Bench", "name": "Probe bench", "appliances": [{"hostname": "esa", "p1_address": "127.90.1.1"}]}
+    ).deployment
     # Rows written directly: the catalog has no 1,000 distinct ports, the bench needs them.
     plain = Requirement.objects.get(version=deployment.catalog_version, uid="fes.off-appliance.50800-tcp")
     deployment.checklist.all().delete()

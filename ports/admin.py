@@ -1,7 +1,10 @@
+from django import forms
 from django.contrib import admin
+from rest_framework.exceptions import ValidationError
 
-from .checklist import regenerate_checklist
+from .deployments import save_deployment
 from .models import Appliance, CatalogVersion, ChecklistItem, Deployment, Host, PeerNetwork, Requirement, Team
+from .serializers import DeploymentSerializer
 
 
 @admin.register(Team)
@@ -31,31 +34,106 @@ class CatalogVersionAdmin(admin.ModelAdmin):
         return False
 
 
-class ApplianceInline(admin.TabularInline):
-    model = Appliance
-    extra = 0
+def apply_errors(form: forms.BaseForm, detail: object) -> None:
+    """Put a serializer's errors (a field dict, or messages) on a form."""
+    if isinstance(detail, dict):
+        for name, messages in detail.items():
+            form.add_error(name if name in form.fields else None, messages)
+    else:
+        form.add_error(None, detail)
 
 
-class HostInline(admin.TabularInline):
-    model = Host
-    extra = 0
+class DocumentFormSet(forms.BaseInlineFormSet):
+    """An inline list of a deployment (appliances, hosts, networks), validated as the API
+    validates that list of a deployment document."""
+
+    document_field = ""
+
+    def kept_forms(self) -> list[forms.Form]:
+        return [form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)]
+
+    def rows(self) -> list[dict]:
+        names = DeploymentSerializer().fields[self.document_field].child.fields
+        return [{name: form.cleaned_data.get(name) for name in names} for form in self.kept_forms()]
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        serializer = DeploymentSerializer()
+        try:
+            value = serializer.fields[self.document_field].run_validation(self.rows())
+            getattr(serializer, f"validate_{self.document_field}")(value)
+        except ValidationError as invalid:
+            if not isinstance(invalid.detail, list) or not all(isinstance(row, dict) for row in invalid.detail):
+                raise forms.ValidationError(str(invalid.detail)) from invalid
+            for form, errors in zip(self.kept_forms(), invalid.detail, strict=False):
+                apply_errors(form, errors)
+            raise forms.ValidationError("Correct the rows marked below.") from invalid
 
 
-class PeerNetworkInline(admin.TabularInline):
-    model = PeerNetwork
-    extra = 0
+def document_inline(model_class: type, field: str) -> type[admin.TabularInline]:
+    formset_class = type(f"{model_class.__name__}FormSet", (DocumentFormSet,), {"document_field": field})
+    return type(
+        f"{model_class.__name__}Inline",
+        (admin.TabularInline,),
+        {"model": model_class, "extra": 0, "formset": formset_class},
+    )
+
+
+class DeploymentAdminForm(forms.ModelForm):
+    """The deployment's own fields, validated as the API validates them."""
+
+    class Meta:
+        model = Deployment
+        fields = ["team", "name", "description", "catalog_version", "dlp_base_port", "features"]
+
+    def document(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "team": data["team"].name,
+            "name": data["name"],
+            "description": data.get("description", ""),
+            "catalog_version": data["catalog_version"].pk,
+            "dlp_base_port": data["dlp_base_port"],
+            "features": data.get("features") or [],
+        }
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors:
+            instance = self.instance if self.instance.pk else None
+            serializer = DeploymentSerializer(instance, data=self.document(), partial=instance is not None)
+            if not serializer.is_valid():
+                apply_errors(self, serializer.errors)
+        return cleaned
 
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
+    """Saved through ports.deployments.save_deployment(), like every other write: the admin
+    cannot store what the API would refuse, and the checklist follows at once."""
+
+    form = DeploymentAdminForm
     list_display = ["name", "team", "catalog_version", "updated"]
     list_filter = ["team"]
     search_fields = ["name"]
-    inlines = [ApplianceInline, HostInline, PeerNetworkInline]
+    inlines = [
+        document_inline(Appliance, "appliances"),
+        document_inline(Host, "hosts"),
+        document_inline(PeerNetwork, "peer_networks"),
+    ]
+
+    def save_model(self, request, obj, form, change) -> None:
+        pass  # saved with its lists in save_related(), in one go
 
     def save_related(self, request, form, formsets, change) -> None:
-        super().save_related(request, form, formsets, change)
-        regenerate_checklist(form.instance)
+        document = form.document() | {formset.document_field: formset.rows() for formset in formsets}
+        # A fresh instance: the form has already copied its values onto form.instance.
+        instance = Deployment.objects.get(pk=form.instance.pk) if change else None
+        saved = save_deployment(document, instance=instance)
+        # The admin's messages and redirect name form.instance.
+        form.instance.pk, form.instance._state.adding = saved.deployment.pk, False
 
 
 @admin.register(ChecklistItem)

@@ -4,10 +4,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
-from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -16,17 +14,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from probes.models import ProbeResult
-
-from .change_request import ExportParams, RuleSet, catalog_diff, render_html, render_pdf
-from .exports import rules_as_dicts, to_xlsx
+from .checklist import remember_rule_set
+from .deployments import Saved, save_deployment, upsert_deployment
+from .exports import ExportParams, RuleSet
+from .exports.firewall import SYNTAXES
+from .exports.pdf import render_html, render_pdf
+from .exports.sheets import ChecklistCSVRenderer, to_xlsx
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
-from .firewall import SYNTAXES
 from .models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
-from .renderers import ChecklistCSVRenderer
+from .scoping import TeamScoped
 from .serializers import (
     CatalogVersionSerializer,
     ChangeRequestJobSerializer,
+    ChecklistDiffSerializer,
     ChecklistItemDetailSerializer,
     ChecklistItemSerializer,
     ChecklistSerializer,
@@ -73,32 +73,55 @@ class RequirementViewSet(viewsets.ReadOnlyModelViewSet):
         return queryset
 
 
-class DeploymentViewSet(viewsets.ModelViewSet):
+DEPLOYMENT_EXAMPLE = OpenApiExample(
+    "A deployment document",
+    request_only=True,
+    value={
+        "name": "Mail gateways",
+        "team": "Mail team",
+        "features": ["dlp", "pem", "smd"],
+        "dlp_base_port": 17500,
+        "appliances": [{"hostname": "esa1.example.test", "c_address": "192.0.2.10", "p1_address": "192.0.2.20"}],
+        "hosts": [
+            {"role": "security_manager", "name": "fsm", "address": "192.0.2.30", "site": "hq"},
+            {"role": "dns", "name": "dns1", "address": "192.0.2.53"},
+        ],
+        "peer_networks": [
+            {"role": "end_users", "name": "Staff", "network": "198.51.100.0/24"},
+            {"role": "mail_senders", "name": "Internet", "network": "any"},
+        ],
+    },
+)
+
+
+@extend_schema_view(
+    create=extend_schema(examples=[DEPLOYMENT_EXAMPLE]),
+    update=extend_schema(examples=[DEPLOYMENT_EXAMPLE]),
+)
+class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
+    """Deployments as whole documents; every write goes through ports.deployments."""
+
+    queryset = (
+        Deployment.objects.select_related("team", "catalog_version")
+        .prefetch_related("appliances", "hosts", "peer_networks")
+        .with_status_counts()
+    )
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet
 
-    def perform_update(self, serializer: DeploymentSerializer) -> None:
-        serializer.save()
-        # Answer with what is stored now: children and checklist counts were prefetched before.
-        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return self.answer(save_deployment(request.data, user=request.user))
 
-    def perform_create(self, serializer: DeploymentSerializer) -> None:
-        serializer.save()
-        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
-
-    def get_queryset(self) -> QuerySet[Deployment]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
-            return Deployment.objects.none()
-        return (
-            Deployment.objects.for_user(self.request.user)
-            .select_related("team", "catalog_version")
-            .prefetch_related("appliances", "hosts", "peer_networks")
-            .with_status_counts()
+    def update(self, request: Request, *args: object, **kwargs: object) -> Response:
+        saved = save_deployment(
+            request.data, user=request.user, instance=self.get_object(), partial=kwargs.get("partial", False)
         )
+        return self.answer(saved)
 
     @extend_schema(
         request=DeploymentSerializer,
         responses={200: DeploymentSerializer, 201: DeploymentSerializer},
+        examples=[DEPLOYMENT_EXAMPLE],
         description=(
             "Create the team's deployment of this name, or bring it to this document. Sending the same "
             "document again changes nothing; the `Deployment-Outcome` header says created, updated or "
@@ -107,31 +130,22 @@ class DeploymentViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["post"])
     def upsert(self, request: Request) -> Response:
-        data = request.data if isinstance(request.data, dict) else {}
-        if not data.get("name"):
-            raise serializers.ValidationError({"name": ["This field is required."]})
-        matches = self.get_queryset().filter(name=data["name"])
-        if data.get("team"):
-            matches = matches.filter(team__name=data["team"])
-        if len(matches[:2]) > 1:
-            raise serializers.ValidationError({"team": ["Several of your teams have this deployment: name the team."]})
-        instance = matches.first()
-        serializer = self.get_serializer(instance, data=request.data, partial=instance is not None)
-        serializer.is_valid(raise_exception=True)
-        if instance is None:
-            outcome, code = "created", status.HTTP_201_CREATED
-        elif serializer.is_unchanged():
-            outcome, code = "unchanged", status.HTTP_200_OK
-        else:
-            outcome, code = "updated", status.HTTP_200_OK
-        if outcome != "unchanged":
-            serializer.save()
-        deployment = self.get_queryset().get(pk=serializer.instance.pk)
-        return Response(self.get_serializer(deployment).data, status=code, headers={"Deployment-Outcome": outcome})
+        return self.answer(upsert_deployment(request.data, user=request.user))
+
+    def answer(self, saved: Saved) -> Response:
+        """The deployment as stored now, and what the write did."""
+        deployment = self.get_queryset().get(pk=saved.deployment.pk)
+        code = status.HTTP_201_CREATED if saved.outcome == "created" else status.HTTP_200_OK
+        headers = {"Deployment-Outcome": saved.outcome}
+        return Response(self.get_serializer(deployment).data, status=code, headers=headers)
 
 
-class ChecklistView(generics.GenericAPIView):
-    """A deployment's checklist: what it was built from and its rules, as JSON or CSV."""
+class ChecklistView(TeamScoped, generics.GenericAPIView):
+    """A deployment's checklist: what it was built from and its rules, as JSON or CSV.
+
+    The `Checklist-Fingerprint` header (and `fingerprint`) name the rule set given, which
+    checklist/diff/?since= compares with the current one later.
+    """
 
     filterset_class = ChecklistItemFilterSet
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, ChecklistCSVRenderer]
@@ -140,14 +154,9 @@ class ChecklistView(generics.GenericAPIView):
     def get_queryset(self) -> QuerySet[ChecklistItem]:
         if getattr(self, "swagger_fake_view", False):
             return ChecklistItem.objects.none()
-        # Thousands of items share a few dozen requirements: prefetching builds each
-        # requirement once instead of once per row.
-        return self.deployment.checklist.prefetch_related("requirement")
-
-    @cached_property
-    def deployment(self) -> Deployment:
-        deployments = Deployment.objects.for_user(self.request.user).select_related("team", "catalog_version__product")
-        return get_object_or_404(deployments, pk=self.kwargs["pk"])
+        # Thousands of items share a few dozen requirements: select_related would build each
+        # requirement once per row; prefetching builds it once.
+        return self.deployment.checklist.prefetch_related("requirement").with_latest_probe()
 
     @extend_schema(
         filters=True,
@@ -155,35 +164,30 @@ class ChecklistView(generics.GenericAPIView):
         responses={(200, "application/json"): ChecklistSerializer, (200, "text/csv"): str},
     )
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
-        items = self.filter_queryset(self.get_queryset())
-        headers = {}
+        items = list(self.filter_queryset(self.get_queryset()))
+        if any(request.query_params.get(name) for name in self.filterset_class.base_filters):
+            value = remember_rule_set(self.deployment, [item.rule for item in items], "checklist", request.user)
+        else:  # the whole checklist, kept with its fingerprint when it was generated
+            value = self.deployment.checklist_fingerprint
+        headers = {"Checklist-Fingerprint": value}
         if request.accepted_renderer.format == "csv":
             headers["Content-Disposition"] = f'attachment; filename="checklist-{self.deployment.pk}.csv"'
-        context = {"items": items, "latest_results": ProbeResult.objects.latest_for(self.deployment)}
+        context = {"items": items, "fingerprint": value}
         return Response(ChecklistSerializer(self.deployment, context=context).data, headers=headers)
 
 
-class ChecklistItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = ChecklistItem.objects.all()
     filterset_class = ChecklistItemFilterSet
 
     def get_queryset(self) -> QuerySet[ChecklistItem]:
-        if getattr(self, "swagger_fake_view", False):
-            return ChecklistItem.objects.none()
-        queryset = ChecklistItem.objects.filter(deployment__team__members=self.request.user)
-        if self.action == "retrieve":
-            return queryset.select_related("requirement").prefetch_related("history__user")
-        return queryset.prefetch_related("requirement")
+        queryset = super().get_queryset().with_latest_probe()
+        if self.action == "list":
+            return queryset.prefetch_related("requirement")
+        return queryset.select_related("requirement").prefetch_related("history__user")
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ChecklistItemSerializer if self.action == "list" else ChecklistItemDetailSerializer
-
-    def get_serializer(self, *args: object, **kwargs: object) -> serializers.Serializer:
-        items = args[0] if args else None
-        if items is not None:
-            ids = [item.pk for item in (items if kwargs.get("many") else [items])]
-            latest = ProbeResult.objects.filter(item__in=ids, is_latest=True)
-            kwargs["context"] = self.get_serializer_context() | {"latest_results": {r.item_id: r for r in latest}}
-        return super().get_serializer(*args, **kwargs)
 
     def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
         item = self.get_object()
@@ -233,18 +237,16 @@ def attachment(content: bytes | str, content_type: str, filename: str, fingerpri
     return HttpResponse(content, content_type=content_type, headers=headers)
 
 
-class DeploymentExportView(APIView):
+class DeploymentExportView(TeamScoped, APIView):
     """An export of a deployment's rules; query parameters as ExportParams."""
-
-    @cached_property
-    def deployment(self) -> Deployment:
-        deployments = Deployment.objects.for_user(self.request.user).select_related("team", "catalog_version__product")
-        return get_object_or_404(deployments, pk=self.kwargs["pk"])
 
     def params(self, data: object) -> dict:
         params = ExportParams(data=data, context={"deployment": self.deployment})
         params.is_valid(raise_exception=True)
         return params.validated_data
+
+    def title(self) -> str:
+        return f"{self.deployment.name} ({self.deployment.team}), {self.deployment.catalog_version}"
 
 
 class ChangeRequestPDFView(DeploymentExportView):
@@ -257,11 +259,11 @@ class ChangeRequestPDFView(DeploymentExportView):
     def get(self, request: Request, pk: str) -> HttpResponse:
         params = self.params(request.query_params)
         rule_set = RuleSet.build(self.deployment, params)
-        if len(rule_set.rules) > settings.EXPORT_SYNC_RULES:
+        if len(rule_set.items) > settings.EXPORT_SYNC_RULES:
             raise serializers.ValidationError(
                 {
                     "scope": [
-                        f"{len(rule_set.rules)} rules: request it with POST /api/deployments/{pk}/change-requests/."
+                        f"{len(rule_set.items)} rules: request it with POST /api/deployments/{pk}/change-requests/."
                     ]
                 }
             )
@@ -278,8 +280,7 @@ class FirewallExportView(DeploymentExportView):
             raise NotFound(f"Unknown syntax {syntax!r}; known: {', '.join(SYNTAXES)}.")
         render, suffix = SYNTAXES[syntax]
         rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
-        title = f"{self.deployment.name} ({self.deployment.team}), {self.deployment.catalog_version}"
-        text = render(rule_set.rules, title, rule_set.fingerprint, f"fes_{self.deployment.pk}")
+        text = render(rule_set, self.title(), f"fes_{self.deployment.pk}")
         rule_set.remember(syntax, request.user)
         return attachment(
             text, "text/plain; charset=utf-8", f"deployment-{self.deployment.pk}.{suffix}", rule_set.fingerprint
@@ -290,20 +291,28 @@ class XlsxExportView(DeploymentExportView):
     @extend_schema(parameters=[ExportParams], responses={(200, XLSX): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: str) -> HttpResponse:
         rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
-        workbook = to_xlsx(rule_set.rules, f"{self.deployment.name} ({self.deployment.team})", rule_set.fingerprint)
+        version = self.deployment.catalog_version
+        about = [
+            ("Checklist", self.title()),
+            ("Catalog", f"{version.product} {version.version} ({version.source_title}, {version.source_file})"),
+            ("Fingerprint (SHA-256 of the rule set)", rule_set.fingerprint),
+            ("Vendor warning", version.warning),
+        ]
+        workbook = to_xlsx(ChecklistItemSerializer(rule_set.items, many=True).data, about)
+        rule_set.remember("xlsx", request.user)
         return attachment(workbook, XLSX, f"checklist-{self.deployment.pk}.xlsx", rule_set.fingerprint)
 
 
 class ChecklistDiffView(DeploymentExportView):
     """The rules added and removed since an earlier export (`since`: its fingerprint)."""
 
-    @extend_schema(parameters=[ExportParams], responses={200: {"type": "object"}})
+    @extend_schema(parameters=[ExportParams], responses={200: ChecklistDiffSerializer})
     def get(self, request: Request, pk: str) -> Response:
         params = self.params(request.query_params)
         if "since" not in params:
             raise serializers.ValidationError({"since": ["Give the fingerprint of an earlier export."]})
         diff = RuleSet.build(self.deployment, params).diff(params["since"])
-        return Response(diff | {"added": rules_as_dicts(diff["added"])})
+        return Response(ChecklistDiffSerializer(diff).data)
 
 
 class CatalogDiffView(APIView):
@@ -321,7 +330,7 @@ class CatalogDiffView(APIView):
             if version is None:
                 raise serializers.ValidationError({name: [f"No catalog version {value!r}."]})
             versions[name] = version
-        return Response(catalog_diff(versions["from"], versions["to"]))
+        return Response(versions["from"].diff(versions["to"]))
 
 
 class ChangeRequestJobView(DeploymentExportView):
@@ -341,13 +350,9 @@ class ChangeRequestJobView(DeploymentExportView):
         )
 
 
-class ChangeRequestJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ChangeRequestJobViewSet(TeamScoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = ChangeRequestJob.objects.defer("pdf")
     serializer_class = ChangeRequestJobSerializer
-
-    def get_queryset(self) -> QuerySet[ChangeRequestJob]:
-        if getattr(self, "swagger_fake_view", False):
-            return ChangeRequestJob.objects.none()
-        return ChangeRequestJob.objects.filter(deployment__team__members=self.request.user).defer("pdf")
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     @action(detail=True)

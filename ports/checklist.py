@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -10,73 +9,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from .choices import Role
-from .models import Appliance, ChecklistItem, Deployment, Requirement
-
-# The item fields that follow from the rule (besides its key and position).
-RULE_FIELDS = [
-    "requirement_id",
-    "source_role",
-    "source_name",
-    "source",
-    "source_site",
-    "destination_role",
-    "destination_name",
-    "destination",
-    "destination_site",
-    "interface",
-    "protocol",
-    "port_start",
-    "port_end",
-]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    role: str
-    name: str
-    address: str
-    site: str
-
-
-@dataclass(frozen=True)
-class Rule:
-    requirement: Requirement
-    source: Endpoint
-    destination: Endpoint
-    interface: str
-    port_start: int
-    port_end: int
-
-    @property
-    def key(self) -> str:
-        """What makes two rules the same firewall rule; names and sites are only labels."""
-        parts = (
-            self.requirement.uid,
-            self.source.address,
-            self.destination.address,
-            self.interface,
-            self.requirement.protocol,
-            str(self.port_start),
-            str(self.port_end),
-        )
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-    def item_fields(self) -> dict[str, object]:
-        return {
-            "requirement_id": self.requirement.pk,
-            "source_role": self.source.role,
-            "source_name": self.source.name,
-            "source": self.source.address,
-            "source_site": self.source.site,
-            "destination_role": self.destination.role,
-            "destination_name": self.destination.name,
-            "destination": self.destination.address,
-            "destination_site": self.destination.site,
-            "interface": self.interface,
-            "protocol": self.requirement.protocol,
-            "port_start": self.port_start,
-            "port_end": self.port_end,
-        }
+from .models import (
+    RULE_COLUMN_NAMES,
+    Appliance,
+    ChecklistExport,
+    ChecklistItem,
+    Deployment,
+    Host,
+    PeerNetwork,
+    RuleColumns,
+)
+from .rules import IDENTITY_FIELDS, Endpoint, Rule, fingerprint
 
 
 @dataclass
@@ -90,18 +33,26 @@ class SyncResult:
         return bool(self.added or self.removed)
 
 
-def appliance_endpoint(appliance: Appliance, interface: str) -> Endpoint:
-    return Endpoint(Role.APPLIANCE, appliance.hostname, appliance.address(interface) or "", appliance.site)
+def appliance_endpoint(appliance: Appliance, interface: str, role: str = Role.APPLIANCE) -> Endpoint:
+    return Endpoint(role, appliance.hostname, appliance.address(interface) or "", appliance.site)
+
+
+def family_name(endpoint: Endpoint) -> str:
+    return f"IPv{endpoint.family}"
 
 
 def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
-    """The deployment's rules in catalog order, and what kept a requirement from becoming one."""
+    """The deployment's rules in catalog order, and what kept a requirement from becoming one.
+
+    Reads the deployment's hosts from the database, never from a cache of the instance, so
+    the rules always follow what was just saved.
+    """
     requirements = [r for r in deployment.catalog_version.requirements.all() if r.applies_to(deployment.features)]
-    appliances = list(deployment.appliances.all())
+    appliances = list(Appliance.objects.filter(deployment=deployment))
     peers: dict[str, list[Endpoint]] = defaultdict(list)
-    for host in deployment.hosts.all():
+    for host in Host.objects.filter(deployment=deployment):
         peers[host.role].append(Endpoint(host.role, host.name, host.address, host.site))
-    for network in deployment.peer_networks.all():
+    for network in PeerNetwork.objects.filter(deployment=deployment):
         peers[network.role].append(Endpoint(network.role, network.name, network.network, network.site))
 
     rules: list[Rule] = []
@@ -114,32 +65,44 @@ def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
             warnings.append(message)
 
     for requirement in requirements:
-        port_start, port_end = deployment.dlp_ports(requirement)
+        ports = deployment.ports_for(requirement)
         label = f"{requirement.uid} ({requirement.description}, {requirement.ports}/{requirement.protocol})"
         remote_role = requirement.listener if requirement.initiator == Role.APPLIANCE else requirement.initiator
         if remote_role != Role.PEER_APPLIANCE and not peers[remote_role] and appliances:
             warn(f"No {Role(remote_role).label} is defined: {label} has no rule.")
             continue
         for appliance in appliances:
-            interface = appliance.interface_for(requirement)
-            if interface is None:
+            if appliance.interface_for(requirement) is None:
                 warn(f"{appliance.hostname} has no address on {requirement.interface_text}: {label} has no rule.")
                 continue
-            local = appliance_endpoint(appliance, interface)
-            if requirement.initiator == Role.APPLIANCE:
-                pairs = [(local, peer) for peer in peers[remote_role]]
-            elif remote_role == Role.PEER_APPLIANCE:
+            if remote_role == Role.PEER_APPLIANCE:
                 # Appliances of a cluster reach each other on the same interface.
-                pairs = [
-                    (Endpoint(Role.PEER_APPLIANCE, other.hostname, other.address(interface) or "", other.site), local)
-                    for other in appliances
-                    if other != appliance and other.address(interface)
-                ]
+                interface = appliance.interface_for(requirement)
+                local = appliance_endpoint(appliance, interface)
+                others = [other for other in appliances if other != appliance and other.address(interface)]
+                pairs = [(appliance_endpoint(other, interface, Role.PEER_APPLIANCE), local) for other in others]
             else:
-                pairs = [(peer, local) for peer in peers[remote_role]]
-            rules.extend(
-                Rule(requirement, source, destination, interface, port_start, port_end) for source, destination in pairs
-            )
+                pairs = []
+                for peer in peers[remote_role]:
+                    # A rule never mixes IPv4 and IPv6: use the appliance's interface of the peer's family.
+                    interface = appliance.interface_for(requirement, peer.family)
+                    if interface is None:
+                        warn(
+                            f"{peer.name} ({peer.address}) is {family_name(peer)}, and {appliance.hostname} has no "
+                            f"{family_name(peer)} address on {requirement.interface_text}: {label} has no rule "
+                            "between them."
+                        )
+                        continue
+                    local = appliance_endpoint(appliance, interface)
+                    pairs.append((local, peer) if requirement.initiator == Role.APPLIANCE else (peer, local))
+            for source, destination in pairs:
+                if None not in (source.family, destination.family) and source.family != destination.family:
+                    warn(
+                        f"{source.name} ({source.address}) and {destination.name} ({destination.address}) are of "
+                        f"different address families: {label} has no rule between them."
+                    )
+                    continue
+                rules.append(Rule(requirement, source, destination, interface, requirement.protocol, ports))
 
     unique = list({rule.key: rule for rule in rules}.values())
     return unique, warnings
@@ -150,16 +113,21 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     """Bring the stored checklist in line with the deployment, in one transaction.
 
     Items whose rule still exists keep their status and history; the others are removed,
-    and new rules are added as to do.
+    and new rules are added as to do. The whole rule set is kept under its fingerprint, so
+    that any checklist handed out can be compared with a later one.
     """
     # One regeneration of a deployment at a time: the row lock orders concurrent saves.
-    Deployment.objects.select_for_update().only("pk").get(pk=deployment.pk)
+    # The deployment is read again under the lock: the caller's instance may hold stale caches.
+    given, deployment = (
+        deployment,
+        Deployment.objects.select_for_update().select_related("catalog_version").get(pk=deployment.pk),
+    )
     rules, warnings = derive_rules(deployment)
     existing = {item.key: item for item in deployment.checklist.all()}
     to_create: list[ChecklistItem] = []
     to_update: list[ChecklistItem] = []
     for position, rule in enumerate(rules):
-        fields = rule.item_fields() | {"position": position}
+        fields = RuleColumns.columns_of(rule) | {"position": position}
         item = existing.pop(rule.key, None)
         if item is None:
             to_create.append(ChecklistItem(deployment=deployment, key=rule.key, **fields))
@@ -168,9 +136,29 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
                 setattr(item, name, value)
             to_update.append(item)
     ChecklistItem.objects.filter(pk__in=[item.pk for item in existing.values()]).delete()
-    ChecklistItem.objects.bulk_update(to_update, fields=[*RULE_FIELDS, "position"])
+    ChecklistItem.objects.bulk_update(to_update, fields=[*RULE_COLUMN_NAMES, "position"])
     ChecklistItem.objects.bulk_create(to_create)
     deployment.checklist_warnings = warnings
     deployment.checklist_generated_at = timezone.now()
-    deployment.save(update_fields=["checklist_warnings", "checklist_generated_at"])
+    deployment.checklist_fingerprint = remember_rule_set(deployment, rules, "checklist", None)
+    fields = ["checklist_warnings", "checklist_generated_at", "checklist_fingerprint"]
+    deployment.save(update_fields=fields)
+    for name in fields:
+        setattr(given, name, getattr(deployment, name))
     return SyncResult(added=len(to_create), removed=len(existing), kept=len(rules) - len(to_create))
+
+
+def remember_rule_set(deployment: Deployment, rules: list[Rule], kind: str, user: object) -> str:
+    """Keep a rule set handed out under its fingerprint (once), so that a later export can say
+    what changed since; returns the fingerprint."""
+    value = fingerprint(rules)
+    ChecklistExport.objects.get_or_create(
+        deployment=deployment,
+        fingerprint=value,
+        defaults={"kind": kind, "created_by": user, "rules": [rule_identity(rule) for rule in rules]},
+    )
+    return value
+
+
+def rule_identity(rule: Rule) -> dict[str, object]:
+    return dict(zip(IDENTITY_FIELDS, rule.identity(), strict=True))

@@ -1,19 +1,35 @@
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
+from .rules import Endpoint, PortRange, Rule
 from .validators import validate_host, validate_network, validate_site
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
 
 
-def format_ports(start: int, end: int) -> str:
-    return str(start) if start == end else f"{start}-{end}"
+class TeamScopedQuerySet(models.QuerySet):
+    """The one place that decides what a user may see: the objects of the teams they belong to."""
+
+    team_field = "team"  # the lookup from the model to its Team
+
+    def for_user(self, user: object) -> TeamScopedQuerySet:
+        return self.filter(**{f"{self.team_field}__members": user})
+
+
+class DeploymentPartQuerySet(TeamScopedQuerySet):
+    """Objects that belong to a deployment (items, runs, jobs, pins): its team's."""
+
+    team_field = "deployment__team"
 
 
 class Team(models.Model):
@@ -73,6 +89,33 @@ class CatalogVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.product} {self.version}"
 
+    def diff(self, newer: CatalogVersion) -> dict:
+        """What a newer vendor revision adds, removes and changes, by requirement id."""
+        before = {r.uid: r for r in self.requirements.all()}
+        after = {r.uid: r for r in newer.requirements.all()}
+        changed = []
+        for uid in sorted(before.keys() & after.keys()):
+            fields = {
+                name: {"from": getattr(before[uid], name), "to": getattr(after[uid], name)}
+                for name in Requirement.COMPARED_FIELDS
+                if getattr(before[uid], name) != getattr(after[uid], name)
+            }
+            if fields:
+                changed.append({"id": uid, "changes": fields})
+        return {
+            "from": self.version,
+            "to": newer.version,
+            "added": sorted(after.keys() - before.keys()),
+            "removed": sorted(before.keys() - after.keys()),
+            "changed": changed,
+        }
+
+    @cached_property
+    def configurable_range(self) -> PortRange | None:
+        """The vendor's default of the range whose start a deployment may move (17500-17515)."""
+        ranges = [r.ports for r in self.requirements.all() if r.base_configurable]
+        return max(ranges, key=len) if ranges else None
+
 
 class Requirement(models.Model):
     """A flow the product needs: one row of the vendor's page per port and protocol."""
@@ -98,6 +141,19 @@ class Requirement(models.Model):
     features = models.JSONField(default=list, help_text="Applies when any of these is in use; [] = always.")
     service = models.CharField(max_length=20, choices=Service.choices)
 
+    # What a catalog diff compares: what a firewall rule follows from, and its wording.
+    COMPARED_FIELDS = [
+        "table",
+        "interfaces",
+        "port_start",
+        "port_end",
+        "protocol",
+        "direction",
+        "initiator",
+        "listener",
+        "description",
+    ]
+
     class Meta:
         ordering = ["version", "table", "row", "uid"]
         constraints = [
@@ -110,8 +166,8 @@ class Requirement(models.Model):
         return f"{self.uid} ({self.ports}/{self.protocol})"
 
     @property
-    def ports(self) -> str:
-        return format_ports(self.port_start, self.port_end)
+    def ports(self) -> PortRange:
+        return PortRange(self.port_start, self.port_end)
 
     @property
     def footnote_kinds(self) -> set[str]:
@@ -132,10 +188,7 @@ class Requirement(models.Model):
 # --- Deployments --------------------------------------------------------------------
 
 
-class DeploymentQuerySet(models.QuerySet):
-    def for_user(self, user: object) -> DeploymentQuerySet:
-        return self.filter(team__members=user)
-
+class DeploymentQuerySet(TeamScopedQuerySet):
     def with_status_counts(self) -> DeploymentQuerySet:
         # Meta.ordering does not apply to aggregating queries: order explicitly.
         return self.annotate(
@@ -154,14 +207,16 @@ class Deployment(models.Model):
     catalog_version = models.ForeignKey(CatalogVersion, on_delete=models.PROTECT, related_name="deployments")
     dlp_base_port = models.PositiveIntegerField(
         default=17500,
-        validators=[MinValueValidator(1), MaxValueValidator(65535 - 15)],
-        help_text="Start of the configurable DLP range; the range's 16 ports move with it.",
+        validators=PORT_VALIDATORS,
+        help_text="Start of the configurable DLP range; the range's ports move with it.",
     )
     features = models.JSONField(default=default_features, help_text="Optional features in use.")
     # The checklist's derivation: what could not become a rule (no host for a role, an
     # appliance without an address on the interfaces a rule needs), for the admin to fix.
     checklist_warnings = models.JSONField(default=list, editable=False)
     checklist_generated_at = models.DateTimeField(null=True, editable=False)
+    # SHA-256 of the whole checklist's rule set (rules.fingerprint), kept with every regeneration.
+    checklist_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -181,12 +236,21 @@ class Deployment(models.Model):
         counts = dict(self.checklist.order_by().values_list("status").annotate(n=models.Count("pk")))
         return {status: counts.get(status, 0) for status in ItemStatus.values}
 
-    def dlp_ports(self, requirement: Requirement) -> tuple[int, int]:
+    def ports_for(self, requirement: Requirement) -> PortRange:
         """The requirement's ports in this deployment: a configurable range moves with its base."""
         if not requirement.base_configurable:
-            return requirement.port_start, requirement.port_end
-        offset = self.dlp_base_port - (self.catalog_version.configurable_base_default or self.dlp_base_port)
-        return requirement.port_start + offset, requirement.port_end + offset
+            return requirement.ports
+        return requirement.ports.shifted(self.dlp_offset)
+
+    @property
+    def dlp_offset(self) -> int:
+        return self.dlp_base_port - (self.catalog_version.configurable_base_default or self.dlp_base_port)
+
+    @property
+    def dlp_range(self) -> PortRange | None:
+        """The configurable DLP range at this deployment's base port, if its catalog has one."""
+        default = self.catalog_version.configurable_range
+        return default.shifted(self.dlp_offset) if default else None
 
 
 class Appliance(models.Model):
@@ -200,7 +264,8 @@ class Appliance(models.Model):
     class Meta:
         ordering = ["deployment", "hostname"]
         constraints = [
-            models.UniqueConstraint(fields=["deployment", "hostname"], name="appliance_unique_hostname"),
+            # Hostnames are case-insensitive: ESA1 and esa1 are the same appliance.
+            models.UniqueConstraint("deployment", Lower("hostname"), name="appliance_unique_hostname"),
             models.CheckConstraint(
                 condition=Q(c_address__isnull=False) | Q(p1_address__isnull=False) | Q(p2_address__isnull=False),
                 name="appliance_has_address",
@@ -213,12 +278,14 @@ class Appliance(models.Model):
     def address(self, interface: str) -> str | None:
         return getattr(self, f"{interface.lower()}_address")
 
-    def interface_for(self, requirement: Requirement) -> str | None:
+    def interface_for(self, requirement: Requirement, family: int | None = None) -> str | None:
         """The interface a rule uses on this appliance: the recommended one if it has an
-        address, otherwise the first of the page's allowed interfaces that has one."""
+        address, otherwise the first of the page's allowed interfaces that has one; with a
+        `family` (4 or 6, the peer's), only an interface whose address is of that family."""
         preferred = [requirement.recommended_interface] if requirement.recommended_interface else []
         for interface in preferred + list(requirement.interfaces):
-            if self.address(interface):
+            address = self.address(interface)
+            if address and (family is None or ipaddress.ip_address(address).version == family):
                 return interface
         return None
 
@@ -234,7 +301,7 @@ class Host(models.Model):
 
     class Meta:
         ordering = ["deployment", "role", "name"]
-        constraints = [models.UniqueConstraint(fields=["deployment", "role", "name"], name="host_unique_name")]
+        constraints = [models.UniqueConstraint("deployment", "role", Lower("name"), name="host_unique_name")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_role_display()})"
@@ -251,7 +318,7 @@ class PeerNetwork(models.Model):
 
     class Meta:
         ordering = ["deployment", "role", "name"]
-        constraints = [models.UniqueConstraint(fields=["deployment", "role", "name"], name="peernetwork_unique_name")]
+        constraints = [models.UniqueConstraint("deployment", "role", Lower("name"), name="peernetwork_unique_name")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.network})"
@@ -260,18 +327,11 @@ class PeerNetwork(models.Model):
 # --- Checklist ----------------------------------------------------------------------
 
 
-class ChecklistItem(models.Model):
-    """One concrete firewall rule of a deployment, derived from a requirement.
+class RuleColumns(models.Model):
+    """A firewall rule (rules.Rule) as columns, for the models that store rules (as NetBox's
+    ServiceBase serves its services). `rule` and `columns_of()` convert between the two."""
 
-    The endpoints are copied from the deployment when the checklist is generated, so the
-    checklist reads as one query and an export shows exactly what was asked for.
-    """
-
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="checklist")
     requirement = models.ForeignKey(Requirement, on_delete=models.PROTECT, related_name="+")
-    # Identity of the rule across regenerations: requirement uid, endpoints, protocol, ports.
-    key = models.CharField(max_length=64)
-    position = models.PositiveIntegerField()
     source_role = models.CharField(max_length=20, choices=Role.choices)
     source_name = models.CharField(max_length=253)
     source = models.CharField(max_length=253, help_text="Address, hostname, CIDR or any.")
@@ -284,10 +344,68 @@ class ChecklistItem(models.Model):
     protocol = models.CharField(max_length=3, choices=Protocol.choices)
     port_start = models.PositiveIntegerField(validators=PORT_VALIDATORS)
     port_end = models.PositiveIntegerField(validators=PORT_VALIDATORS)
+
+    class Meta:
+        abstract = True
+
+    @cached_property
+    def rule(self) -> Rule:
+        return Rule(
+            self.requirement,
+            Endpoint(self.source_role, self.source_name, self.source, self.source_site),
+            Endpoint(self.destination_role, self.destination_name, self.destination, self.destination_site),
+            self.interface,
+            self.protocol,
+            PortRange(self.port_start, self.port_end),
+        )
+
+    @staticmethod
+    def columns_of(rule: Rule) -> dict[str, object]:
+        return {
+            "requirement_id": rule.requirement.pk,
+            "source_role": rule.source.role,
+            "source_name": rule.source.name,
+            "source": rule.source.address,
+            "source_site": rule.source.site,
+            "destination_role": rule.destination.role,
+            "destination_name": rule.destination.name,
+            "destination": rule.destination.address,
+            "destination_site": rule.destination.site,
+            "interface": rule.interface,
+            "protocol": rule.protocol,
+            "port_start": rule.ports.start,
+            "port_end": rule.ports.end,
+        }
+
+
+RULE_COLUMN_NAMES = [field.attname for field in RuleColumns._meta.fields]
+
+
+class ChecklistItemQuerySet(DeploymentPartQuerySet):
+    def with_latest_probe(self) -> ChecklistItemQuerySet:
+        """Each item's latest probe result as `latest_probe` (None if never probed): the one join
+        of an item and its latest probe, for the API, the pages and the exports."""
+        results = self.model.probe_results.rel.related_model.objects.filter(is_latest=True)
+        return self.prefetch_related(Prefetch("probe_results", queryset=results, to_attr="latest_probes"))
+
+
+class ChecklistItem(RuleColumns):
+    """One concrete firewall rule of a deployment, derived from a requirement.
+
+    The endpoints are copied from the deployment when the checklist is generated, so the
+    checklist reads as one query and an export shows exactly what was asked for.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="checklist")
+    # The rule's identity across regenerations (Rule.key): requirement, endpoints, protocol, ports.
+    key = models.CharField(max_length=64)
+    position = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=ItemStatus.choices, default=ItemStatus.TODO)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every status change; the ETag of the item, for optimistic concurrency.
     revision = models.PositiveIntegerField(default=1)
+
+    objects = ChecklistItemQuerySet.as_manager()
 
     class Meta:
         ordering = ["deployment", "position"]
@@ -298,8 +416,15 @@ class ChecklistItem(models.Model):
         return f"{self.source} -> {self.destination} {self.ports}/{self.protocol}"
 
     @property
-    def ports(self) -> str:
-        return format_ports(self.port_start, self.port_end)
+    def ports(self) -> PortRange:
+        return PortRange(self.port_start, self.port_end)
+
+    @property
+    def latest_probe(self) -> object | None:
+        """The latest probe result (prefetched by ChecklistItemQuerySet.with_latest_probe())."""
+        if not hasattr(self, "latest_probes"):
+            self.latest_probes = list(self.probe_results.filter(is_latest=True))
+        return self.latest_probes[0] if self.latest_probes else None
 
     @property
     def etag(self) -> str:
@@ -357,13 +482,16 @@ class ChecklistExport(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="exports")
     fingerprint = models.CharField(max_length=64)
     kind = models.CharField(max_length=20)
-    rules = models.JSONField(help_text="[{requirement, source, destination, protocol, port_start, port_end}]")
+    rules = models.JSONField(help_text="The rules' identities: [{requirement, source, destination, protocol, ...}].")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["deployment", "-created"]
-        indexes = [models.Index(fields=["deployment", "fingerprint"], name="checklistexport_fingerprint")]
+        # One row per rule set: exporting it again (or polling the checklist) adds nothing.
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "fingerprint"], name="checklistexport_unique_fingerprint")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.deployment} ({self.fingerprint[:12]})"
@@ -390,6 +518,8 @@ class ChangeRequestJob(models.Model):
     error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True)
+
+    objects = DeploymentPartQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]

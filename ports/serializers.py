@@ -3,15 +3,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from probes.choices import ProbeState
 from probes.serializers import LatestResultSerializer, ResultHistorySerializer
 
-from .checklist import regenerate_checklist
-from .choices import HOST_ROLES, NETWORK_ROLES, Feature, ItemStatus
+from .choices import HOST_ROLES, NETWORK_ROLES, CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
 from .models import (
     Appliance,
     CatalogVersion,
@@ -25,6 +23,7 @@ from .models import (
     StatusChange,
     Team,
 )
+from .rules import FROM_APPLIANCE, TO_APPLIANCE, Rule
 
 # --- Catalog ------------------------------------------------------------------------
 
@@ -98,6 +97,7 @@ class ApplianceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Appliance
         fields = ["hostname", "c_address", "p1_address", "p2_address", "site"]
+        validators = []  # uniqueness across the list: DeploymentSerializer.validate_appliances
 
     def validate(self, attrs: dict) -> dict:
         if not any(attrs.get(f"{interface}_address") for interface in ("c", "p1", "p2")):
@@ -111,6 +111,7 @@ class HostSerializer(serializers.ModelSerializer):
     class Meta:
         model = Host
         fields = ["role", "name", "address", "site"]
+        validators = []
 
 
 class PeerNetworkSerializer(serializers.ModelSerializer):
@@ -119,16 +120,34 @@ class PeerNetworkSerializer(serializers.ModelSerializer):
     class Meta:
         model = PeerNetwork
         fields = ["role", "name", "network", "site"]
+        validators = []
 
 
 def duplicate_errors(rows: list[dict], fields: tuple[str, ...], message: str) -> list[dict]:
-    """Per-row errors for rows whose `fields` repeat an earlier row's, or [] if none do."""
+    """Per-row errors for rows whose `fields` repeat an earlier row's (names compared without
+    regard to case, as DNS and the database constraints do), or [] if none do."""
     seen = Counter()
     errors = []
     for row in rows:
-        key = tuple(row.get(f) for f in fields)
+        key = tuple(str(row.get(f)).casefold() for f in fields)
         seen[key] += 1
         errors.append({fields[-1]: [message]} if seen[key] > 1 else {})
+    return errors if any(errors) else []
+
+
+def duplicate_address_errors(appliances: list[dict]) -> list[dict]:
+    """Per-appliance errors for an interface address that another interface already has."""
+    seen: set[str] = set()
+    errors = []
+    for appliance in appliances:
+        row = {}
+        for interface in ("c", "p1", "p2"):
+            address = appliance.get(f"{interface}_address")
+            if address and address in seen:
+                row[f"{interface}_address"] = [f"{address} is already the address of another interface."]
+            if address:
+                seen.add(address)
+        errors.append(row)
     return errors if any(errors) else []
 
 
@@ -153,8 +172,36 @@ class CatalogVersionField(serializers.Field):
         return value.version
 
 
+class ChecklistSummarySerializer(serializers.Serializer):
+    """How far a deployment's checklist is: items per status, and what could not become a rule."""
+
+    total = serializers.IntegerField()
+    todo = serializers.IntegerField()
+    requested = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    verified = serializers.IntegerField()
+    waived = serializers.IntegerField()
+    generated_at = serializers.DateTimeField(allow_null=True)
+    fingerprint = serializers.CharField(help_text="SHA-256 of the checklist's rule set.")
+    warnings = serializers.ListField(child=serializers.CharField())
+
+    def to_representation(self, deployment: Deployment) -> dict:
+        counts = deployment.status_counts()
+        generated = deployment.checklist_generated_at
+        return {
+            "total": sum(counts.values()),
+            **counts,
+            "generated_at": self.fields["generated_at"].to_representation(generated) if generated else None,
+            "fingerprint": deployment.checklist_fingerprint,
+            "warnings": deployment.checklist_warnings,
+        }
+
+
 class DeploymentSerializer(serializers.ModelSerializer):
-    """A deployment as a whole document: appliances, hosts and networks are replaced, not merged."""
+    """A deployment as a whole document: appliances, hosts and networks are replaced, not merged.
+
+    It validates and represents; ports.deployments.save_deployment() is what saves.
+    """
 
     team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.all(), required=False)
     catalog_version = CatalogVersionField(required=False)
@@ -164,7 +211,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     appliances = ApplianceSerializer(many=True, required=False)
     hosts = HostSerializer(many=True, required=False)
     peer_networks = PeerNetworkSerializer(many=True, required=False)
-    checklist = serializers.SerializerMethodField()
+    checklist = ChecklistSummarySerializer(source="*", read_only=True)
 
     class Meta:
         model = Deployment
@@ -189,23 +236,32 @@ class DeploymentSerializer(serializers.ModelSerializer):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
-        if request is not None and request.user.is_authenticated:
-            self.fields["team"].queryset = Team.objects.filter(members=request.user)
+        user = self.context.get("user") or (request.user if request is not None else None)
+        if user is not None and user.is_authenticated:
+            self.fields["team"].queryset = Team.objects.filter(members=user)
 
-    @extend_schema_field(
-        {"type": "object", "properties": {"total": {"type": "integer"}, "warnings": {"type": "array"}}}
-    )
-    def get_checklist(self, deployment: Deployment) -> dict:
-        counts = deployment.status_counts()
-        return {
-            "total": sum(counts.values()),
-            **counts,
-            "generated_at": deployment.checklist_generated_at,
-            "warnings": deployment.checklist_warnings,
-        }
+    def save(self, **kwargs: object) -> None:
+        raise NotImplementedError("Deployments are saved by ports.deployments.save_deployment().")
 
     def validate_features(self, value: list[str]) -> list[str]:
         return sorted(set(value))
+
+    def validate_appliances(self, rows: list[dict]) -> list[dict]:
+        errors = duplicate_errors(rows, ("hostname",), "Another appliance has this hostname.")
+        errors = errors or duplicate_address_errors(rows)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return rows
+
+    def validate_hosts(self, rows: list[dict]) -> list[dict]:
+        if errors := duplicate_errors(rows, ("role", "name"), "Another host of this role has this name."):
+            raise serializers.ValidationError(errors)
+        return rows
+
+    def validate_peer_networks(self, rows: list[dict]) -> list[dict]:
+        if errors := duplicate_errors(rows, ("role", "name"), "Another network of this role has this name."):
+            raise serializers.ValidationError(errors)
+        return rows
 
     def validate(self, attrs: dict) -> dict:
         instance: Deployment | None = self.instance
@@ -230,54 +286,17 @@ class DeploymentSerializer(serializers.ModelSerializer):
             clashes = dlp_range_clashes(version, base)
             if clashes:
                 raise serializers.ValidationError({"dlp_base_port": clashes})
-
-        errors = {}
-        for field, keys, message in [
-            ("appliances", ("hostname",), "Another appliance has this hostname."),
-            ("hosts", ("role", "name"), "Another host of this role has this name."),
-            ("peer_networks", ("role", "name"), "Another network of this role has this name."),
-        ]:
-            if duplicates := duplicate_errors(attrs.get(field, []), keys, message):
-                errors[field] = duplicates
-        if address_errors := duplicate_address_errors(attrs.get("appliances", [])):
-            errors["appliances"] = address_errors
-        if errors:
-            raise serializers.ValidationError(errors)
         return attrs
-
-    def save(self, **kwargs: object) -> Deployment:
-        try:
-            return super().save(**kwargs)
-        except IntegrityError as exc:
-            # Two requests creating the same name at once: validate() passed for both.
-            raise serializers.ValidationError({"name": ["A deployment of this name was just created."]}) from exc
-
-    @transaction.atomic
-    def create(self, validated_data: dict) -> Deployment:
-        children = {field: validated_data.pop(field, []) for field in CHILDREN}
-        deployment = Deployment.objects.create(**validated_data)
-        replace_children(deployment, children)
-        self.sync = regenerate_checklist(deployment)
-        return deployment
-
-    @transaction.atomic
-    def update(self, deployment: Deployment, validated_data: dict) -> Deployment:
-        children = {field: validated_data.pop(field) for field in CHILDREN if field in validated_data}
-        for name, value in validated_data.items():
-            setattr(deployment, name, value)
-        deployment.save()
-        replace_children(deployment, children)
-        self.sync = regenerate_checklist(deployment)
-        return deployment
 
     def is_unchanged(self) -> bool:
         """Whether saving would leave the deployment as it is (for an idempotent upsert)."""
         current = self.to_representation(self.instance)
         for name, value in self.validated_data.items():
             field = self.fields[name]
-            if name in CHILDREN:
+            if name in ("appliances", "hosts", "peer_networks"):
                 # Through an unsaved row, so that model defaults (site) count as given.
-                rows = [dict(field.child.to_representation(CHILDREN[name](**row))) for row in value]
+                model = field.child.Meta.model
+                rows = [dict(field.child.to_representation(model(**row))) for row in value]
                 if sorted_rows(rows) != sorted_rows(current[name]):
                     return False
             elif field.to_representation(value) != current[name]:
@@ -285,19 +304,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
         return True
 
 
-CHILDREN = {"appliances": Appliance, "hosts": Host, "peer_networks": PeerNetwork}
-
-
 def sorted_rows(rows: list[dict]) -> list[str]:
     """Rows in a comparable order (their values may be None or text)."""
     return sorted(json.dumps(dict(row), sort_keys=True) for row in rows)
-
-
-def replace_children(deployment: Deployment, children: dict[str, list[dict]]) -> None:
-    for field, rows in children.items():
-        model = CHILDREN[field]
-        model.objects.filter(deployment=deployment).delete()
-        model.objects.bulk_create(model(deployment=deployment, **row) for row in rows)
 
 
 def default_catalog_version() -> CatalogVersion | None:
@@ -306,133 +315,89 @@ def default_catalog_version() -> CatalogVersion | None:
 
 
 def dlp_range_clashes(version: CatalogVersion, base: int) -> list[str]:
-    """Why a DLP base port cannot be used: the moved range must stay a valid, unused range."""
-    requirements = list(version.requirements.all())
-    configurable = [r for r in requirements if r.base_configurable]
-    if not configurable:
+    """Why a DLP base port cannot be used: the moved range must stay within the port space and
+    clear of the other ports its listener (the DLP server) answers on."""
+    default = version.configurable_range
+    if default is None:
         return []
-    width = max(r.port_end - r.port_start for r in configurable)
-    end = base + width
-    if end > 65535:
-        return [f"The range {base}-{end} ends above 65535; the highest base port is {65535 - width}."]
+    moved = default.shifted(base - default.start)
+    if moved.end > 65535:
+        return [f"The range {moved} ends above 65535; the highest base port is {65535 - len(moved) + 1}."]
+    configurable = [r for r in version.requirements.all() if r.base_configurable]
+    listeners = {(r.listener, r.protocol) for r in configurable}
     return [
-        f"The range {base}-{end} overlaps {r.ports}/{r.protocol} ({r.description}, {r.uid})."
-        for r in requirements
-        if not r.base_configurable
-        and r.protocol == configurable[0].protocol
-        and r.port_start <= end
-        and base <= r.port_end
+        f"The range {moved} overlaps {r.ports}/{r.protocol} ({r.description}, {r.uid})."
+        for r in version.requirements.all()
+        if not r.base_configurable and (r.listener, r.protocol) in listeners and r.ports.overlaps(moved)
     ]
-
-
-def duplicate_address_errors(appliances: list[dict]) -> list[dict]:
-    """Per-appliance errors for an interface address that another interface already has."""
-    seen: set[str] = set()
-    errors = []
-    for appliance in appliances:
-        row = {}
-        for interface in ("c", "p1", "p2"):
-            address = appliance.get(f"{interface}_address")
-            if address and address in seen:
-                row[f"{interface}_address"] = [f"{address} is already the address of another interface."]
-            if address:
-                seen.add(address)
-        errors.append(row)
-    return errors if any(errors) else []
 
 
 # --- Checklist ----------------------------------------------------------------------
 
-
-class ChecklistItemSerializer(serializers.ModelSerializer):
-    requirement = serializers.CharField(source="requirement.uid", read_only=True)
-    table = serializers.CharField(source="requirement.table", read_only=True)
-    direction = serializers.CharField(source="requirement.direction", read_only=True)
-    description = serializers.CharField(source="requirement.description", read_only=True)
-    notes = serializers.SerializerMethodField()
-    ports = serializers.CharField(read_only=True)
-    etag = serializers.CharField(read_only=True)
-    probe = serializers.SerializerMethodField(help_text="The latest probe result, or null if never probed.")
-
-    class Meta:
-        model = ChecklistItem
-        fields = [
-            "id",
-            "deployment",
-            "requirement",
-            "table",
-            "source_role",
-            "source_name",
-            "source",
-            "source_site",
-            "destination_role",
-            "destination_name",
-            "destination",
-            "destination_site",
-            "interface",
-            "protocol",
-            "port_start",
-            "port_end",
-            "ports",
-            "direction",
-            "description",
-            "notes",
-            "status",
-            "status_changed_at",
-            "revision",
-            "etag",
-            "probe",
-        ]
-        read_only_fields = fields
-
-    @extend_schema_field(LatestResultSerializer(allow_null=True))
-    def get_probe(self, item: ChecklistItem) -> dict | None:
-        # The view passes every item's latest result, fetched in one query.
-        result = self.context.get("latest_results", {}).get(item.pk)
-        return LatestResultSerializer(result).data if result else None
-
-    def get_notes(self, item: ChecklistItem) -> list[str]:
-        return [note["text"] for note in item.requirement.footnotes]
-
-    def to_representation(self, item: ChecklistItem) -> dict:
-        # A checklist has thousands of items: build each one directly rather than
-        # field by field, which is several times faster. Same keys as Meta.fields
-        # (a test holds them together).
-        requirement = item.requirement
-        return {
-            "id": item.pk,
-            "deployment": item.deployment_id,
-            "requirement": requirement.uid,
-            "table": requirement.table,
-            "source_role": item.source_role,
-            "source_name": item.source_name,
-            "source": item.source,
-            "source_site": item.source_site,
-            "destination_role": item.destination_role,
-            "destination_name": item.destination_name,
-            "destination": item.destination,
-            "destination_site": item.destination_site,
-            "interface": item.interface,
-            "protocol": item.protocol,
-            "port_start": item.port_start,
-            "port_end": item.port_end,
-            "ports": item.ports,
-            "direction": requirement.direction,
-            "description": requirement.description,
-            "notes": self.get_notes(item),
-            "status": item.status,
-            "status_changed_at": DATETIME.to_representation(item.status_changed_at) if item.status_changed_at else None,
-            "revision": item.revision,
-            "etag": item.etag,
-            "probe": self.get_probe(item),
-        }
-
-
 DATETIME = serializers.DateTimeField()
 
 
+class RuleSerializer(serializers.Serializer):
+    """A firewall rule, flat: the columns of rules.Rule.as_dict()."""
+
+    requirement = serializers.CharField(help_text="The catalog requirement's stable id.")
+    table = serializers.ChoiceField(CatalogTable.choices)
+    source_role = serializers.ChoiceField(Role.choices)
+    source_name = serializers.CharField()
+    source = serializers.CharField(help_text="An address, hostname, CIDR or any.")
+    source_site = serializers.CharField()
+    destination_role = serializers.ChoiceField(Role.choices)
+    destination_name = serializers.CharField()
+    destination = serializers.CharField(help_text="An address, hostname, CIDR or any.")
+    destination_site = serializers.CharField()
+    interface = serializers.ChoiceField(Interface.choices, help_text="The appliance's interface the rule uses.")
+    protocol = serializers.ChoiceField(Protocol.choices)
+    port_start = serializers.IntegerField()
+    port_end = serializers.IntegerField()
+    ports = serializers.CharField(help_text='The port or range as text: "25", "17500-17515".')
+    direction = serializers.ChoiceField(
+        [TO_APPLIANCE, FROM_APPLIANCE], help_text="The flow as a firewall sees it: to or from the appliance."
+    )
+    path = serializers.CharField(help_text="Initiator → listener, by role.")
+    vendor_direction = serializers.CharField(help_text="The vendor page's own direction word, as written there.")
+    description = serializers.CharField(help_text="The vendor page's description: why the rule is needed.")
+    notes = serializers.ListField(child=serializers.CharField(), help_text="The row's footnotes.")
+    service = serializers.ChoiceField(Service.choices, help_text="What answers on the port.")
+
+    def to_representation(self, rule: Rule) -> dict:
+        return rule.as_dict()
+
+
+class ChecklistItemSerializer(RuleSerializer):
+    """A checklist item: its rule's columns, its status and its latest probe result."""
+
+    id = serializers.IntegerField()
+    deployment = serializers.IntegerField()
+    status = serializers.ChoiceField(ItemStatus.choices)
+    status_changed_at = serializers.DateTimeField(allow_null=True)
+    revision = serializers.IntegerField()
+    etag = serializers.CharField(help_text="Send it as If-Match with a status change.")
+    probe = LatestResultSerializer(allow_null=True, help_text="The latest probe result, or null if never probed.")
+
+    def to_representation(self, item: ChecklistItem) -> dict:
+        # A checklist has thousands of items: each is built directly rather than field by
+        # field, which is several times faster. Same keys as the fields (a test holds them).
+        probe = item.latest_probe
+        changed = item.status_changed_at
+        return {
+            "id": item.pk,
+            "deployment": item.deployment_id,
+            **item.rule.as_dict(),
+            "status": item.status,
+            "status_changed_at": DATETIME.to_representation(changed) if changed else None,
+            "revision": item.revision,
+            "etag": item.etag,
+            "probe": LatestResultSerializer.represent(probe) if probe else None,
+        }
+
+
 class StatusChangeSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", default=None, read_only=True)
+    user = serializers.CharField(source="user.username", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = StatusChange
@@ -440,23 +405,15 @@ class StatusChangeSerializer(serializers.ModelSerializer):
 
 
 class ChecklistItemDetailSerializer(ChecklistItemSerializer):
-    history = StatusChangeSerializer(many=True, read_only=True)
-    probe_history = serializers.SerializerMethodField(help_text="Probe results, newest first (at most 50).")
+    history = StatusChangeSerializer(many=True, help_text="Status changes, oldest first.")
+    probe_history = ResultHistorySerializer(many=True, help_text="Probe results, newest first (at most 50).")
 
     def to_representation(self, item: ChecklistItem) -> dict:
-        return super().to_representation(item) | {
-            "history": self.fields["history"].to_representation(item.history),
-            "probe_history": self.get_probe_history(item),
-        }
-
-    @extend_schema_field(ResultHistorySerializer(many=True))
-    def get_probe_history(self, item: ChecklistItem) -> list[dict]:
         results = item.probe_results.exclude(state=ProbeState.PENDING).order_by("-checked_at", "-pk")[:50]
-        return ResultHistorySerializer(results, many=True).data
-
-    class Meta(ChecklistItemSerializer.Meta):
-        fields = [*ChecklistItemSerializer.Meta.fields, "history", "probe_history"]
-        read_only_fields = fields
+        return super().to_representation(item) | {
+            "history": StatusChangeSerializer(item.history.all(), many=True).data,
+            "probe_history": ResultHistorySerializer(results, many=True).data,
+        }
 
 
 class StatusUpdateSerializer(serializers.Serializer):
@@ -473,14 +430,37 @@ class ChecklistSerializer(serializers.Serializer):
     product = serializers.CharField(source="catalog_version.product.name")
     catalog_version = serializers.CharField(source="catalog_version.version")
     dlp_base_port = serializers.IntegerField()
-    generated_at = serializers.DateTimeField(source="checklist_generated_at")
+    generated_at = serializers.DateTimeField(source="checklist_generated_at", allow_null=True)
+    fingerprint = serializers.SerializerMethodField(help_text="SHA-256 of these items' rule set; see checklist/diff/.")
     warning = serializers.CharField(source="catalog_version.warning")
     warnings = serializers.ListField(child=serializers.CharField(), source="checklist_warnings")
     items = serializers.SerializerMethodField()
 
+    def get_fingerprint(self, deployment: Deployment) -> str:
+        return self.context["fingerprint"]
+
     @extend_schema_field(ChecklistItemSerializer(many=True))
     def get_items(self, deployment: Deployment) -> list[dict]:
-        return ChecklistItemSerializer(self.context["items"], many=True, context=self.context).data
+        return ChecklistItemSerializer(self.context["items"], many=True).data
+
+
+class RuleIdentitySerializer(serializers.Serializer):
+    """What makes a rule the rule it is (rules.IDENTITY_FIELDS), as an export keeps it."""
+
+    requirement = serializers.CharField()
+    source = serializers.CharField()
+    destination = serializers.CharField()
+    protocol = serializers.ChoiceField(Protocol.choices)
+    port_start = serializers.IntegerField()
+    port_end = serializers.IntegerField()
+    ports = serializers.CharField()
+
+
+class ChecklistDiffSerializer(serializers.Serializer):
+    since = serializers.CharField(help_text="The earlier export's fingerprint.")
+    now = serializers.CharField(help_text="The fingerprint of the rules now.")
+    added = RuleSerializer(many=True)
+    removed = RuleIdentitySerializer(many=True)
 
 
 class ChangeRequestJobSerializer(serializers.ModelSerializer):

@@ -2,7 +2,8 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from .change_request import RuleSet, render_html, render_pdf
+from .exports import ExportParams, RuleSet
+from .exports.pdf import render_html, render_pdf
 from .models import ChangeRequestJob
 
 
@@ -18,9 +19,12 @@ def render_change_request(job_id: int) -> None:
     )
     user = get_user_model().objects.filter(pk=job.requested_by_id).first()
     try:
-        params = job.params | {"requested_date": job.params.get("requested_date"), "expiry": job.params.get("expiry")}
+        # The parameters were validated when the job was made; read back from JSON the same way.
+        stored = ExportParams(data=job.params, context={"deployment": job.deployment})
+        stored.is_valid(raise_exception=True)
+        params = stored.validated_data
         rule_set = RuleSet.build(job.deployment, params)
-        job.advance(20, f"rendering {len(rule_set.rules)} rules", rule_count=len(rule_set.rules))
+        job.advance(20, f"rendering {len(rule_set.items)} rules", rule_count=len(rule_set.items))
         html = render_html(rule_set, params, user)
         job.advance(40, "laying out the PDF")
         pdf = render_pdf(html)

@@ -19,9 +19,13 @@ def is_ip_address(value: str) -> bool:
 
 
 def validate_host(value: str) -> None:
-    """An IP address or a DNS hostname."""
+    """An IP address or a DNS hostname; "any" is for peer networks only."""
     if is_ip_address(value):
         return
+    if value.casefold() == "any":
+        raise ValidationError(
+            '"any" is for peer networks only: a host needs its IP address or hostname.', code="invalid_host"
+        )
     name = value.rstrip(".")
     labels = name.split(".")
     if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():

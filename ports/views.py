@@ -13,15 +13,19 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.html import format_html_join
+from rest_framework.exceptions import ValidationError
 
 from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
 
 from .choices import HOST_ROLES, NETWORK_ROLES, CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
+from .deployments import save_deployment
 from .exports import FAILING_STATES
 from .filters import ChecklistItemFilterSet, RequirementFilterSet
 from .models import CatalogVersion, Deployment, Requirement, Team
+from .rules import TO_APPLIANCE
+from .scoping import team_deployment
 from .serializers import DeploymentSerializer
 
 SORTS = {
@@ -133,7 +137,7 @@ def _show_errors(errors: dict, form: DeploymentForm, formsets: dict, rows: dict[
 
 @login_required
 def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    deployment = get_object_or_404(Deployment.objects.for_user(request.user), pk=pk) if pk else None
+    deployment = team_deployment(request.user, pk) if pk else None
     teams = Team.objects.filter(members=request.user)
     initial: dict = {}
     if deployment:
@@ -147,25 +151,23 @@ def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
     formsets = _formsets(request.POST or None, initial)
     if request.method == "POST" and form.is_valid() and all(f.is_valid() for f in formsets.values()):
         document, rows = _document(form, formsets)
-        serializer = DeploymentSerializer(deployment, data=document, context={"request": request})
-        if serializer.is_valid():
-            saved = serializer.save()
-            return redirect("checklist", pk=saved.pk)
-        _show_errors(serializer.errors, form, formsets, rows)
+        try:
+            saved = save_deployment(document, user=request.user, instance=deployment)
+        except ValidationError as invalid:
+            _show_errors(invalid.detail, form, formsets, rows)
+        else:
+            return redirect("checklist", pk=saved.deployment.pk)
     return render(request, "ports/deployment_form.html", {"form": form, "formsets": formsets, "deployment": deployment})
 
 
 @login_required
 def checklist(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = get_object_or_404(
-        Deployment.objects.for_user(request.user).select_related("team", "catalog_version__product"), pk=pk
-    )
+    deployment = team_deployment(request.user, pk)
     items = ChecklistItemFilterSet(request.GET, deployment.checklist.prefetch_related("requirement")).qs
-    latest = ProbeResult.objects.latest_for(deployment)
+    items = list(items.with_latest_probe().order_by(*SORTS.get(request.GET.get("sort"), SORTS["position"])))
     result = request.GET.get("result")
     if result:
-        items = items.filter(pk__in=[item_id for item_id, r in latest.items() if r.state == result])
-    items = list(items.order_by(*SORTS.get(request.GET.get("sort"), SORTS["position"])))
+        items = [item for item in items if (item.latest_probe.state if item.latest_probe else "not_probed") == result]
     group = request.GET.get("group", "direction")
     groups: dict[str, list] = {}
     # The five status buttons, rendered once per status rather than once per row.
@@ -178,16 +180,14 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
         for current in ItemStatus.values
     }
     for item in items:
-        item.probe = latest.get(item.pk)
         item.status_buttons = buttons[item.status]
         if group == "role":
             label = f"To {item.get_destination_role_display()}"
         else:
-            label = (
-                "Into the appliances" if item.requirement.table == CatalogTable.APPLIANCE else "Out of the appliances"
-            )
+            label = "Into the appliances" if item.rule.direction == TO_APPLIANCE else "Out of the appliances"
         groups.setdefault(label, []).append(item)
-    all_latest = Counter(r.state for r in latest.values())
+    latest = ProbeResult.objects.filter(item__deployment=deployment, is_latest=True)
+    all_latest = Counter(latest.values_list("state", flat=True))
     statuses = Counter(deployment.checklist.values_list("status", flat=True))
     total = sum(statuses.values())
     sites = sorted(set(deployment.checklist.values_list("source_site", flat=True)))

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
-from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ports.models import Appliance, Deployment, Host, PeerNetwork
+from ports.scoping import TeamScoped
 
 from .models import ProbeRun, TlsPin, WorkerHeartbeat
 from .serializers import (
@@ -23,15 +22,7 @@ from .serializers import (
 )
 
 
-class DeploymentScoped:
-    """A view under /api/deployments/{pk}/ that only the deployment's team reaches."""
-
-    @cached_property
-    def deployment(self) -> Deployment:
-        return get_object_or_404(Deployment.objects.for_user(self.request.user), pk=self.kwargs["pk"])
-
-
-class DeploymentProbeRunsView(DeploymentScoped, generics.ListCreateAPIView):
+class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
     """A deployment's probe runs; POST starts one (all items, or a selection)."""
 
     serializer_class = ProbeRunSerializer
@@ -53,11 +44,8 @@ class DeploymentProbeRunsView(DeploymentScoped, generics.ListCreateAPIView):
         return Response(ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
-class ProbeRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    def get_queryset(self) -> QuerySet[ProbeRun]:
-        if getattr(self, "swagger_fake_view", False):
-            return ProbeRun.objects.none()
-        return ProbeRun.objects.filter(deployment__team__members=self.request.user).with_progress()
+class ProbeRunViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = ProbeRun.objects.with_progress()
 
     def get_serializer_class(self) -> type:
         return ProbeRunSerializer if self.action == "list" else ProbeRunDetailSerializer
@@ -106,7 +94,7 @@ class ProbeSitesView(APIView):
         return Response({"sites": sites})
 
 
-class DeploymentTlsPinsView(DeploymentScoped, generics.ListCreateAPIView):
+class DeploymentTlsPinsView(TeamScoped, generics.ListCreateAPIView):
     """Expected TLS public keys; a probe that sees another key reports intercepted."""
 
     serializer_class = TlsPinSerializer
@@ -128,12 +116,8 @@ class DeploymentTlsPinsView(DeploymentScoped, generics.ListCreateAPIView):
         serializer.instance = pin
 
 
-class TlsPinViewSet(mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class TlsPinViewSet(TeamScoped, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Forget a pin: the next probe trusts what it sees first."""
 
+    queryset = TlsPin.objects.all()
     serializer_class = TlsPinSerializer
-
-    def get_queryset(self) -> QuerySet[TlsPin]:
-        if getattr(self, "swagger_fake_view", False):
-            return TlsPin.objects.none()
-        return TlsPin.objects.filter(deployment__team__members=self.request.user)

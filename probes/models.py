@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ports.models import ChecklistItem, Deployment
+from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet
 
 from .choices import FINISHED_STATUSES, PinSource, ProbeState, RunStatus
 
@@ -44,7 +44,7 @@ class WorkerHeartbeat(models.Model):
         return f"{self.worker} in {self.site}"
 
 
-class ProbeRunQuerySet(models.QuerySet):
+class ProbeRunQuerySet(DeploymentPartQuerySet):
     def with_progress(self) -> ProbeRunQuerySet:
         # Meta.ordering does not apply to aggregating queries: order explicitly.
         return self.annotate(
@@ -191,13 +191,6 @@ class ProbeRun(models.Model):
         self.refresh_from_db()
 
 
-class ProbeResultQuerySet(models.QuerySet):
-    def latest_for(self, deployment: Deployment) -> dict[int, ProbeResult]:
-        """Each item's latest probed result, by item id, in one query."""
-        results = self.filter(item__deployment=deployment, is_latest=True)
-        return {result.item_id: result for result in results}
-
-
 class ProbeResult(models.Model):
     """What one run found for one checklist item. Created pending with the run; written once."""
 
@@ -214,8 +207,6 @@ class ProbeResult(models.Model):
     # The item's state before this result, so that a change (open -> filtered) stands out.
     previous_state = models.CharField(max_length=12, choices=ProbeState.choices, blank=True)
     is_latest = models.BooleanField(default=False)
-
-    objects = ProbeResultQuerySet.as_manager()
 
     class Meta:
         ordering = ["run", "item"]
@@ -285,6 +276,8 @@ class TlsPin(models.Model):
     issuer = models.CharField(max_length=500, blank=True)
     source = models.CharField(max_length=12, choices=PinSource.choices)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = DeploymentPartQuerySet.as_manager()
 
     class Meta:
         ordering = ["deployment", "host", "port"]

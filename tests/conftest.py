@@ -9,7 +9,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ports.models import CatalogVersion, Deployment, Team
-from ports.serializers import DeploymentSerializer
+from ports.deployments import save_deployment
 
 # Three appliances, a host for every role and both kinds of peer network; loopback only.
 FULL_DEPLOYMENT = {
@@ -90,9 +90,7 @@ def other_api(db) -> APIClient:
 
 
 def create_deployment(document: dict, team: str = "Mail team") -> Deployment:
-    serializer = DeploymentSerializer(data={**document, "team": team})
-    serializer.is_valid(raise_exception=True)
-    return serializer.save()
+    return save_deployment({**document, "team": team}).deployment
 
 
 @pytest.fixture

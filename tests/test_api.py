@@ -208,12 +208,18 @@ BAD_DOCUMENTS = [
     (lambda d: d.update(dlp_base_port=0), ["dlp_base_port"]),
     (lambda d: d.update(dlp_base_port=65530), ["dlp_base_port"]),
     (lambda d: d.update(dlp_base_port=17440), ["dlp_base_port"]),
-    (lambda d: d.update(dlp_base_port=17690), ["dlp_base_port"]),
     (lambda d: d.update(dlp_base_port="many"), ["dlp_base_port"]),
     (lambda d: d.update(features=["dlp", "telepathy"]), ["features", 1]),
     (lambda d: d.update(catalog_version="1999.9"), ["catalog_version"]),
     (lambda d: d.update(name=""), ["name"]),
     (lambda d: d.update(team="Other team"), ["team"]),
+    # Only peer networks may be "any"; names are compared without regard to case.
+    (lambda d: d["hosts"][0].update(address="any"), ["hosts", 0, "address"]),
+    (lambda d: d["hosts"][0].update(address="ANY"), ["hosts", 0, "address"]),
+    (lambda d: d["appliances"][2].update(hostname="ESA1.example.test"), ["appliances", 2, "hostname"]),
+    (lambda d: d["hosts"][10].update(role="dns", name="DNS1"), ["hosts", 10, "name"]),
+    (lambda d: d["peer_networks"].append({"role": "end_users", "name": "staff", "network": "127.0.9.0/24"}),
+     ["peer_networks", 2, "name"]),
 ]
 
 
@@ -233,7 +239,7 @@ def test_bad_input_gets_400_with_field_messages_and_saves_nothing(catalog, api, 
     assert not Deployment.objects.exists() and not Appliance.objects.exists()
 
 
-@pytest.mark.parametrize(("change", "path"), BAD_DOCUMENTS[:18])
+@pytest.mark.parametrize(("change", "path"), [*BAD_DOCUMENTS[:17], *BAD_DOCUMENTS[-5:]])
 def test_a_bad_update_leaves_the_deployment_as_it_was(deployment, api, full_document, change, path):
     before = list(deployment.checklist.values_list("pk", "key"))
     change(full_document)
@@ -339,7 +345,9 @@ def test_checklist_json_says_what_it_was_built_from(deployment, api):
         "ports": "17700-17714",
         "port_start": 17700,
         "port_end": 17714,
-        "direction": "Inbound",
+        "direction": "to the appliance",
+        "path": "Forcepoint DLP server → Email Security appliance",
+        "vendor_direction": "Inbound",
         "status": "todo",
         "notes": ["The port range 17700–17714 must be open for communications with Forcepoint Email Security."],
     }
@@ -349,9 +357,9 @@ def test_checklist_items_have_exactly_the_documented_fields(deployment, api):
     from ports.serializers import ChecklistItemDetailSerializer, ChecklistItemSerializer
 
     (item,) = api.get(f"/api/deployments/{deployment.pk}/checklist/", {"port": 6671, "q": "esa1"}).json()["items"]
-    assert list(item) == ChecklistItemSerializer.Meta.fields
+    assert set(item) == set(ChecklistItemSerializer().fields)
     detail = api.get(f"/api/checklist-items/{item['id']}/").json()
-    assert list(detail) == ChecklistItemDetailSerializer.Meta.fields
+    assert set(detail) == set(ChecklistItemDetailSerializer().fields)
     assert detail == item | {"history": [], "probe_history": []}
 
 

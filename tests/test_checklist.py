@@ -8,22 +8,21 @@ import pytest
 
 from ports.checklist import regenerate_checklist
 from ports.models import ChecklistItem, Deployment
-from ports.serializers import DeploymentSerializer
+from ports.deployments import save_deployment
+from ports.rules import PortRange
 
 from .conftest import create_deployment
 
 
 def rules(deployment: Deployment) -> set[tuple]:
     return {
-        (i.requirement.uid, i.source, i.destination, i.interface, i.protocol, i.ports)
+        (i.requirement.uid, i.source, i.destination, i.interface, i.protocol, str(i.ports))
         for i in deployment.checklist.select_related("requirement")
     }
 
 
 def update(deployment: Deployment, **changes) -> Deployment:
-    serializer = DeploymentSerializer(deployment, data=changes, partial=True)
-    serializer.is_valid(raise_exception=True)
-    return serializer.save()
+    return save_deployment(changes, instance=deployment, partial=True).deployment
 
 
 def test_every_requirement_becomes_rules_for_every_appliance_and_role(deployment):
@@ -118,7 +117,7 @@ def test_dlp_base_port_moves_the_configurable_range_only(deployment):
     assert moved.count() == 9
     fixed = deployment.checklist.get(requirement__uid="fes.appliance.17700-17714-tcp", destination="127.0.2.1")
     assert (fixed.port_start, fixed.port_end) == (17700, 17714)
-    assert deployment.checklist.filter(requirement__uid="fes.dlp.17443-tcp").first().ports == "17443"
+    assert deployment.checklist.filter(requirement__uid="fes.dlp.17443-tcp").first().ports == PortRange(17443, 17443)
 
 
 def test_regeneration_keeps_status_and_history_of_rules_that_still_exist(deployment, user):

@@ -1,10 +1,11 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import ValidationError
 
 from ports.choices import Feature
+from ports.deployments import save_deployment
 from ports.models import Deployment, Team
-from ports.serializers import DeploymentSerializer
 
 USERNAME, PASSWORD = "demo", "portal-demo"
 
@@ -58,10 +59,10 @@ class Command(BaseCommand):
         team.members.add(user)
         token, _ = Token.objects.get_or_create(user=user)
         if not Deployment.objects.filter(team=team, name=DEMO_DEPLOYMENT["name"]).exists():
-            serializer = DeploymentSerializer(data={**DEMO_DEPLOYMENT, "team": team.name})
-            if not serializer.is_valid():
-                raise CommandError(f"The demo deployment does not validate: {serializer.errors}")
-            serializer.save()
+            try:
+                save_deployment({**DEMO_DEPLOYMENT, "team": team.name})
+            except ValidationError as invalid:
+                raise CommandError(f"The demo deployment does not validate: {invalid.detail}") from invalid
         deployment = Deployment.objects.get(team=team, name=DEMO_DEPLOYMENT["name"])
         self.stdout.write(
             f"Demo: open http://127.0.0.1:8000/ and log in as {USERNAME} / {PASSWORD}\n"

@@ -1,0 +1,71 @@
+"""The one write path of a deployment: validate a document, save it, regenerate its checklist.
+
+The API (create, update, upsert), the browser form, the admin and `setup_demo` all come
+here, so that none of them can store what another would refuse, and the checklist is
+rebuilt from what was just saved, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from rest_framework.exceptions import ValidationError
+
+from .checklist import SyncResult, regenerate_checklist
+from .models import Appliance, Deployment, Host, PeerNetwork
+from .serializers import DeploymentSerializer
+
+CHILDREN = {"appliances": Appliance, "hosts": Host, "peer_networks": PeerNetwork}
+
+
+@dataclass(frozen=True)
+class Saved:
+    deployment: Deployment
+    outcome: str  # created, updated or unchanged
+    sync: SyncResult | None
+
+
+def save_deployment(
+    document: object, *, user: object = None, instance: Deployment | None = None, partial: bool = False
+) -> Saved:
+    """Create a deployment from `document`, or bring `instance` to it.
+
+    `user` limits the teams the document may name (None: any team, for the admin and
+    commands). Bad input raises ValidationError with field messages and changes nothing.
+    """
+    serializer = DeploymentSerializer(instance, data=document, partial=partial, context={"user": user})
+    serializer.is_valid(raise_exception=True)
+    if instance is not None and serializer.is_unchanged():
+        return Saved(instance, "unchanged", None)
+    fields = dict(serializer.validated_data)
+    children = {name: fields.pop(name) for name in CHILDREN if name in fields}
+    deployment = instance or Deployment()
+    try:
+        with transaction.atomic():
+            for name, value in fields.items():
+                setattr(deployment, name, value)
+            deployment.save()
+            for name, rows in children.items():
+                model = CHILDREN[name]
+                model.objects.filter(deployment=deployment).delete()
+                model.objects.bulk_create(model(deployment=deployment, **row) for row in rows)
+            sync = regenerate_checklist(deployment)
+    except IntegrityError as exc:
+        # Two requests creating the same name at once: validation passed for both.
+        raise ValidationError({"name": ["A deployment of this name was just created."]}) from exc
+    return Saved(deployment, "created" if instance is None else "updated", sync)
+
+
+def upsert_deployment(document: object, *, user: object) -> Saved:
+    """Create the user's team's deployment of the document's name, or bring it to the document
+    (fields left out keep their value). The same document twice changes nothing."""
+    if not isinstance(document, dict) or not isinstance(document.get("name"), str) or not document["name"]:
+        raise ValidationError({"name": ["This field is required."]})
+    matches = Deployment.objects.for_user(user).filter(name=document["name"])
+    if document.get("team"):
+        matches = matches.filter(team__name=document["team"])
+    if len(matches[:2]) > 1:
+        raise ValidationError({"team": ["Several of your teams have this deployment: name the team."]})
+    instance = matches.first()
+    return save_deployment(document, user=user, instance=instance, partial=instance is not None)

@@ -1,0 +1,82 @@
+"""The checklist as a sheet: CSV (the checklist API's text/csv) and XLSX, with the same columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from rest_framework.renderers import BaseRenderer
+
+from ..rules import RULE_COLUMNS
+
+# A sheet's columns, in reading order: the rule's, then the item's progress and latest probe.
+SHEET_COLUMNS: list[tuple[str, str]] = [
+    ("number", "#"),
+    *RULE_COLUMNS,
+    ("id", "Item"),
+    ("status", "Status"),
+    ("status_changed_at", "Status changed"),
+    ("probe_state", "Last probe"),
+    ("probe_summary", "Probe summary"),
+    ("probe_checked_at", "Probed at"),
+]
+
+
+def sheet_rows(items: list[dict]) -> list[list[object]]:
+    """Checklist items as the API gives them (ChecklistItemSerializer), one row each, numbered."""
+    rows = []
+    for number, item in enumerate(items, start=1):
+        probe = item["probe"] or {}
+        flat = item | {
+            "number": number,
+            "notes": " ".join(item["notes"]),
+            "probe_state": probe.get("state", "not probed"),
+            "probe_summary": probe.get("summary", ""),
+            "probe_checked_at": probe.get("checked_at") or "",
+        }
+        rows.append([flat[name] for name, _ in SHEET_COLUMNS])
+    return rows
+
+
+class ChecklistCSVRenderer(BaseRenderer):
+    """The checklist's items as CSV (errors come out as a one-column table)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(
+        self, data: object, accepted_media_type: str | None = None, renderer_context: dict | None = None
+    ) -> bytes:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if isinstance(data, dict) and "items" in data:
+            writer.writerow([name for name, _ in SHEET_COLUMNS])
+            writer.writerows(sheet_rows(data["items"]))
+        else:
+            writer.writerow(["error"])
+            writer.writerow([data.get("detail", data) if isinstance(data, dict) else data])
+        return out.getvalue().encode(self.charset)
+
+
+def to_xlsx(items: list[dict], about: list[tuple[str, str]]) -> bytes:
+    """A workbook: the rules on one sheet (headed by the columns' labels), `about` on another."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "Rules"
+    sheet.append([label for _, label in SHEET_COLUMNS])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in sheet_rows(items):
+        sheet.append(row)
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = sheet.dimensions
+    info = workbook.create_sheet("About")
+    for row in about:
+        info.append(list(row))
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()

@@ -1,0 +1,173 @@
+"""A firewall rule: the one value that derivation, checklist items, every export and every page use.
+
+A rule is a requirement of the catalog made concrete for a deployment: who opens the
+connection (source), who listens (destination), the appliance interface it uses, the
+protocol and the port range. Its identity is what a firewall allows; names and sites
+are labels that may change without making it another rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .choices import Role
+
+if TYPE_CHECKING:
+    from .models import Requirement
+
+TO_APPLIANCE = "to the appliance"
+FROM_APPLIANCE = "from the appliance"
+# Services whose traffic an SSL-decrypting or inspecting middlebox breaks (the vendor's warning).
+INSPECTION_SENSITIVE = {"tls", "smtp", "ldap"}
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    start: int
+    end: int
+
+    def __str__(self) -> str:
+        return str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
+
+    def __iter__(self):
+        return iter(range(self.start, self.end + 1))
+
+    def __len__(self) -> int:
+        return self.end - self.start + 1
+
+    def overlaps(self, other: PortRange) -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+    def shifted(self, offset: int) -> PortRange:
+        return PortRange(self.start + offset, self.end + offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    role: str
+    name: str
+    address: str  # an IP address, a hostname, a CIDR or "any"
+    site: str
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6 for an address or network, None for "any" or a hostname (either family)."""
+        try:
+            return ipaddress.ip_network(self.address, strict=False).version
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    requirement: Requirement
+    source: Endpoint
+    destination: Endpoint
+    interface: str
+    protocol: str
+    ports: PortRange
+
+    def identity(self) -> tuple[str, str, str, str, int, int]:
+        """What makes two rules the same firewall rule: names, sites and the interface label
+        (which follows from the appliance's address) are not part of it."""
+        return (
+            self.requirement.uid,
+            self.source.address,
+            self.destination.address,
+            self.protocol,
+            self.ports.start,
+            self.ports.end,
+        )
+
+    @property
+    def key(self) -> str:
+        return identity_key(self.identity())
+
+    @property
+    def direction(self) -> str:
+        """The flow as a firewall sees it, whatever word the vendor's page uses."""
+        return TO_APPLIANCE if self.destination.role == Role.APPLIANCE else FROM_APPLIANCE
+
+    @property
+    def inspection_sensitive(self) -> bool:
+        return self.requirement.service in INSPECTION_SENSITIVE
+
+    @property
+    def firewall(self) -> str:
+        """The path a firewall team owns: from the source's site to the destination's."""
+        return f"{self.source.site} → {self.destination.site}"
+
+    @property
+    def path(self) -> str:
+        """Initiator → listener, by role."""
+        return f"{Role(self.source.role).label} → {Role(self.destination.role).label}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The rule's columns (RULE_COLUMNS), flat, as JSON, CSV and sheets show them."""
+        requirement = self.requirement
+        return {
+            "source": self.source.address,
+            "source_name": self.source.name,
+            "source_role": self.source.role,
+            "source_site": self.source.site,
+            "destination": self.destination.address,
+            "destination_name": self.destination.name,
+            "destination_role": self.destination.role,
+            "destination_site": self.destination.site,
+            "protocol": self.protocol,
+            "ports": str(self.ports),
+            "port_start": self.ports.start,
+            "port_end": self.ports.end,
+            "direction": self.direction,
+            "path": self.path,
+            "interface": self.interface,
+            "description": requirement.description,
+            "requirement": requirement.uid,
+            "vendor_direction": requirement.direction,
+            "notes": [note["text"] for note in requirement.footnotes],
+            "service": requirement.service,
+            "table": requirement.table,
+        }
+
+
+# The columns of Rule.as_dict(), in reading order, with the heading a sheet gives each.
+RULE_COLUMNS: list[tuple[str, str]] = [
+    ("source", "Source"),
+    ("source_name", "Source name"),
+    ("source_role", "Source role"),
+    ("source_site", "Source site"),
+    ("destination", "Destination"),
+    ("destination_name", "Destination name"),
+    ("destination_role", "Destination role"),
+    ("destination_site", "Destination site"),
+    ("protocol", "Protocol"),
+    ("ports", "Port(s)"),
+    ("port_start", "First port"),
+    ("port_end", "Last port"),
+    ("direction", "Direction"),
+    ("path", "Initiator → listener"),
+    ("interface", "Interface"),
+    ("description", "Purpose"),
+    ("requirement", "Required by"),
+    ("vendor_direction", "Vendor's direction"),
+    ("notes", "Notes"),
+    ("service", "Service"),
+    ("table", "Catalog table"),
+]
+
+IDENTITY_FIELDS = ["requirement", "source", "destination", "protocol", "port_start", "port_end"]
+
+
+def identity_key(identity: tuple | list) -> str:
+    return hashlib.sha256("|".join(map(str, identity)).encode()).hexdigest()
+
+
+def fingerprint(rules: Iterable[Rule]) -> str:
+    """SHA-256 of a rule set: what it allows, whatever the order, status or labels."""
+    canonical = json.dumps(sorted(rule.identity() for rule in rules), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
