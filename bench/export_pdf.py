@@ -22,10 +22,10 @@ from harness import bench_database
 # isort: split
 from pypdf import PdfReader
 
+from ports.deployments import save_deployment
 from ports.exports import RuleSet, Scope
 from ports.exports.pdf import render_html, render_pdf
 from ports.models import Deployment
-from ports.deployments import save_deployment
 
 HOSTS = [
     ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),

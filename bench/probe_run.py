@@ -39,8 +39,8 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from ports.models import ChecklistItem, Requirement  # noqa: E402
 from ports.deployments import save_deployment  # noqa: E402
+from ports.models import ChecklistItem, Requirement  # noqa: E402
 from tests.listeners import Listeners  # noqa: E402
 from tests.probe_worker import Worker, flush_broker  # noqa: E402
 

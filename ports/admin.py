@@ -54,7 +54,12 @@ class DocumentFormSet(forms.BaseInlineFormSet):
 
     def rows(self) -> list[dict]:
         names = DeploymentSerializer().fields[self.document_field].child.fields
-        return [{name: form.cleaned_data.get(name) for name in names} for form in self.kept_forms()]
+        # An empty box of a field that may be null (an interface address) means null, as in the API.
+        nullable = {name for name in names if self.model._meta.get_field(name).null}
+        return [
+            {name: form.cleaned_data.get(name) or (None if name in nullable else "") for name in names}
+            for form in self.kept_forms()
+        ]
 
     def clean(self) -> None:
         super().clean()
@@ -132,8 +137,11 @@ class DeploymentAdmin(admin.ModelAdmin):
         # A fresh instance: the form has already copied its values onto form.instance.
         instance = Deployment.objects.get(pk=form.instance.pk) if change else None
         saved = save_deployment(document, instance=instance)
-        # The admin's messages and redirect name form.instance.
+        # The admin's messages and redirect name form.instance; its change message reads what
+        # each formset's save() would have set.
         form.instance.pk, form.instance._state.adding = saved.deployment.pk, False
+        for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
 
 @admin.register(ChecklistItem)

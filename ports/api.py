@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.conf import settings
+from django.core.cache import caches
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpResponse
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, mixins, serializers, status, viewsets
@@ -144,7 +149,8 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
     """A deployment's checklist: what it was built from and its rules, as JSON or CSV.
 
     The `Checklist-Fingerprint` header (and `fingerprint`) name the rule set given, which
-    checklist/diff/?since= compares with the current one later.
+    checklist/diff/?since= compares with the current one later. A rendering is kept until
+    the checklist changes; its ETag answers If-None-Match with 304.
     """
 
     filterset_class = ChecklistItemFilterSet
@@ -161,19 +167,55 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
     @extend_schema(
         filters=True,
         parameters=[OpenApiParameter("format", enum=["json", "csv"])],
-        responses={(200, "application/json"): ChecklistSerializer, (200, "text/csv"): str},
+        responses={
+            (200, "application/json"): ChecklistSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+            304: OpenApiResponse(description="Unchanged since the ETag sent as If-None-Match."),
+        },
     )
-    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+    def get(self, request: Request, *args: object, **kwargs: object) -> HttpResponse:
+        renderer = request.accepted_renderer
+        if renderer.format not in ("json", "csv"):  # the browsable API
+            return Response(self.checklist(request))
+        key = checklist_key(self.deployment, renderer.format, request.query_params)
+        etag = f'"{key}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if etag in parse_etags(request.headers.get("If-None-Match", "")):
+            return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        cache = caches["checklists"]
+        rendered = cache.get(key)
+        if rendered is None:
+            data = self.checklist(request)
+            rendered = renderer.render(data, renderer.media_type, self.get_renderer_context()), data["fingerprint"]
+            cache.set(key, rendered)
+        body, headers["Checklist-Fingerprint"] = rendered
+        if renderer.format == "csv":
+            headers["Content-Disposition"] = f'attachment; filename="checklist-{self.deployment.pk}.csv"'
+        content_type = f"{renderer.media_type}; charset={renderer.charset}" if renderer.charset else renderer.media_type
+        return HttpResponse(body, content_type=content_type, headers=headers)
+
+    def checklist(self, request: Request) -> dict:
         items = list(self.filter_queryset(self.get_queryset()))
         if any(request.query_params.get(name) for name in self.filterset_class.base_filters):
             value = remember_rule_set(self.deployment, [item.rule for item in items], "checklist", request.user)
         else:  # the whole checklist, kept with its fingerprint when it was generated
             value = self.deployment.checklist_fingerprint
-        headers = {"Checklist-Fingerprint": value}
-        if request.accepted_renderer.format == "csv":
-            headers["Content-Disposition"] = f'attachment; filename="checklist-{self.deployment.pk}.csv"'
-        context = {"items": items, "fingerprint": value}
-        return Response(ChecklistSerializer(self.deployment, context=context).data, headers=headers)
+        return ChecklistSerializer(self.deployment, context={"items": items, "fingerprint": value}).data
+
+
+def checklist_key(deployment: Deployment, format: str, query: dict) -> str:
+    """Names one rendering of a checklist: it changes with anything the rendering shows."""
+    parts = [
+        deployment.checklist_revision,
+        format,
+        sorted(query.lists()),
+        deployment.name,
+        deployment.team.name,
+        deployment.catalog_version_id,
+        deployment.dlp_base_port,
+    ]
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+    return f"checklist-{deployment.pk}-{deployment.checklist_revision}-{digest}"
 
 
 class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

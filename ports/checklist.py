@@ -75,14 +75,17 @@ def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
             if appliance.interface_for(requirement) is None:
                 warn(f"{appliance.hostname} has no address on {requirement.interface_text}: {label} has no rule.")
                 continue
+            # (source, destination, interface) of each rule of this requirement on this appliance.
+            flows: list[tuple[Endpoint, Endpoint, str]] = []
             if remote_role == Role.PEER_APPLIANCE:
                 # Appliances of a cluster reach each other on the same interface.
                 interface = appliance.interface_for(requirement)
                 local = appliance_endpoint(appliance, interface)
                 others = [other for other in appliances if other != appliance and other.address(interface)]
-                pairs = [(appliance_endpoint(other, interface, Role.PEER_APPLIANCE), local) for other in others]
+                flows += [
+                    (appliance_endpoint(other, interface, Role.PEER_APPLIANCE), local, interface) for other in others
+                ]
             else:
-                pairs = []
                 for peer in peers[remote_role]:
                     # A rule never mixes IPv4 and IPv6: use the appliance's interface of the peer's family.
                     interface = appliance.interface_for(requirement, peer.family)
@@ -94,8 +97,9 @@ def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
                         )
                         continue
                     local = appliance_endpoint(appliance, interface)
-                    pairs.append((local, peer) if requirement.initiator == Role.APPLIANCE else (peer, local))
-            for source, destination in pairs:
+                    outbound = requirement.initiator == Role.APPLIANCE
+                    flows.append((local, peer, interface) if outbound else (peer, local, interface))
+            for source, destination, interface in flows:
                 if None not in (source.family, destination.family) and source.family != destination.family:
                     warn(
                         f"{source.name} ({source.address}) and {destination.name} ({destination.address}) are of "
@@ -141,7 +145,8 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     deployment.checklist_warnings = warnings
     deployment.checklist_generated_at = timezone.now()
     deployment.checklist_fingerprint = remember_rule_set(deployment, rules, "checklist", None)
-    fields = ["checklist_warnings", "checklist_generated_at", "checklist_fingerprint"]
+    deployment.checklist_revision += 1
+    fields = ["checklist_warnings", "checklist_generated_at", "checklist_fingerprint", "checklist_revision"]
     deployment.save(update_fields=fields)
     for name in fields:
         setattr(given, name, getattr(deployment, name))

@@ -53,7 +53,9 @@ def save_deployment(
             sync = regenerate_checklist(deployment)
     except IntegrityError as exc:
         # Two requests creating the same name at once: validation passed for both.
-        raise ValidationError({"name": ["A deployment of this name was just created."]}) from exc
+        if "deployment_unique_name" in str(exc) or "ports_deployment.name" in str(exc):
+            raise ValidationError({"name": ["A deployment of this name was just created."]}) from exc
+        raise
     return Saved(deployment, "created" if instance is None else "updated", sync)
 
 

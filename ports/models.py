@@ -5,7 +5,7 @@ import ipaddress
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models import Exists, F, FilteredRelation, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -189,6 +189,12 @@ class Requirement(models.Model):
 
 
 class DeploymentQuerySet(TeamScopedQuerySet):
+    def checklist_changed(self) -> None:
+        """Say that these deployments' checklists show something new, once the transaction
+        commits: after it, so that this never waits for a deployment row that a regeneration
+        holds while it waits for the same items."""
+        transaction.on_commit(lambda: self.update(checklist_revision=F("checklist_revision") + 1))
+
     def with_status_counts(self) -> DeploymentQuerySet:
         # Meta.ordering does not apply to aggregating queries: order explicitly.
         return self.annotate(
@@ -217,6 +223,9 @@ class Deployment(models.Model):
     checklist_generated_at = models.DateTimeField(null=True, editable=False)
     # SHA-256 of the whole checklist's rule set (rules.fingerprint), kept with every regeneration.
     checklist_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    # Bumped whenever what the checklist shows changes (rules, a status, a latest probe), so
+    # that a rendering of it can be kept and reused until then (and answered with 304).
+    checklist_revision = models.PositiveBigIntegerField(default=0, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -381,12 +390,22 @@ class RuleColumns(models.Model):
 RULE_COLUMN_NAMES = [field.attname for field in RuleColumns._meta.fields]
 
 
+# The latest probe result's columns that with_latest_probe() brings along.
+LATEST_PROBE_FIELDS = ["id", "run_id", "state", "summary", "latency_ms", "site", "checked_at", "previous_state"]
+
+
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
     def with_latest_probe(self) -> ChecklistItemQuerySet:
         """Each item's latest probe result as `latest_probe` (None if never probed): the one join
-        of an item and its latest probe, for the API, the pages and the exports."""
-        results = self.model.probe_results.rel.related_model.objects.filter(is_latest=True)
-        return self.prefetch_related(Prefetch("probe_results", queryset=results, to_attr="latest_probes"))
+        of an item and its latest probe, for the API, the pages and the exports.
+
+        A join, not a prefetch: an item has at most one latest result (a constraint says so),
+        and a prefetch of thousands of items would send thousands of ids back to the database.
+        """
+        latest = FilteredRelation("probe_results", condition=Q(probe_results__is_latest=True))
+        return self.annotate(latest_probe_row=latest).annotate(
+            **{f"latest_probe_{name}": F(f"latest_probe_row__{name}") for name in LATEST_PROBE_FIELDS}
+        )
 
 
 class ChecklistItem(RuleColumns):
@@ -419,12 +438,16 @@ class ChecklistItem(RuleColumns):
     def ports(self) -> PortRange:
         return PortRange(self.port_start, self.port_end)
 
-    @property
+    @cached_property
     def latest_probe(self) -> object | None:
-        """The latest probe result (prefetched by ChecklistItemQuerySet.with_latest_probe())."""
-        if not hasattr(self, "latest_probes"):
-            self.latest_probes = list(self.probe_results.filter(is_latest=True))
-        return self.latest_probes[0] if self.latest_probes else None
+        """The latest probe result (joined by ChecklistItemQuerySet.with_latest_probe()), or None."""
+        results = self.probe_results.model
+        if not hasattr(self, "latest_probe_id"):
+            return results.objects.filter(item=self, is_latest=True).first()
+        if self.latest_probe_id is None:
+            return None
+        columns = {name: getattr(self, f"latest_probe_{name}") for name in LATEST_PROBE_FIELDS}
+        return results(item=self, is_latest=True, **columns)
 
     @property
     def etag(self) -> str:
@@ -449,6 +472,7 @@ class ChecklistItem(RuleColumns):
             )
             self.status, self.status_changed_at, self.revision = status, now, current.revision + 1
             self.save(update_fields=["status", "status_changed_at", "revision"])
+            Deployment.objects.filter(pk=self.deployment_id).checklist_changed()
 
 
 class StaleRevision(Exception):

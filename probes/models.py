@@ -263,6 +263,7 @@ class ProbeResult(models.Model):
             )
             for item_id, site in written.items()
         )
+        Deployment.objects.filter(probe_runs=run_id).checklist_changed()
         return len(written)
 
 

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ports.models import CatalogVersion, Deployment, Team
 from ports.deployments import save_deployment
+from ports.models import CatalogVersion, Deployment, Team
 
 # Three appliances, a host for every role and both kinds of peer network; loopback only.
 FULL_DEPLOYMENT = {

@@ -218,8 +218,10 @@ BAD_DOCUMENTS = [
     (lambda d: d["hosts"][0].update(address="ANY"), ["hosts", 0, "address"]),
     (lambda d: d["appliances"][2].update(hostname="ESA1.example.test"), ["appliances", 2, "hostname"]),
     (lambda d: d["hosts"][10].update(role="dns", name="DNS1"), ["hosts", 10, "name"]),
-    (lambda d: d["peer_networks"].append({"role": "end_users", "name": "staff", "network": "127.0.9.0/24"}),
-     ["peer_networks", 2, "name"]),
+    (
+        lambda d: d["peer_networks"].append({"role": "end_users", "name": "staff", "network": "127.0.9.0/24"}),
+        ["peer_networks", 2, "name"],
+    ),
 ]
 
 

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from ports.checklist import regenerate_checklist
-from ports.models import ChecklistItem, Deployment
 from ports.deployments import save_deployment
+from ports.models import ChecklistItem, Deployment
 from ports.rules import PortRange
 
 from .conftest import create_deployment

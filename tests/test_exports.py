@@ -276,7 +276,9 @@ def test_other_teams_and_anonymous_get_nothing(deployment, other_api):
 
 def test_unknown_syntax_is_404(deployment, api):
     response = api.get(f"/api/deployments/{deployment.pk}/firewall/junos/")
-    assert response.status_code == 404 and "known: nftables, iptables, ip6tables, asa, panos" in response.json()["detail"]
+    assert (
+        response.status_code == 404 and "known: nftables, iptables, ip6tables, asa, panos" in response.json()["detail"]
+    )
 
 
 @needs_redis

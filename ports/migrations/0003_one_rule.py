@@ -68,6 +68,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='deployment',
+            name='checklist_revision',
+            field=models.PositiveBigIntegerField(default=0, editable=False),
+        ),
+        migrations.AddField(
+            model_name='deployment',
             name='checklist_fingerprint',
             field=models.CharField(blank=True, editable=False, max_length=64),
         ),
