@@ -4,8 +4,10 @@
 Builds the deployment in a throwaway test database (PostgreSQL when DATABASE_URL names
 one, as under `make bench`), then times the checklist as JSON and as CSV against a
 trivial authenticated endpoint (/api/me/) measured in the same run, requests
-interleaved so that any drift of the machine weighs on all three alike. Requests go
-through Django's full request handling in process: no network.
+interleaved so that any drift of the machine weighs on all alike. A rendering is kept
+until the checklist changes; "JSON after a change" is the first request after a status
+change, which renders anew. Requests go through Django's full request handling in
+process: no network.
 
     make bench            # or: python bench/checklist_api.py [--requests N]
 """
@@ -73,14 +75,27 @@ def main() -> None:
         build_ms = (time.perf_counter() - started) * 1000
         assert created.status_code == 201, created.content
         deployment = created.json()
+        checklist = f"/api/deployments/{deployment['id']}/checklist/"
+        item = client.get(checklist).json()["items"][0]["id"]
+        statuses = iter(["requested", "opened"] * (args.requests + 3))
+
+        def change_a_status() -> None:
+            response = client.patch(f"/api/checklist-items/{item}/", {"status": next(statuses)}, "application/json")
+            assert response.status_code == 200
+
+        # (url, what is done untimed before each request): a rendering is kept until the
+        # checklist changes, so the first request after a change is timed on its own.
         urls = {
-            "trivial /api/me/": "/api/me/",
-            "checklist JSON": f"/api/deployments/{deployment['id']}/checklist/",
-            "checklist CSV": f"/api/deployments/{deployment['id']}/checklist/?format=csv",
+            "trivial /api/me/": ("/api/me/", None),
+            "checklist JSON": (checklist, None),
+            "checklist CSV": (f"{checklist}?format=csv", None),
+            "JSON after a change": (checklist, change_a_status),
         }
         samples: dict[str, list[float]] = {name: [] for name in urls}
         for round_ in range(args.requests + 3):
-            for name, url in urls.items():
+            for name, (url, prepare) in urls.items():
+                if prepare:
+                    prepare()
                 started = time.perf_counter()
                 response = client.get(url)
                 elapsed = (time.perf_counter() - started) * 1000

@@ -3,6 +3,7 @@ from django.contrib import admin
 from rest_framework.exceptions import ValidationError
 
 from .deployments import save_deployment
+from .forms import put_errors, put_row_errors
 from .models import Appliance, CatalogVersion, ChecklistItem, Deployment, Host, PeerNetwork, Requirement, Team
 from .serializers import DeploymentSerializer
 
@@ -34,15 +35,6 @@ class CatalogVersionAdmin(admin.ModelAdmin):
         return False
 
 
-def apply_errors(form: forms.BaseForm, detail: object) -> None:
-    """Put a serializer's errors (a field dict, or messages) on a form."""
-    if isinstance(detail, dict):
-        for name, messages in detail.items():
-            form.add_error(name if name in form.fields else None, messages)
-    else:
-        form.add_error(None, detail)
-
-
 class DocumentFormSet(forms.BaseInlineFormSet):
     """An inline list of a deployment (appliances, hosts, networks), validated as the API
     validates that list of a deployment document."""
@@ -70,10 +62,8 @@ class DocumentFormSet(forms.BaseInlineFormSet):
             value = serializer.fields[self.document_field].run_validation(self.rows())
             getattr(serializer, f"validate_{self.document_field}")(value)
         except ValidationError as invalid:
-            if not isinstance(invalid.detail, list) or not all(isinstance(row, dict) for row in invalid.detail):
+            if not put_row_errors(self.kept_forms(), invalid.detail):
                 raise forms.ValidationError(str(invalid.detail)) from invalid
-            for form, errors in zip(self.kept_forms(), invalid.detail, strict=False):
-                apply_errors(form, errors)
             raise forms.ValidationError("Correct the rows marked below.") from invalid
 
 
@@ -110,7 +100,7 @@ class DeploymentAdminForm(forms.ModelForm):
             instance = self.instance if self.instance.pk else None
             serializer = DeploymentSerializer(instance, data=self.document(), partial=instance is not None)
             if not serializer.is_valid():
-                apply_errors(self, serializer.errors)
+                put_errors(self, serializer.errors)
         return cleaned
 
 
@@ -149,3 +139,10 @@ class ChecklistItemAdmin(admin.ModelAdmin):
     list_display = ["deployment", "source", "destination", "protocol", "ports", "status"]
     list_filter = ["status", "deployment__team"]
     readonly_fields = [f.name for f in ChecklistItem._meta.fields if f.name != "status"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # items follow from their deployment (DeploymentAdmin)
+
+    def save_model(self, request, obj, form, change) -> None:
+        # As every status change: recorded in the item's history, with who and when.
+        ChecklistItem.objects.get(pk=obj.pk).change_status(obj.status, request.user, comment="changed in the admin")

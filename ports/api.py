@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import orjson
 from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
@@ -145,6 +146,15 @@ class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
         return Response(self.get_serializer(deployment).data, status=code, headers=headers)
 
 
+class ChecklistJSONRenderer(JSONRenderer):
+    """JSON through orjson: a checklist of thousands of rules renders in a few milliseconds."""
+
+    def render(
+        self, data: object, accepted_media_type: str | None = None, renderer_context: dict | None = None
+    ) -> bytes:
+        return orjson.dumps(data, default=self.encoder_class().default)
+
+
 class ChecklistView(TeamScoped, generics.GenericAPIView):
     """A deployment's checklist: what it was built from and its rules, as JSON or CSV.
 
@@ -154,7 +164,7 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
     """
 
     filterset_class = ChecklistItemFilterSet
-    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, ChecklistCSVRenderer]
+    renderer_classes = [ChecklistJSONRenderer, BrowsableAPIRenderer, ChecklistCSVRenderer]
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[ChecklistItem]:

@@ -441,7 +441,7 @@ class ChecklistItem(RuleColumns):
     @cached_property
     def latest_probe(self) -> object | None:
         """The latest probe result (joined by ChecklistItemQuerySet.with_latest_probe()), or None."""
-        results = self.probe_results.model
+        results = ChecklistItem.probe_results.rel.related_model  # the class: no related manager per item
         if not hasattr(self, "latest_probe_id"):
             return results.objects.filter(item=self, is_latest=True).first()
         if self.latest_probe_id is None:

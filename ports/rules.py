@@ -12,8 +12,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .choices import Role
 
@@ -22,22 +21,23 @@ if TYPE_CHECKING:
 
 TO_APPLIANCE = "to the appliance"
 FROM_APPLIANCE = "from the appliance"
+ROLE_LABELS = dict(Role.choices)
 # Services whose traffic an SSL-decrypting or inspecting middlebox breaks (the vendor's warning).
 INSPECTION_SENSITIVE = {"tls", "smtp", "ldap"}
 
 
-@dataclass(frozen=True, slots=True)
-class PortRange:
+# Value types are NamedTuples: immutable, hashable and quick to build by the thousand.
+
+
+class PortRange(NamedTuple):
     start: int
     end: int
 
     def __str__(self) -> str:
         return str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
 
-    def __iter__(self):
-        return iter(range(self.start, self.end + 1))
-
-    def __len__(self) -> int:
+    @property
+    def count(self) -> int:
         return self.end - self.start + 1
 
     def overlaps(self, other: PortRange) -> bool:
@@ -47,8 +47,7 @@ class PortRange:
         return PortRange(self.start + offset, self.end + offset)
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     role: str
     name: str
     address: str  # an IP address, a hostname, a CIDR or "any"
@@ -63,8 +62,7 @@ class Endpoint:
             return None
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     requirement: Requirement
     source: Endpoint
     destination: Endpoint
@@ -105,7 +103,7 @@ class Rule:
     @property
     def path(self) -> str:
         """Initiator → listener, by role."""
-        return f"{Role(self.source.role).label} → {Role(self.destination.role).label}"
+        return f"{ROLE_LABELS[self.source.role]} → {ROLE_LABELS[self.destination.role]}"
 
     def as_dict(self) -> dict[str, object]:
         """The rule's columns (RULE_COLUMNS), flat, as JSON, CSV and sheets show them."""

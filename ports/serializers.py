@@ -322,7 +322,7 @@ def dlp_range_clashes(version: CatalogVersion, base: int) -> list[str]:
         return []
     moved = default.shifted(base - default.start)
     if moved.end > 65535:
-        return [f"The range {moved} ends above 65535; the highest base port is {65535 - len(moved) + 1}."]
+        return [f"The range {moved} ends above 65535; the highest base port is {65535 - moved.count + 1}."]
     configurable = [r for r in version.requirements.all() if r.base_configurable]
     listeners = {(r.listener, r.protocol) for r in configurable}
     return [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django import forms
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -19,10 +18,11 @@ from rest_framework.exceptions import ValidationError
 
 from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
 
-from .choices import HOST_ROLES, NETWORK_ROLES, CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
+from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
 from .deployments import save_deployment
 from .exports import FAILING_STATES
 from .filters import ChecklistItemFilterSet, RequirementFilterSet
+from .forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from .models import CatalogVersion, Deployment, Requirement, Team
 from .rules import TO_APPLIANCE
 from .scoping import team_deployment
@@ -59,82 +59,6 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "ports/deployment_list.html", {"deployments": deployments})
 
 
-class DeploymentForm(forms.Form):
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="name")
-    name = forms.CharField(max_length=100)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
-    dlp_base_port = forms.IntegerField(initial=17500, label="DLP base port")
-    features = forms.MultipleChoiceField(choices=Feature.choices, widget=forms.CheckboxSelectMultiple, required=False)
-
-
-class ApplianceForm(forms.Form):
-    hostname = forms.CharField(required=False)
-    c_address = forms.CharField(required=False, label="C address")
-    p1_address = forms.CharField(required=False, label="P1 address")
-    p2_address = forms.CharField(required=False, label="P2 address")
-    site = forms.CharField(required=False, initial="default")
-
-
-class HostForm(forms.Form):
-    role = forms.ChoiceField(choices=[("", "—")] + [(r.value, r.label) for r in HOST_ROLES], required=False)
-    name = forms.CharField(required=False)
-    address = forms.CharField(required=False)
-    site = forms.CharField(required=False, initial="default")
-
-
-class NetworkForm(forms.Form):
-    role = forms.ChoiceField(choices=[("", "—")] + [(r.value, r.label) for r in NETWORK_ROLES], required=False)
-    name = forms.CharField(required=False)
-    network = forms.CharField(required=False, help_text='CIDR or "any"')
-    site = forms.CharField(required=False, initial="default")
-
-
-ROWS = {
-    "appliances": (ApplianceForm, "hostname", 2),
-    "hosts": (HostForm, "name", 3),
-    "peer_networks": (NetworkForm, "name", 1),
-}
-
-
-def _formsets(data: object, initial: dict[str, list[dict]]) -> dict[str, forms.BaseFormSet]:
-    return {
-        prefix: forms.formset_factory(form, extra=extra)(data, prefix=prefix, initial=initial.get(prefix))
-        for prefix, (form, _, extra) in ROWS.items()
-    }
-
-
-def _document(form: DeploymentForm, formsets: dict[str, forms.BaseFormSet]) -> tuple[dict, dict[str, list[int]]]:
-    """The API document the forms describe, and which form row each list entry came from."""
-    document = {**form.cleaned_data, "team": form.cleaned_data["team"].name}
-    rows: dict[str, list[int]] = {}
-    for prefix, formset in formsets.items():
-        key = ROWS[prefix][1]
-        entries = [(i, f.cleaned_data) for i, f in enumerate(formset.forms) if f.cleaned_data.get(key)]
-        rows[prefix] = [i for i, _ in entries]
-        document[prefix] = [{k: v or None if k.endswith("_address") else v for k, v in d.items()} for _, d in entries]
-        for entry in document[prefix]:
-            entry["site"] = entry.get("site") or "default"
-    return document, rows
-
-
-def _show_errors(errors: dict, form: DeploymentForm, formsets: dict, rows: dict[str, list[int]]) -> None:
-    """Put the API's field errors in place on the forms."""
-    for field, messages in errors.items():
-        if field in formsets:
-            if isinstance(messages, list) and messages and isinstance(messages[0], dict):
-                for index, row_errors in enumerate(messages):
-                    for name, text in row_errors.items():
-                        formsets[field].forms[rows[field][index]].add_error(
-                            name if name != "non_field_errors" else None, text
-                        )
-            else:
-                form.add_error(None, f"{field}: {' '.join(map(str, messages))}")
-        elif field in form.fields:
-            form.add_error(field, messages)
-        else:
-            form.add_error(None, f"{field}: {messages}")
-
-
 @login_required
 def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     deployment = team_deployment(request.user, pk) if pk else None
@@ -148,13 +72,13 @@ def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
         current = {"features": [Feature.PEM, Feature.SMD], "team": only_team.name if only_team else None}
     form = DeploymentForm(request.POST or None, initial=current)
     form.fields["team"].queryset = teams
-    formsets = _formsets(request.POST or None, initial)
+    formsets = formsets_for(request.POST or None, initial)
     if request.method == "POST" and form.is_valid() and all(f.is_valid() for f in formsets.values()):
-        document, rows = _document(form, formsets)
+        document, rows = document_of(form, formsets)
         try:
             saved = save_deployment(document, user=request.user, instance=deployment)
         except ValidationError as invalid:
-            _show_errors(invalid.detail, form, formsets, rows)
+            show_errors(invalid.detail, form, formsets, rows)
         else:
             return redirect("checklist", pk=saved.deployment.pk)
     return render(request, "ports/deployment_form.html", {"form": form, "formsets": formsets, "deployment": deployment})

@@ -185,6 +185,9 @@ class WorkerHeartbeatSerializer(serializers.ModelSerializer):
 
 
 class TlsPinSerializer(serializers.ModelSerializer):
+    # Longer than what is stored: hex with colons is accepted, and stored as sha256/<base64>.
+    pin = serializers.CharField(max_length=100, help_text="sha256/<base64>, or 64 hex digits (colons allowed).")
+
     class Meta:
         model = TlsPin
         fields = ["id", "host", "port", "pin", "issuer", "source", "created"]
