@@ -77,7 +77,7 @@ def main() -> None:
         deployment = created.json()
         checklist = f"/api/deployments/{deployment['id']}/checklist/"
         item = client.get(checklist).json()["items"][0]["id"]
-        statuses = iter(["requested", "opened"] * (args.requests + 3))
+        statuses = iter(["requested", "opened"] * (args.requests + 3))  # two changes a round
 
         def change_a_status() -> None:
             response = client.patch(f"/api/checklist-items/{item}/", {"status": next(statuses)}, "application/json")
@@ -87,9 +87,10 @@ def main() -> None:
         # checklist changes, so the first request after a change is timed on its own.
         urls = {
             "trivial /api/me/": ("/api/me/", None),
-            "checklist JSON": (checklist, None),
-            "checklist CSV": (f"{checklist}?format=csv", None),
             "JSON after a change": (checklist, change_a_status),
+            "checklist JSON": (checklist, None),
+            "CSV after a change": (f"{checklist}?format=csv", change_a_status),
+            "checklist CSV": (f"{checklist}?format=csv", None),
         }
         samples: dict[str, list[float]] = {name: [] for name in urls}
         for round_ in range(args.requests + 3):
