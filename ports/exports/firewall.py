@@ -56,6 +56,16 @@ def _numbered_rules(rule_set: RuleSet) -> Iterator[tuple[int, Rule]]:
     return ((number, item.rule) for number, item in rule_set.numbered())
 
 
+def _objects(rules: list[tuple[int, Rule]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The rules' distinct addresses (but "any") and (protocol, ports) services, in order of use:
+    what ASA and PAN-OS declare as objects before the rules that use them."""
+    addresses = dict.fromkeys(
+        value for _, rule in rules for value in (rule.source.address, rule.destination.address) if value != "any"
+    )
+    services = dict.fromkeys((rule.protocol, str(rule.ports)) for _, rule in rules)
+    return list(addresses), list(services)
+
+
 def _host_or_network(network: Network) -> str:
     return str(network.network_address) if network.num_addresses == 1 else str(network)
 
@@ -141,15 +151,9 @@ def cisco_asa(rule_set: RuleSet, title: str, name: str) -> str:
     acl = name.upper()
     lines = _header(rule_set, title, "!")
     rules = list(_numbered_rules(rule_set))
-    networks: dict[str, str] = {}
-    services: dict[tuple[str, str], str] = {}
-    for _, rule in rules:
-        for value in (rule.source.address, rule.destination.address):
-            if value != "any" and value not in networks:
-                networks[value] = f"{acl}-NET-{len(networks) + 1}"
-        key = (rule.protocol, str(rule.ports))
-        if key not in services:
-            services[key] = f"{acl}-{rule.protocol.upper()}-{rule.ports}"
+    addresses, ports = _objects(rules)
+    networks = {value: f"{acl}-NET-{number}" for number, value in enumerate(addresses, start=1)}
+    services = {key: f"{acl}-{key[0].upper()}-{key[1]}" for key in ports}
     for value, group in networks.items():
         if _is_name(value):
             lines += [f"object network {group}-FQDN", f" fqdn v4 {value}"]
@@ -179,13 +183,9 @@ def panos(rule_set: RuleSet, title: str, name: str) -> str:
     """`set` commands: address and service objects, then one security rule per rule."""
     lines = _header(rule_set, title, "#")
     rules = list(_numbered_rules(rule_set))
-    addresses: dict[str, str] = {}
-    services: dict[tuple[str, str], str] = {}
-    for _, rule in rules:
-        for value in (rule.source.address, rule.destination.address):
-            if value != "any" and value not in addresses:
-                addresses[value] = f"{name}-{value.replace('/', '_').replace(':', '.')}"
-        services.setdefault((rule.protocol, str(rule.ports)), f"{name}-{rule.protocol}-{rule.ports}")
+    values, ports = _objects(rules)
+    addresses = {value: f"{name}-{value.replace('/', '_').replace(':', '.')}" for value in values}
+    services = {key: f"{name}-{key[0]}-{key[1]}" for key in ports}
     for value, address in addresses.items():
         if _is_name(value):
             lines.append(f"set address {address} fqdn {value}")
