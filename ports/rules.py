@@ -84,7 +84,8 @@ class Rule(NamedTuple):
 
     @property
     def key(self) -> str:
-        return identity_key(self.identity())
+        """The identity as a fixed-length key, for storing and looking up items."""
+        return hashlib.sha256("|".join(map(str, self.identity())).encode()).hexdigest()
 
     @property
     def direction(self) -> str:
@@ -159,10 +160,6 @@ RULE_COLUMNS: list[tuple[str, str]] = [
 ]
 
 IDENTITY_FIELDS = ["requirement", "source", "destination", "protocol", "port_start", "port_end"]
-
-
-def identity_key(identity: tuple | list) -> str:
-    return hashlib.sha256("|".join(map(str, identity)).encode()).hexdigest()
 
 
 def fingerprint(rules: Iterable[Rule]) -> str:

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from probes.choices import ProbeState
-from probes.serializers import LatestResultSerializer, ResultHistorySerializer
+from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
 from .choices import HOST_ROLES, NETWORK_ROLES, CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
 from .models import (
@@ -333,8 +333,6 @@ def dlp_range_clashes(version: CatalogVersion, base: int) -> list[str]:
 
 
 # --- Checklist ----------------------------------------------------------------------
-
-DATETIME = serializers.DateTimeField()
 
 
 class RuleSerializer(serializers.Serializer):
