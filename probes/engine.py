@@ -72,12 +72,38 @@ class CheckResult:
     evidence: dict = field(default_factory=dict)
 
 
-class Intercepted(Exception):
-    """The service answered, but not as itself: something in the path speaks for it."""
+class Finding(Exception):
+    """What a service exchange found when it was not the service answering as itself: a state,
+    a sentence for people, and the evidence (with its low-level `cause`)."""
+
+    state = ERROR
 
     def __init__(self, reason: str, evidence: dict) -> None:
         super().__init__(reason)
         self.evidence = evidence
+
+
+class Intercepted(Finding):
+    """The service answered, but not as itself: something in the path speaks for it."""
+
+    state = INTERCEPTED
+
+
+def cause_of(exc: BaseException) -> str:
+    """The low-level cause of a failure: the errno's name, the TLS library's reason, or the type."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        return errno.errorcode[exc.errno]
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return f"EOF after {len(exc.partial)} of {exc.expected} bytes"
+    return type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as words, never empty."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass
@@ -125,7 +151,11 @@ class Engine:
                 DNS_ERROR,
                 f"{host} does not resolve: {reason}",
                 latency_ms=_ms(started),
-                evidence={"host": host, "reason": reason},
+                evidence={
+                    "host": host,
+                    "reason": reason,
+                    "cause": "timeout" if isinstance(exc, TimeoutError) else cause_of(exc),
+                },
             )
         return infos[0][4][0]
 
@@ -143,18 +173,30 @@ class Engine:
                     return await self._probe_udp(check, address, port, started)
                 return await self._probe_tcp(check, address, port, started)
             except Exception as exc:  # a probe must report, never crash the run
-                return PortResult(port, ERROR, _ms(started), f"{type(exc).__name__}: {exc}")
+                return PortResult(port, ERROR, _ms(started), describe(exc), {"cause": cause_of(exc)})
 
     async def _probe_tcp(self, check: Check, address: str, port: int, started: float) -> PortResult:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), self.timeout)
         except TimeoutError:
-            return PortResult(port, FILTERED, None, f"no answer within {self.timeout:g} s")
-        except ConnectionRefusedError:
-            return PortResult(port, REFUSED, _ms(started), "connection refused (RST)")
+            return PortResult(
+                port,
+                FILTERED,
+                None,
+                f"no answer within {self.timeout:g} s: dropped, or the host is down",
+                {"cause": f"no SYN-ACK within {self.timeout:g} s"},
+            )
+        except ConnectionRefusedError as exc:
+            return PortResult(
+                port,
+                REFUSED,
+                _ms(started),
+                "connection refused (RST): nothing listens, or a firewall rejects",
+                {"cause": cause_of(exc)},
+            )
         except OSError as exc:
             if exc.errno in UNREACHABLE_ERRNOS:
-                return PortResult(port, UNREACHABLE, _ms(started), exc.strerror or str(exc))
+                return PortResult(port, UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
             raise
         latency = _ms(started)
         speak = TCP_SERVICES.get(check.service)
@@ -163,12 +205,13 @@ class Engine:
                 return PortResult(port, OPEN, latency, "TCP connection accepted")
             try:
                 evidence = await asyncio.wait_for(speak(reader, writer, check), self.timeout)
-            except Intercepted as exc:
-                return PortResult(port, INTERCEPTED, latency, str(exc), exc.evidence)
+            except Finding as exc:
+                return PortResult(port, exc.state, latency, str(exc), exc.evidence)
             except TimeoutError:
                 return PortResult(port, OPEN, latency, f"connected, but no {check.service} answer in time")
             except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-                return PortResult(port, ERROR, latency, f"connected, then {check.service} failed: {exc}")
+                reason = f"connected, then the {check.service} exchange failed: {describe(exc)}"
+                return PortResult(port, ERROR, latency, reason, {"cause": cause_of(exc)})
             return PortResult(port, OPEN, latency, evidence.pop("detail"), evidence)
         finally:
             writer.close()
@@ -184,6 +227,7 @@ class Engine:
                 None,
                 f"{check.service} over UDP is one-way: nothing answers, so an open path cannot be "
                 "told from a dropped one. Check that the receiver logs a test trap.",
+                {"cause": "one-way protocol"},
             )
         request, parse = exchange
         loop = asyncio.get_running_loop()
@@ -194,18 +238,32 @@ class Engine:
             try:
                 data = await asyncio.wait_for(answered, self.timeout)
             except TimeoutError:
-                return PortResult(port, FILTERED, None, f"no UDP answer within {self.timeout:g} s")
-            except ConnectionRefusedError:
-                return PortResult(port, REFUSED, _ms(started), "ICMP port unreachable")
+                return PortResult(
+                    port,
+                    FILTERED,
+                    None,
+                    f"no UDP answer within {self.timeout:g} s: dropped, or nothing answers",
+                    {"cause": f"no datagram within {self.timeout:g} s"},
+                )
+            except ConnectionRefusedError as exc:
+                return PortResult(
+                    port,
+                    REFUSED,
+                    _ms(started),
+                    "ICMP port unreachable: nothing listens, or a firewall rejects",
+                    {"cause": cause_of(exc)},
+                )
             except OSError as exc:
                 if exc.errno in UNREACHABLE_ERRNOS:
-                    return PortResult(port, UNREACHABLE, _ms(started), exc.strerror or str(exc))
+                    return PortResult(port, UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
                 raise
             latency = _ms(started)
             try:
                 evidence = parse(data, request)
             except ValueError as exc:
-                return PortResult(port, ERROR, latency, f"an answer that is not {check.service}: {exc}")
+                return PortResult(
+                    port, ERROR, latency, f"an answer that is not {check.service}: {exc}", {"cause": data[:64].hex()}
+                )
             return PortResult(port, OPEN, latency, evidence.pop("detail"), evidence)
         finally:
             transport.close()
@@ -242,10 +300,20 @@ def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResul
     summary = f"{opened} of {len(ports)} open" + (f"; {others}" if others else "")
     latencies = [r.latency_ms for r in ports if r.latency_ms is not None]
     evidence = {
-        "ports": {str(r.port): {"state": r.state, "latency_ms": r.latency_ms, "detail": r.detail} for r in ports},
+        "ports": {
+            str(r.port): {
+                "state": r.state,
+                "latency_ms": r.latency_ms,
+                "detail": r.detail,
+                "cause": r.evidence.get("cause"),
+            }
+            for r in ports
+        },
         "open": opened,
         "total": len(ports),
     }
+    if state != OPEN:  # the range's verdict, with the cause of its first port in that state
+        evidence["cause"] = next(r.evidence.get("cause") for r in ports if r.state == state)
     return CheckResult(state, summary, address, max(latencies) if latencies else None, evidence)
 
 
@@ -280,49 +348,146 @@ def is_masked(reply: str) -> bool:
     return text.count("*") >= 4 and text.count("*") >= len(text) / 2
 
 
+def is_masked_keyword(keyword: str) -> bool:
+    """An EHLO keyword overwritten with X's, as Cisco ASA's ESMTP inspection does (STARTTLS
+    becomes "XXXXXXXA"); real extensions that start with X (XCLIENT, XFORWARD) stay apart."""
+    return re.fullmatch(r"X{4,}[A-Z0-9]?", keyword.upper()) is not None
+
+
 async def speak_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check) -> dict:
+    """The session a mail server would get: banner, EHLO, and STARTTLS with the certificate's pin.
+
+    What inspecting firewalls do to it (Cisco ASA ESMTP inspection and its predecessor
+    mailguard, and others): a banner starred out, EHLO keywords masked with X's (STARTTLS
+    among them), EHLO refused though the banner says ESMTP, STARTTLS offered then refused, or
+    the TLS that follows answered with another certificate. Each is `intercepted`.
+    """
     banner = await _read_smtp_reply(reader)
+    evidence: dict = {"banner": banner}
     if is_masked(banner[0]):
         raise Intercepted(
-            f"SMTP banner masked by an inspecting device: {banner[0]!r}", {"banner": banner, "masked": True}
+            f"SMTP banner masked by an inspecting device: {banner[0]!r}",
+            evidence | {"masked": True, "cause": "banner of asterisks"},
         )
     writer.write(b"EHLO port-probe.invalid\r\n")
     ehlo = await _read_smtp_reply(reader)
-    writer.write(b"QUIT\r\n")
-    starttls = any(line[4:].strip().upper().startswith("STARTTLS") for line in ehlo)
+    evidence["ehlo"] = ehlo
     if any(is_masked(line) for line in ehlo):
-        raise Intercepted(f"EHLO reply masked by an inspecting device: {ehlo!r}", {"banner": banner, "ehlo": ehlo})
-    detail = f"SMTP banner {banner[0]!r}; STARTTLS {'offered' if starttls else 'not offered'}"
-    return {"detail": detail, "banner": banner, "ehlo": ehlo, "starttls": starttls}
+        raise Intercepted(f"EHLO reply masked by an inspecting device: {ehlo!r}", evidence | {"cause": "asterisks"})
+    if not ehlo[0].startswith("250"):
+        if "ESMTP" in banner[0].upper():
+            raise Intercepted(
+                f"the banner announces ESMTP, but EHLO was refused ({ehlo[0]!r}): a device in the path that "
+                "allows only basic SMTP answers for the server",
+                evidence | {"cause": f"EHLO answered {ehlo[0][:3]}"},
+            )
+        writer.write(b"QUIT\r\n")
+        return {"detail": f"SMTP banner {banner[0]!r}; EHLO not supported ({ehlo[0]!r})", **evidence}
+    keywords = [line[4:].split()[0].upper() for line in ehlo[1:] if line[4:].split()]
+    masked = [keyword for keyword in keywords if is_masked_keyword(keyword)]
+    if masked:
+        raise Intercepted(
+            f"EHLO keywords masked by an inspecting device: {', '.join(masked)} (STARTTLS and other extensions "
+            "are hidden from the appliance)",
+            evidence | {"masked_keywords": masked, "cause": "EHLO keywords overwritten with X"},
+        )
+    if "STARTTLS" not in keywords:
+        writer.write(b"QUIT\r\n")
+        if check.expected_pin:
+            raise Intercepted(
+                f"STARTTLS is not offered, though this server's certificate is known ({check.expected_pin}): "
+                "a device in the path removed it, and mail would travel in clear text",
+                evidence | {"starttls": False, "expected_pin": check.expected_pin, "cause": "STARTTLS missing"},
+            )
+        detail = (
+            f"SMTP banner {banner[0]!r}; STARTTLS not offered, so mail travels in clear text (if the server "
+            "offers it, a device in the path removed it: set the expected TLS pin to have that reported)"
+        )
+        return {"detail": detail, **evidence, "starttls": False}
+    writer.write(b"STARTTLS\r\n")
+    reply = await _read_smtp_reply(reader)
+    if not reply[0].startswith("220"):
+        raise Intercepted(
+            f"STARTTLS was offered, then refused ({reply[0]!r}): a device in the path answers for the server",
+            evidence | {"starttls": True, "starttls_reply": reply, "cause": f"STARTTLS answered {reply[0][:3]}"},
+        )
+    tls = await _tls_handshake(writer, check, evidence | {"starttls": True})
+    with contextlib.suppress(OSError, ssl.SSLError):
+        writer.write(b"QUIT\r\n")
+    detail = f"SMTP banner {banner[0]!r}; STARTTLS, then TLS certificate issued by {tls['issuer']}, {tls['pin']}"
+    return {"detail": detail, **evidence, "starttls": True, **tls}
 
 
-async def speak_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check) -> dict:
+# Issuers of the CAs that TLS-inspecting products use to re-sign what they decrypt.
+INSPECTION_CA = re.compile(
+    r"fortinet|fortigate|palo ?alto|zscaler|blue ?coat|symantec web|sophos|check ?point|netskope|cisco umbrella|"
+    r"mcafee web gateway|skyhigh|barracuda|watchguard|sonicwall|untangle|kaspersky|avast|avg web|eset ssl|"
+    r"trend ?micro|iboss|menlo security|smoothwall|squid|securly|lightspeed|cisco firepower|forcepoint web",
+    re.IGNORECASE,
+)
+
+
+async def _tls_handshake(writer: asyncio.StreamWriter, check: Check, evidence: dict) -> dict:
+    """Shake hands over the connection (TLS ports, LDAPS, SMTP after STARTTLS) and judge who
+    answered: the expected public key, or else no certificate of a TLS-inspecting product."""
     context = ssl.create_default_context()
     # The probe checks who answers, not the chain: the pin below is the verdict.
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     server_name = None if is_ip_address(check.host) else check.host
-    await writer.start_tls(context, server_hostname=server_name)
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    try:
+        await writer.start_tls(context, server_hostname=server_name)
+    except ConnectionResetError as exc:
+        # An RST carries an errno; asyncio reports a plain close (EOF) mid-handshake the same way, without one.
+        how = "reset" if exc.errno else "closed"
+        raise Intercepted(
+            f"{how} during the TLS handshake: a device inspecting TLS may be blocking it",
+            evidence | {"cause": cause_of(exc) if exc.errno else "EOF during the TLS handshake"},
+        ) from exc
+    except ssl.SSLError as exc:
+        alert = re.search(r"ALERT_([A-Z_]+)", exc.reason or "")
+        if alert:
+            reason = f"the server ended the TLS handshake with the alert {alert.group(1).lower()}"
+        elif exc.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+            reason = "the answer to the TLS handshake is not TLS: something else listens, or answers for the server"
+        else:
+            reason = f"the TLS handshake failed: {describe(exc)}"
+        raise Finding(reason, evidence | {"cause": cause_of(exc)}) from exc
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True)
     certificate = x509.load_der_x509_certificate(der)
     spki = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     pin = "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
-    evidence = {
+    tls = {
         "issuer": certificate.issuer.rfc4514_string(),
         "subject": certificate.subject.rfc4514_string(),
         "not_after": certificate.not_valid_after_utc.isoformat(),
         "pin": pin,
-        "tls_version": writer.get_extra_info("ssl_object").version(),
+        "tls_version": ssl_object.version(),
     }
+    inspection = INSPECTION_CA.search(tls["issuer"])
+    if inspection:
+        tls["inspection_ca"] = inspection.group(0)
     if check.expected_pin and pin != check.expected_pin:
         raise Intercepted(
-            f"certificate public key {pin} is not the expected {check.expected_pin} (issuer {evidence['issuer']}):"
+            f"certificate public key {pin} is not the expected {check.expected_pin} (issuer {tls['issuer']}):"
             " TLS is decrypted or answered by another device",
-            {**evidence, "expected_pin": check.expected_pin},
+            evidence | tls | {"expected_pin": check.expected_pin, "cause": "unexpected public key"},
         )
-    return {"detail": f"TLS certificate issued by {evidence['issuer']}, {pin}", **evidence}
+    if inspection and not check.expected_pin:
+        raise Intercepted(
+            f"certificate issued by {tls['issuer']}, the CA of a TLS-inspecting product ({inspection.group(0)}):"
+            " the traffic is decrypted on the way",
+            evidence | tls | {"cause": "issuer of an inspection CA"},
+        )
+    return tls
+
+
+async def speak_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check) -> dict:
+    tls = await _tls_handshake(writer, check, {})
+    return {"detail": f"TLS certificate issued by {tls['issuer']}, {tls['pin']}", **tls}
 
 
 def dns_query(query_id: int) -> bytes:

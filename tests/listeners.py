@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import socket
@@ -24,9 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
+def family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
     """A port nothing listens on (connections to it are refused)."""
-    with socket.socket(socket.AF_INET, kind) as s:
+    with socket.socket(family(host), kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -125,31 +130,72 @@ class Listeners:
 
     def filtered(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """A listener whose accept queue is full: the kernel drops further SYNs, as a DROP rule does."""
-        server = socket.socket()
+        server = socket.socket(family(host))
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((host, port))
         server.listen(0)
         port = server.getsockname()[1]
         self.held.append(server)
         for _ in range(3):
-            client = socket.socket()
+            client = socket.socket(family(host))
             client.setblocking(False)
             client.connect_ex((host, port))
             self.held.append(client)
         return port
 
     def smtp(
-        self, host: str = "127.0.0.1", port: int = 0, banner: str = "220 mx.example.test ESMTP ready", starttls=True
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        banner: str = "220 mx.example.test ESMTP ready",
+        starttls=True,
+        extensions: list[str] | None = None,
+        ehlo_reply: str | None = None,
+        starttls_reply: str = "220 2.0.0 Ready to start TLS",
+        tls: tuple[Path, Path] | None = None,
     ) -> int:
+        """A mail server; `extensions`, `ehlo_reply` and `starttls_reply` play what an inspecting
+        firewall makes of its answers, `tls` (a certificate and key) what STARTTLS leads to."""
+        if extensions is None:
+            extensions = ["PIPELINING", *(["STARTTLS"] if starttls else []), "8BITMIME"]
+        context = None
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+
         async def handle(reader, writer):
             writer.write(banner.encode() + b"\r\n")
             while line := await reader.readline():
-                if line.upper().startswith(b"EHLO"):
-                    extensions = ["250-mx.example.test", "250-PIPELINING"] + (["250-STARTTLS"] if starttls else [])
-                    writer.write("\r\n".join([*extensions, "250 8BITMIME"]).encode() + b"\r\n")
-                elif line.upper().startswith(b"QUIT"):
+                command = line.upper().strip()
+                if command.startswith(b"EHLO"):
+                    lines = [ehlo_reply] if ehlo_reply else ["mx.example.test", *extensions]
+                    reply = [f"250-{text}" for text in lines[:-1]] + [f"250 {lines[-1]}"] if not ehlo_reply else lines
+                    writer.write("\r\n".join(reply).encode() + b"\r\n")
+                elif command == b"STARTTLS":
+                    writer.write(starttls_reply.encode() + b"\r\n")
+                    await writer.drain()
+                    if context and starttls_reply.startswith("220"):
+                        with contextlib.suppress(ConnectionError, ssl.SSLError):
+                            await writer.start_tls(context)
+                elif command.startswith(b"QUIT"):
                     writer.write(b"221 bye\r\n")
                     break
+            writer.close()
+
+        return self._tcp(host, handle, port)
+
+    def tls_broken(self, how: str, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Takes the ClientHello, then: "reset" (an RST), "close" (a FIN), or "plain" (answers
+        something that is not TLS), as devices that block or do not speak TLS do."""
+
+        async def handle(reader, writer):
+            await reader.read(512)
+            sock = writer.get_extra_info("socket")
+            if how == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif how == "plain":
+                writer.write(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                await writer.drain()
             writer.close()
 
         return self._tcp(host, handle, port)
