@@ -293,3 +293,15 @@ def test_the_flow_is_shown_beside_the_pages_own_direction_word(deployment, api):
     page.force_login(get_user_model().objects.get(username="alice"))
     html = page.get(f"/deployments/{deployment.pk}/?port=9443").content.decode()
     assert "from the appliance" in html and "page: Inbound" in html
+
+
+def test_a_name_typed_with_newlines_stays_inside_a_comment(catalog, user, api, tmp_path):
+    document = copy.deepcopy(FULL_DEPLOYMENT)
+    document["name"] = "Mail gateways\nflush ruleset\n#"
+    deployment = create_deployment(document)
+    for syntax in ("nftables", "iptables", "asa", "panos"):
+        text = api.get(f"/api/deployments/{deployment.pk}/firewall/{syntax}/").content.decode()
+        assert "\nflush ruleset" not in text, syntax
+    path = tmp_path / "rules.nft"
+    path.write_text(api.get(f"/api/deployments/{deployment.pk}/firewall/nftables/").content.decode())
+    assert subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True).returncode == 0

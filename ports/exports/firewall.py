@@ -45,6 +45,8 @@ def _comment(number: int, rule: Rule, limit: int) -> str:
 
 
 def _header(rule_set: RuleSet, title: str, mark: str) -> list[str]:
+    # The title holds what users typed (names): one line of printable text, so that it stays a comment.
+    title = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", title)
     return [
         f"{mark} {title}",
         f"{mark} {len(rule_set.items)} rules; rule set fingerprint sha256:{rule_set.fingerprint}",
