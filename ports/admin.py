@@ -94,6 +94,10 @@ class DeploymentAdminForm(forms.ModelForm):
             "features": data.get("features") or [],
         }
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["features"].required = False  # none in use is a choice, as in the API
+
     def clean(self) -> dict:
         cleaned = super().clean()
         if not self.errors:
@@ -143,6 +147,10 @@ class ChecklistItemAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # items follow from their deployment (DeploymentAdmin)
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # likewise: a rule goes when the deployment no longer needs it
+
     def save_model(self, request, obj, form, change) -> None:
         # As every status change: recorded in the item's history, with who and when.
-        ChecklistItem.objects.get(pk=obj.pk).change_status(obj.status, request.user, comment="changed in the admin")
+        if "status" in form.changed_data:
+            ChecklistItem.objects.get(pk=obj.pk).change_status(obj.status, request.user, "changed in the admin")

@@ -258,6 +258,8 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
             item.change_status(
                 **change.validated_data, user=request.user, expected_revision=if_match_revision(request, item)
             )
+        except ChecklistItem.DoesNotExist as gone:  # the deployment changed and its rule went meanwhile
+            raise NotFound("The item was removed meanwhile: the deployment no longer needs this rule.") from gone
         except StaleRevision as stale:
             return Response(
                 {"detail": f"{stale} Reload the item and apply your change again."},

@@ -127,7 +127,9 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
         Deployment.objects.select_for_update().select_related("catalog_version").get(pk=deployment.pk),
     )
     rules, warnings = derive_rules(deployment)
-    existing = {item.key: item for item in deployment.checklist.all()}
+    # The items too, in pk order as every other writer of items locks them (ProbeResult.record,
+    # ChecklistItem.change_status): nobody writes a result or a status of an item being removed.
+    existing = {item.key: item for item in deployment.checklist.select_for_update().order_by("pk")}
     to_create: list[ChecklistItem] = []
     to_update: list[ChecklistItem] = []
     for position, rule in enumerate(rules):

@@ -45,7 +45,9 @@ def save_deployment(
         with transaction.atomic():
             for name, value in fields.items():
                 setattr(deployment, name, value)
-            deployment.save()
+            # Only the document's fields: the instance was read before, and its checklist columns
+            # (revision, fingerprint) may have moved since.
+            deployment.save(update_fields=[*fields, "updated"] if instance is not None else None)
             for name, rows in children.items():
                 model = CHILDREN[name]
                 model.objects.filter(deployment=deployment).delete()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from ports.validators import is_ip_address
 
@@ -208,6 +209,15 @@ class Engine:
             except Finding as exc:
                 return PortResult(port, exc.state, latency, str(exc), exc.evidence)
             except TimeoutError:
+                if check.service == "tls":  # a server answers a ClientHello at once; silence is held traffic
+                    return PortResult(
+                        port,
+                        ERROR,
+                        latency,
+                        f"TCP connected, but the TLS handshake got no answer within {self.timeout:g} s: "
+                        "a device in the path may be holding TLS",
+                        {"cause": "no ServerHello in time"},
+                    )
                 return PortResult(port, OPEN, latency, f"connected, but no {check.service} answer in time")
             except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
                 reason = f"connected, then the {check.service} exchange failed: {describe(exc)}"
@@ -375,7 +385,10 @@ async def speak_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     if any(is_masked(line) for line in ehlo):
         raise Intercepted(f"EHLO reply masked by an inspecting device: {ehlo!r}", evidence | {"cause": "asterisks"})
     if not ehlo[0].startswith("250"):
-        if "ESMTP" in banner[0].upper():
+        # "Command unrecognized / not implemented" after a banner that announced ESMTP: the
+        # server knows EHLO, so something in between answered. A busy or refusing server (421,
+        # 550) is the server itself.
+        if banner[0].startswith("220") and "ESMTP" in banner[0].upper() and ehlo[0][:3] in ("500", "502"):
             raise Intercepted(
                 f"the banner announces ESMTP, but EHLO was refused ({ehlo[0]!r}): a device in the path that "
                 "allows only basic SMTP answers for the server",
@@ -407,10 +420,13 @@ async def speak_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     writer.write(b"STARTTLS\r\n")
     reply = await _read_smtp_reply(reader)
     if not reply[0].startswith("220"):
-        raise Intercepted(
-            f"STARTTLS was offered, then refused ({reply[0]!r}): a device in the path answers for the server",
-            evidence | {"starttls": True, "starttls_reply": reply, "cause": f"STARTTLS answered {reply[0][:3]}"},
-        )
+        refused = evidence | {"starttls": True, "starttls_reply": reply, "cause": f"STARTTLS answered {reply[0][:3]}"}
+        if reply[0][:3] in ("500", "502"):  # unknown to whoever answered, though the server offered it
+            raise Intercepted(
+                f"STARTTLS was offered, then refused ({reply[0]!r}): a device in the path answers for the server",
+                refused,
+            )
+        raise Finding(f"STARTTLS was offered, then declined by the server ({reply[0]!r})", refused)
     tls = await _tls_handshake(writer, check, evidence | {"starttls": True})
     with contextlib.suppress(OSError, ssl.SSLError):
         writer.write(b"QUIT\r\n")
@@ -418,13 +434,26 @@ async def speak_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return {"detail": detail, **evidence, "starttls": True, **tls}
 
 
-# Issuers of the CAs that TLS-inspecting products use to re-sign what they decrypt.
+# Names of the CAs that TLS-inspecting products re-sign decrypted traffic with, as they stand
+# in an issuer's organisation or common name (never its locality: "L=Palo Alto" is no proxy).
 INSPECTION_CA = re.compile(
-    r"fortinet|fortigate|palo ?alto|zscaler|blue ?coat|symantec web|sophos|check ?point|netskope|cisco umbrella|"
-    r"mcafee web gateway|skyhigh|barracuda|watchguard|sonicwall|untangle|kaspersky|avast|avg web|eset ssl|"
-    r"trend ?micro|iboss|menlo security|smoothwall|squid|securly|lightspeed|cisco firepower|forcepoint web",
+    r"\b(FortiGate|Fortinet_CA_SSL|Zscaler|Palo Alto Networks|Forward[- ]Trust|Blue ?Coat|ProxySG|"
+    r"Symantec Web|Sophos (?:SSL|Web|UTM)|Check Point|Netskope|Cisco Umbrella|McAfee Web Gateway|Skyhigh|"
+    r"Barracuda Web|WatchGuard|SonicWall|Untangle|Kaspersky|Avast|ESET SSL Filter|Trend Micro|iboss|"
+    r"Menlo Security|Smoothwall|Squid|Securly|Lightspeed)\b",
     re.IGNORECASE,
 )
+
+
+def inspection_ca(certificate: x509.Certificate) -> str | None:
+    """The TLS-inspecting product whose CA issued the certificate, if its issuer names one."""
+    names = [
+        attribute.value
+        for oid in (NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME)
+        for attribute in certificate.issuer.get_attributes_for_oid(oid)
+    ]
+    found = INSPECTION_CA.search(" / ".join(map(str, names)))
+    return found.group(0) if found else None
 
 
 async def _tls_handshake(writer: asyncio.StreamWriter, check: Check, evidence: dict) -> dict:
@@ -467,9 +496,9 @@ async def _tls_handshake(writer: asyncio.StreamWriter, check: Check, evidence: d
         "pin": pin,
         "tls_version": ssl_object.version(),
     }
-    inspection = INSPECTION_CA.search(tls["issuer"])
+    inspection = inspection_ca(certificate)
     if inspection:
-        tls["inspection_ca"] = inspection.group(0)
+        tls["inspection_ca"] = inspection
     if check.expected_pin and pin != check.expected_pin:
         raise Intercepted(
             f"certificate public key {pin} is not the expected {check.expected_pin} (issuer {tls['issuer']}):"
@@ -478,7 +507,7 @@ async def _tls_handshake(writer: asyncio.StreamWriter, check: Check, evidence: d
         )
     if inspection and not check.expected_pin:
         raise Intercepted(
-            f"certificate issued by {tls['issuer']}, the CA of a TLS-inspecting product ({inspection.group(0)}):"
+            f"certificate issued by {tls['issuer']}, the CA of a TLS-inspecting product ({inspection}):"
             " the traffic is decrypted on the way",
             evidence | tls | {"cause": "issuer of an inspection CA"},
         )

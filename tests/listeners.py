@@ -185,12 +185,15 @@ class Listeners:
         return self._tcp(host, handle, port)
 
     def tls_broken(self, how: str, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Takes the ClientHello, then: "reset" (an RST), "close" (a FIN), or "plain" (answers
-        something that is not TLS), as devices that block or do not speak TLS do."""
+        """Takes the ClientHello, then: "reset" (an RST), "close" (a FIN), "plain" (answers
+        something that is not TLS) or "hang" (nothing for 5 s), as devices that block, hold or
+        do not speak TLS do."""
 
         async def handle(reader, writer):
             await reader.read(512)
             sock = writer.get_extra_info("socket")
+            if how == "hang":
+                await asyncio.sleep(5)
             if how == "reset":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif how == "plain":

@@ -305,3 +305,34 @@ def test_a_name_typed_with_newlines_stays_inside_a_comment(catalog, user, api, t
     path = tmp_path / "rules.nft"
     path.write_text(api.get(f"/api/deployments/{deployment.pk}/firewall/nftables/").content.decode())
     assert subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_save_from_an_instance_read_earlier_keeps_the_checklist_fresh(
+    deployment, api, full_document, django_capture_on_commit_callbacks
+):
+    url = f"/api/deployments/{deployment.pk}/checklist/"
+    stale = Deployment.objects.get(pk=deployment.pk)  # as a request reads it before others commit
+    item = deployment.checklist.first()
+    with django_capture_on_commit_callbacks(execute=True):
+        item.change_status("requested", None)
+    assert len(api.get(url).json()["items"]) == 81  # rendered and kept under the new revision
+    document = copy.deepcopy(full_document)
+    document["hosts"] = [host for host in document["hosts"] if host["role"] != "dns"]
+    from ports.deployments import save_deployment
+
+    save_deployment(document, instance=stale)
+    assert len(api.get(url).json()["items"]) == 81 - 12 == deployment.checklist.count()
+
+
+def test_the_admin_takes_no_features_and_keeps_items_to_their_deployment(deployment, full_document):
+    admin = superuser_client()
+    document = copy.deepcopy(full_document) | {"features": []}
+    response = admin.post(f"/admin/ports/deployment/{deployment.pk}/change/", admin_data(deployment, document))
+    assert response.status_code == 302, admin_errors(response)
+    deployment.refresh_from_db()
+    assert deployment.features == []
+    items = list(deployment.checklist.select_related("requirement"))
+    assert items and all(not item.requirement.features for item in items)  # only rules every deployment needs
+    item = deployment.checklist.first()
+    assert admin.post(f"/admin/ports/checklistitem/{item.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert deployment.checklist.filter(pk=item.pk).exists()

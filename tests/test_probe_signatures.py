@@ -25,7 +25,14 @@ def certificates() -> dict:
     cert, key, pin = self_signed("mx.example.test")
     other_cert, other_key, _ = self_signed("mx.example.test", issuer_name="Corporate Inspection CA")
     forti_cert, forti_key, _ = self_signed("mx.example.test", issuer_name="FortiGate CA")
-    return {"server": (cert, key), "pin": pin, "other": (other_cert, other_key), "forti": (forti_cert, forti_key)}
+    local_cert, local_key, _ = self_signed("mx.example.test", issuer_name="Palo Alto Mail Relay")
+    return {
+        "server": (cert, key),
+        "pin": pin,
+        "other": (other_cert, other_key),
+        "forti": (forti_cert, forti_key),
+        "local": (local_cert, local_key),
+    }
 
 
 def smtp_cases(listeners: Listeners, certificates: dict, host: str = "127.0.0.1") -> dict[str, Check]:
@@ -39,6 +46,8 @@ def smtp_cases(listeners: Listeners, certificates: dict, host: str = "127.0.0.1"
         "masked_keywords": (listeners.smtp(host, extensions=["PIPELINING", "XXXXXXXA", "XXXXXXXXXXXX"]), False),
         "ehlo_refused": (listeners.smtp(host, ehlo_reply='500 5.5.1 Command unrecognized: "EHLO"'), False),
         "starttls_refused": (listeners.smtp(host, starttls_reply="502 5.5.2 Error: command not recognized"), False),
+        "starttls_declined": (listeners.smtp(host, starttls_reply="454 4.7.0 TLS not available"), False),
+        "ehlo_busy": (listeners.smtp(host, ehlo_reply="421 4.3.2 Service shutting down"), False),
         "other_cert_after_starttls": (listeners.smtp(host, tls=certificates["other"]), True),
         "masked_banner": (listeners.smtp(host, banner="220 *******************************"), False),
     }
@@ -60,6 +69,8 @@ def test_smtp_inspection_in_all_its_signatures(listeners, certificates):
         "masked_keywords": "intercepted",
         "ehlo_refused": "intercepted",
         "starttls_refused": "intercepted",
+        "starttls_declined": "error",
+        "ehlo_busy": "open",
         "other_cert_after_starttls": "intercepted",
         "masked_banner": "intercepted",
     }
@@ -86,6 +97,8 @@ def tls_cases(listeners: Listeners, certificates: dict, host: str = "127.0.0.1")
         "closed": (listeners.tls_broken("close", host), ""),
         "not_tls": (listeners.tls_broken("plain", host), ""),
         "inspection_ca": (listeners.tls(*certificates["forti"], host), ""),
+        "a_place_not_a_proxy": (listeners.tls(*certificates["local"], host), ""),
+        "silent": (listeners.tls_broken("hang", host), ""),
         "pinned": (listeners.tls(*certificates["server"], host), pin),
         "decrypted": (listeners.tls(*certificates["other"], host), pin),
     }
@@ -104,6 +117,8 @@ def test_tls_blocked_or_inspected_is_not_open_and_says_why(listeners, certificat
         "closed": "intercepted",
         "not_tls": "error",
         "inspection_ca": "intercepted",
+        "a_place_not_a_proxy": "open",
+        "silent": "error",
         "pinned": "open",
         "decrypted": "intercepted",
     }
@@ -113,6 +128,8 @@ def test_tls_blocked_or_inspected_is_not_open_and_says_why(listeners, certificat
     assert "is not TLS" in result["not_tls"].summary and result["not_tls"].evidence["cause"]
     assert result["inspection_ca"].evidence["inspection_ca"] == "FortiGate"
     assert "TLS-inspecting product" in result["inspection_ca"].summary
+    assert "inspection_ca" not in result["a_place_not_a_proxy"].evidence
+    assert "the TLS handshake got no answer within 2 s" in result["silent"].summary
 
 
 def test_no_answer_without_its_reason(listeners, certificates):
