@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from .checklist import remember_rule_set
 from .deployments import Saved, save_deployment, upsert_deployment
-from .exports import ExportParams, RuleSet
+from .exports import ExportParams, ExportRequest, RuleSet
 from .exports.firewall import SYNTAXES
 from .exports.pdf import render_html, render_pdf
 from .exports.sheets import ChecklistCSVRenderer, to_xlsx
@@ -294,8 +294,8 @@ def attachment(content: bytes | str, content_type: str, filename: str, fingerpri
 class DeploymentExportView(TeamScoped, APIView):
     """An export of a deployment's rules; query parameters as ExportParams."""
 
-    def params(self, data: object) -> dict:
-        params = ExportParams(data=data, context={"deployment": self.deployment})
+    def params(self, data: object, serializer: type[ExportParams] = ExportParams) -> dict:
+        params = serializer(data=data, context={"deployment": self.deployment})
         params.is_valid(raise_exception=True)
         return params.validated_data
 
@@ -390,9 +390,9 @@ class CatalogDiffView(APIView):
 class ChangeRequestJobView(DeploymentExportView):
     """Render a (large) change request in a worker; poll the job, then download the PDF."""
 
-    @extend_schema(request=ExportParams, responses={202: ChangeRequestJobSerializer})
+    @extend_schema(request=ExportRequest, responses={202: ChangeRequestJobSerializer})
     def post(self, request: Request, pk: str) -> Response:
-        params = self.params(request.data)
+        params = self.params(request.data, ExportRequest)
         job = ChangeRequestJob.objects.create(
             deployment=self.deployment, requested_by=request.user, params=ExportParams(params).data
         )

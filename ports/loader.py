@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from .choices import CatalogTable, Feature, Interface, Protocol, Role, Service
 from .models import CatalogVersion, Product, Requirement
+from .strict import Strict
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalogs"
 FOOTNOTE_KINDS = ["whole_range", "configurable_base"]
@@ -22,23 +23,23 @@ class CatalogError(Exception):
     pass
 
 
-class ProductRecord(serializers.Serializer):
+class ProductRecord(Strict, serializers.Serializer):
     slug = serializers.SlugField()
     name = serializers.CharField()
     vendor = serializers.CharField()
 
 
-class SourceRecord(serializers.Serializer):
+class SourceRecord(Strict, serializers.Serializer):
     title = serializers.CharField()
     file = serializers.CharField()
 
 
-class FootnoteRecord(serializers.Serializer):
+class FootnoteRecord(Strict, serializers.Serializer):
     mark = serializers.CharField()
     text = serializers.CharField()
 
 
-class CatalogRecord(serializers.Serializer):
+class CatalogRecord(Strict, serializers.Serializer):
     product = ProductRecord()
     version = serializers.CharField(max_length=50)
     source = SourceRecord()
@@ -53,7 +54,7 @@ class CatalogRecord(serializers.Serializer):
         return value
 
 
-class RequirementRecord(serializers.Serializer):
+class RequirementRecord(Strict, serializers.Serializer):
     id = serializers.RegexField(r"^[a-z0-9][a-z0-9.-]*$", max_length=100)
     table = serializers.ChoiceField(CatalogTable.choices)
     row = serializers.IntegerField(min_value=1)

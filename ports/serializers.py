@@ -24,6 +24,7 @@ from .models import (
     Team,
 )
 from .rules import FROM_APPLIANCE, TO_APPLIANCE, Rule
+from .strict import Strict
 
 # --- Catalog ------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ class RequirementSerializer(serializers.ModelSerializer):
 # --- Deployments --------------------------------------------------------------------
 
 
-class ApplianceSerializer(serializers.ModelSerializer):
+class ApplianceSerializer(Strict, serializers.ModelSerializer):
     class Meta:
         model = Appliance
         fields = ["hostname", "c_address", "p1_address", "p2_address", "site"]
@@ -105,7 +106,7 @@ class ApplianceSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class HostSerializer(serializers.ModelSerializer):
+class HostSerializer(Strict, serializers.ModelSerializer):
     role = serializers.ChoiceField(choices=[(role.value, role.label) for role in HOST_ROLES])
 
     class Meta:
@@ -114,7 +115,7 @@ class HostSerializer(serializers.ModelSerializer):
         validators = []
 
 
-class PeerNetworkSerializer(serializers.ModelSerializer):
+class PeerNetworkSerializer(Strict, serializers.ModelSerializer):
     role = serializers.ChoiceField(choices=[(role.value, role.label) for role in NETWORK_ROLES])
 
     class Meta:
@@ -197,7 +198,7 @@ class ChecklistSummarySerializer(serializers.Serializer):
         }
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(Strict, serializers.ModelSerializer):
     """A deployment as a whole document: appliances, hosts and networks are replaced, not merged.
 
     It validates and represents; ports.deployments.save_deployment() is what saves.
@@ -414,7 +415,7 @@ class ChecklistItemDetailSerializer(ChecklistItemSerializer):
         }
 
 
-class StatusUpdateSerializer(serializers.Serializer):
+class StatusUpdateSerializer(Strict, serializers.Serializer):
     status = serializers.ChoiceField(ItemStatus.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 

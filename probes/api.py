@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, status, viewsets
@@ -12,7 +11,7 @@ from rest_framework.views import APIView
 from ports.models import Appliance, Deployment, Host, PeerNetwork
 from ports.scoping import TeamScoped
 
-from .models import ProbeRun, TlsPin, WorkerHeartbeat
+from .models import ProbeRun, TlsPin, TooManyRuns, WorkerHeartbeat
 from .serializers import (
     ProbeRunDetailSerializer,
     ProbeRunRequestSerializer,
@@ -37,9 +36,10 @@ class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
         selection = ProbeRunRequestSerializer(data=request.data, context={"deployment": self.deployment})
         selection.is_valid(raise_exception=True)
         items = selection.selected_items()
-        if ProbeRun.objects.started_recently_by(self.deployment.team) >= settings.PROBE_RUNS_PER_MINUTE:
-            raise exceptions.Throttled(wait=60, detail="Your team started too many probe runs in the last minute.")
-        run = ProbeRun.start(self.deployment, request.user, items)
+        try:
+            run = ProbeRun.start(self.deployment, request.user, items)
+        except TooManyRuns as limit:
+            raise exceptions.Throttled(wait=60, detail=str(limit)) from limit
         headers = {"Location": f"/api/probe-runs/{run.pk}/"}
         return Response(ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 

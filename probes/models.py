@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet
+from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team
 
 from .choices import FINISHED_STATUSES, PinSource, ProbeState, RunStatus
 
@@ -51,9 +51,13 @@ class ProbeRunQuerySet(DeploymentPartQuerySet):
             n_total=Count("results"), n_pending=Count("results", filter=Q(results__state=ProbeState.PENDING))
         ).order_by("-created", "-pk")
 
-    def started_recently_by(self, team: object) -> int:
+    def started_recently_by(self, team_id: int) -> int:
         since = timezone.now() - datetime.timedelta(minutes=1)
-        return self.filter(deployment__team=team, created__gte=since).count()
+        return self.filter(deployment__team_id=team_id, created__gte=since).count()
+
+
+class TooManyRuns(Exception):
+    pass
 
 
 class ProbeRun(models.Model):
@@ -81,10 +85,11 @@ class ProbeRun(models.Model):
         return f"Probe run {self.pk} of {self.deployment}"
 
     @classmethod
-    def start(cls, deployment: Deployment, user: object, items: list[ChecklistItem]) -> ProbeRun:
+    def start(cls, deployment: Deployment, user: object, items: list[ChecklistItem], limited: bool = True) -> ProbeRun:
         """Create the run and its pending results, then enqueue one task per site on commit.
 
-        Items whose site has no live worker are reported as not probed at once.
+        Items whose site has no live worker are reported as not probed at once. A team starts
+        at most PROBE_RUNS_PER_MINUTE runs (TooManyRuns), unless `limited` is False (a command).
         """
         from .tasks import probe_site
         from .worker import site_queue
@@ -104,6 +109,10 @@ class ProbeRun(models.Model):
         deadline = timezone.now() + datetime.timedelta(seconds=settings.PROBE_QUEUE_GRACE + probing)
         live = WorkerHeartbeat.objects.live_sites()
         with transaction.atomic():
+            # Counted and created under the team's row lock: concurrent starts take turns, in any process.
+            Team.objects.select_for_update().filter(pk=deployment.team_id).exists()
+            if limited and cls.objects.started_recently_by(deployment.team_id) >= settings.PROBE_RUNS_PER_MINUTE:
+                raise TooManyRuns(f"Your team started {settings.PROBE_RUNS_PER_MINUTE} probe runs in the last minute.")
             run = cls.objects.create(deployment=deployment, requested_by=user, timeout=timeout, deadline=deadline)
             ProbeResult.objects.bulk_create(ProbeResult(run=run, item=item, site=item.source_site) for item in items)
             sites = sorted({item.source_site for item in items})

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from ports.choices import ItemStatus
 from ports.models import ChecklistItem, Deployment
+from ports.strict import Strict
 
 from .choices import ProbeState
 from .engine import parse_pin
@@ -147,7 +148,7 @@ class ProbeRunDetailSerializer(ProbeRunSerializer):
         return [{"site": site, "live_worker": site in live} for site in sites]
 
 
-class ProbeRunRequestSerializer(serializers.Serializer):
+class ProbeRunRequestSerializer(Strict, serializers.Serializer):
     """Which items to probe: all of them, the listed ids, or those with the listed statuses."""
 
     items = serializers.ListField(
@@ -184,7 +185,7 @@ class WorkerHeartbeatSerializer(serializers.ModelSerializer):
         fields = ["site", "worker", "started", "last_seen"]
 
 
-class TlsPinSerializer(serializers.ModelSerializer):
+class TlsPinSerializer(Strict, serializers.ModelSerializer):
     # Longer than what is stored: hex with colons is accepted, and stored as sha256/<base64>.
     pin = serializers.CharField(max_length=100, help_text="sha256/<base64>, or 64 hex digits (colons allowed).")
 

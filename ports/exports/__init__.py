@@ -19,6 +19,7 @@ from ..checklist import remember_rule_set
 from ..choices import ItemStatus
 from ..models import ChecklistItem, Deployment
 from ..rules import IDENTITY_FIELDS, PortRange, Rule, fingerprint
+from ..strict import Strict
 
 # Latest probe states that mean the rule does not work (yet).
 FAILING_STATES = {"refused", "filtered", "unreachable", "dns_error", "intercepted", "error"}
@@ -85,6 +86,10 @@ class ExportParams(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({"items": [f"Not items of this deployment: {sorted(unknown)}."]})
         return attrs
+
+
+class ExportRequest(Strict, ExportParams):
+    """ExportParams as a request body (a change request rendered by a worker): nothing unknown."""
 
 
 def select_items(deployment: Deployment, scope: str, ids: list[int] | None = None) -> QuerySet[ChecklistItem]:

@@ -13,14 +13,18 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="*", type=Path, help="Catalog files (YAML or JSON).")
 
     def handle(self, *args, files: list[Path], **options) -> None:
+        outcomes = []
         try:
-            # All or nothing: one bad file leaves the database as it was.
+            # All or nothing: one bad file leaves the database as it was, and nothing is said
+            # to be loaded until every file is.
             with transaction.atomic():
                 for path in files or catalog_files():
                     version, created = load_catalog(path)
-                    if options["verbosity"] >= 1:
-                        count = version.requirements.count()
-                        state = "loaded" if created else "unchanged"
-                        self.stdout.write(f"{version} ({count} requirements) from {path.name}: {state}")
+                    count = version.requirements.count()
+                    outcomes.append(
+                        f"{version} ({count} requirements) from {path.name}: {'loaded' if created else 'unchanged'}"
+                    )
         except CatalogError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(f"{exc}\nNothing was loaded.") from exc
+        if options["verbosity"] >= 1:
+            self.stdout.write("\n".join(outcomes))

@@ -33,7 +33,7 @@ class Command(BaseCommand):
         selected = list(selected)
         if not selected:
             raise CommandError("No checklist item matches.")
-        run = ProbeRun.start(found[0], None, selected)
+        run = ProbeRun.start(found[0], None, selected, limited=False)
         self.stdout.write(f"Probe run {run.pk}: {len(selected)} items")
         while wait and not run.is_finished:
             time.sleep(0.5)

@@ -1,0 +1,21 @@
+"""Input that says what it means: a field a serializer does not know is an error, not ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rest_framework import serializers
+
+
+class Strict:
+    """A serializer mixin: a field it does not know (misspelt, or not supported) gets a 400
+    naming it, rather than being dropped while the rest is acted on. Read-only fields are
+    known: a document read from the API can be sent back as it is."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                known = ", ".join(name for name, field in self.fields.items() if not field.read_only)
+                raise serializers.ValidationError({name: [f"Unknown field; known: {known}."] for name in unknown})
+        return super().to_internal_value(data)
