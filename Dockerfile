@@ -13,7 +13,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput \
+RUN DJANGO_SECRET_KEY=build-only-key-for-collectstatic-never-used-to-sign-anything python manage.py collectstatic --noinput \
     && useradd --system --home /app portal && mkdir -p /var/lib/portal && chown portal /var/lib/portal
 USER portal
 

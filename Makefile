@@ -25,7 +25,7 @@ run: $(VENV)/.installed var
 
 # The whole suite on a real PostgreSQL and Redis, started here unless DATABASE_URL
 # and REDIS_URL name running ones.
-test: export DJANGO_SECRET_KEY ?= test-only-secret-key
+test: export DJANGO_SECRET_KEY ?= test-only-secret-key-long-enough-to-pass-the-settings-check
 # Tools the tests use for real: ip (a network namespace), nft and iptables-restore (the
 # firewall exports are checked by them), pdftoppm (PDF pages rendered), Chromium (the
 # browser tests, driven by Playwright; screenshots go to test-artifacts/); and HarfBuzz's
@@ -46,7 +46,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key
+bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key-long-enough-to-pass-the-settings-check
 bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/checklist_api.py
 	scripts/with-services $(PY) bench/checklist_page.py

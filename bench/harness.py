@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-long-enough-to-pass-the-settings-check")
 
 import django
 

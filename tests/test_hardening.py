@@ -102,3 +102,63 @@ def test_the_run_limit_holds_for_concurrent_starts_from_several_processes(live_s
     codes = sorted(int(process.communicate(timeout=60)[0]) for process in starters)
     assert codes == [202] * 3 + [429] * 5
     assert ProbeRun.objects.filter(deployment=deployment).count() == 3
+
+
+# --- Settings in production ------------------------------------------------------------------
+
+
+def compose_services() -> dict:
+    """docker-compose.yml as the Compose Specification's model reads it (YAML anchors resolved, as
+    `docker compose config` does)."""
+    import yaml
+    from compose_spec import PyCompose
+    from compose_spec.models import ComposeSpecification
+    from django.conf import settings
+
+    document = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
+    compose = PyCompose.from_dict(ComposeSpecification.model_validate(document))
+    compose.validate()
+    return {name: compose.get_service(name) for name in compose.service_names()}
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error}, from `variables`."""
+    import re
+
+    def one(match: re.Match) -> str:
+        name, operator, rest = match.group(1), match.group(2) or "", match.group(3) or ""
+        if name in variables:
+            return variables[name]
+        assert operator != ":?", f"{name} must be set: {rest}"
+        return rest
+
+    return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, value)
+
+
+def manage(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    from django.conf import settings
+
+    env = {"PATH": "/usr/bin:/bin", "PORTAL_VAR_DIR": "/tmp/portal-settings-check", **environment}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+    )
+
+
+def test_the_compose_file_is_valid_and_its_production_settings_pass_check_deploy():
+    import secrets
+
+    services = compose_services()
+    assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
+    variables = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "POSTGRES_PASSWORD": "not-used"}
+    web = {name: interpolate(str(value), variables) for name, value in services["web"].environment.items()}
+    assert web["DJANGO_SSL_REDIRECT"] == "1" and int(web["DJANGO_HSTS_SECONDS"]) >= 31536000
+    checked = manage(web, "check", "--deploy", "--fail-level", "WARNING")
+    assert checked.returncode == 0 and "no issues" in checked.stdout, checked.stdout + checked.stderr
+
+    proxy = "from django.conf import settings; print(getattr(settings, 'SECURE_PROXY_SSL_HEADER', None))"
+    assert "HTTP_X_FORWARDED_PROTO" in manage(web, "shell", "-c", proxy).stdout
+    untrusted = {name: value for name, value in web.items() if name != "DJANGO_TRUST_X_FORWARDED_PROTO"}
+    assert manage(untrusted, "shell", "-c", proxy).stdout.strip().endswith("\nNone")
+
+    short = manage({**web, "DJANGO_SECRET_KEY": "x"}, "check")
+    assert short.returncode != 0 and "at least 50 random characters" in short.stderr
