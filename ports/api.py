@@ -380,7 +380,10 @@ class CatalogDiffView(APIView):
         versions = {}
         for name in ("from", "to"):
             value = request.query_params.get(name, "")
-            version = CatalogVersion.objects.filter(version=value).order_by("-loaded_at").first()
+            versions = (
+                CatalogVersion.objects.filter(version=value) if value.isprintable() else CatalogVersion.objects.none()
+            )
+            version = versions.order_by("-loaded_at").first()
             if version is None:
                 raise serializers.ValidationError({name: [f"No catalog version {value!r}."]})
             versions[name] = version

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
 from .checklist import SyncResult, regenerate_checklist
 from .models import Appliance, Deployment, Host, PeerNetwork
 from .serializers import DeploymentSerializer
+from .validators import validate_name
 
 CHILDREN = {"appliances": Appliance, "hosts": Host, "peer_networks": PeerNetwork}
 
@@ -66,6 +68,12 @@ def upsert_deployment(document: object, *, user: object) -> Saved:
     (fields left out keep their value). The same document twice changes nothing."""
     if not isinstance(document, dict) or not isinstance(document.get("name"), str) or not document["name"]:
         raise ValidationError({"name": ["This field is required."]})
+    for field in ("name", "team"):  # looked up before the document is validated
+        if isinstance(document.get(field), str):
+            try:
+                validate_name(document[field])
+            except DjangoValidationError as invalid:
+                raise ValidationError({field: invalid.messages}) from invalid
     matches = Deployment.objects.for_user(user).filter(name=document["name"])
     if document.get("team"):
         matches = matches.filter(team__name=document["team"])

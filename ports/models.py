@@ -12,7 +12,7 @@ from django.utils.functional import cached_property
 
 from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
 from .rules import Endpoint, PortRange, Rule
-from .validators import validate_host, validate_network, validate_site
+from .validators import validate_host, validate_name, validate_network, validate_site, validate_text
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
 
@@ -33,7 +33,7 @@ class DeploymentPartQuerySet(TeamScopedQuerySet):
 
 
 class Team(models.Model):
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_name])
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
 
     class Meta:
@@ -208,8 +208,8 @@ def default_features() -> list[str]:
 
 class Deployment(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="deployments")
-    name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
+    name = models.CharField(max_length=100, validators=[validate_name])
+    description = models.TextField(blank=True, validators=[validate_text])
     catalog_version = models.ForeignKey(CatalogVersion, on_delete=models.PROTECT, related_name="deployments")
     dlp_base_port = models.PositiveIntegerField(
         default=17500,
@@ -304,7 +304,7 @@ class Host(models.Model):
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="hosts")
     role = models.CharField(max_length=20, choices=Role.choices)
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_name])
     address = models.CharField(max_length=253, validators=[validate_host], help_text="IP address or hostname.")
     site = models.CharField(max_length=50, default="default", validators=[validate_site])
 
@@ -321,7 +321,7 @@ class PeerNetwork(models.Model):
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="peer_networks")
     role = models.CharField(max_length=20, choices=Role.choices)
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_name])
     network = models.CharField(max_length=50, validators=[validate_network], help_text='CIDR, or "any".')
     site = models.CharField(max_length=50, default="default", validators=[validate_site])
 

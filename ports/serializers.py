@@ -161,6 +161,8 @@ class CatalogVersionField(serializers.Field):
     def to_internal_value(self, data: object) -> CatalogVersion:
         versions = CatalogVersion.objects.select_related("product")
         text = str(data)
+        if not text.isprintable():
+            self.fail("unknown", value=data)
         version = (
             versions.filter(pk=int(text)).first() if text.isascii() and text.isdigit() and len(text) < 10 else None
         )

@@ -44,6 +44,24 @@ def validate_network(value: str) -> None:
         ) from exc
 
 
+# Control characters (and line or paragraph separators), which no name needs: in an export
+# they would end a line or a cell where the reader does not expect it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def validate_name(value: str) -> None:
+    """A name is one line of text: no control characters (tabs and newlines included)."""
+    if _CONTROL.search(value):
+        raise ValidationError("A name may not contain control characters (newlines, tabs, ...).", code="control")
+
+
+def validate_text(value: str) -> None:
+    """Free text may have lines, but no other control characters."""
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValidationError("The text may not contain control characters other than newlines.", code="control")
+
+
 def validate_site(value: str) -> None:
     """A probe site's name, which becomes part of a queue name (probes.<site>)."""
     if not _SITE.match(value):

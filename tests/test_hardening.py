@@ -162,3 +162,89 @@ def test_the_compose_file_is_valid_and_its_production_settings_pass_check_deploy
 
     short = manage({**web, "DJANGO_SECRET_KEY": "x"}, "check")
     assert short.returncode != 0 and "at least 50 random characters" in short.stderr
+
+
+# --- What a user types is data ----------------------------------------------------------------
+
+TRICKY = [
+    '=HYPERLINK("http://x.invalid","click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)",
+    'esa\'s "quoted"; # ! gateway',
+    "Zürich – 東京 ☃",
+]
+
+
+def tricky_document() -> dict:
+    document = copy.deepcopy(FULL_DEPLOYMENT)
+    document["name"] = "=cmd|' /C calc'!A0 ; flush ruleset # !"
+    for host, name in zip(document["hosts"], TRICKY, strict=False):
+        host["name"] = name
+    document["peer_networks"][0]["name"] = "=1+1"
+    return document
+
+
+def test_names_with_control_characters_are_refused(catalog, api):
+    for change in [
+        lambda d: d.update(name="Mail gateways\nflush ruleset"),
+        lambda d: d.update(name="tab\there"),
+        lambda d: d["hosts"][0].update(name="fsm\x1b[31m"),
+        lambda d: d["peer_networks"][0].update(name="a\u2028b"),
+        lambda d: d.update(description="bell\x07"),
+    ]:
+        document = copy.deepcopy(FULL_DEPLOYMENT)
+        change(document)
+        response = api.post("/api/deployments/", document, format="json")
+        assert response.status_code == 400 and "control characters" in str(response.json()), response.json()
+    response = api.post("/api/deployments/upsert/", {"name": "nul\x00name"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()
+    response = api.post("/api/deployments/", {**FULL_DEPLOYMENT, "catalog_version": "2026\x00"}, format="json")
+    assert response.status_code == 400 and "catalog_version" in response.json()
+    assert api.get("/api/catalog/diff/", {"from": "2026.1\x00", "to": "2026.1"}).status_code == 400
+    assert not Deployment.objects.exists()
+
+
+def test_cells_that_look_like_formulas_stay_text(catalog, user, api):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    from ports.deployments import save_deployment
+
+    deployment = save_deployment({**tricky_document(), "team": "Mail team"}).deployment
+    rows = list(csv.reader(io.StringIO(api.get(f"/api/deployments/{deployment.pk}/checklist/?format=csv").text)))
+    cells = {cell for row in rows for cell in row}
+    for name in [*TRICKY[:4], "=1+1"]:
+        assert f"'{name}" in cells and name not in cells, name
+    assert TRICKY[4] in cells and TRICKY[5] in cells  # nothing to escape: kept as typed
+
+    workbook = load_workbook(io.BytesIO(api.get(f"/api/deployments/{deployment.pk}/checklist.xlsx").content))
+    values = [cell for row in workbook["Rules"].iter_rows() for cell in row]
+    assert all(cell.data_type != "f" for cell in values)  # no formula anywhere
+    assert "'=1+1" in {cell.value for cell in values}
+    about = {row[0]: row[1] for row in workbook["About"].iter_rows(values_only=True)}
+    assert about["Checklist"].startswith("'=cmd")
+
+
+def test_every_firewall_syntax_keeps_typed_text_out_of_its_lines(catalog, user, api, tmp_path):
+    from ports.deployments import save_deployment
+
+    deployment = save_deployment({**tricky_document(), "team": "Mail team"}).deployment
+    for syntax, command in [
+        ("nftables", ["nft", "-c", "-f"]),
+        ("iptables", ["iptables-restore", "--test"]),
+        ("ip6tables", ["ip6tables-restore", "--test"]),
+        ("asa", None),
+        ("panos", None),
+    ]:
+        text = api.get(f"/api/deployments/{deployment.pk}/firewall/{syntax}/").content.decode()
+        for line in text.splitlines():
+            if "cmd|" in line or "flush ruleset" in line:
+                assert line.startswith(("#", "!")), (syntax, line)  # only ever inside a comment
+        if command:
+            path = tmp_path / syntax
+            path.write_text(text)
+            checked = subprocess.run([*command, str(path)], capture_output=True, text=True)
+            assert checked.returncode == 0, (syntax, checked.stderr)

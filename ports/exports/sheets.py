@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from rest_framework.renderers import BaseRenderer
 
 from ..rules import RULE_COLUMNS
@@ -22,6 +23,15 @@ SHEET_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+def safe_cell(value: object) -> object:
+    """A cell that stays data: text that a spreadsheet would take for a formula (= + - @, or a
+    tab or CR first) gets a leading apostrophe; characters a workbook cannot hold are dropped."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def sheet_rows(items: list[dict]) -> list[list[object]]:
     """Checklist items as the API gives them (ChecklistItemSerializer), one row each, numbered."""
     rows = []
@@ -34,7 +44,7 @@ def sheet_rows(items: list[dict]) -> list[list[object]]:
             "probe_summary": probe.get("summary", ""),
             "probe_checked_at": probe.get("checked_at") or "",
         }
-        rows.append([flat[name] for name, _ in SHEET_COLUMNS])
+        rows.append([safe_cell(flat[name]) for name, _ in SHEET_COLUMNS])
     return rows
 
 
@@ -72,11 +82,14 @@ def to_xlsx(items: list[dict], about: list[tuple[str, str]]) -> bytes:
         cell.font = Font(bold=True)
     for row in sheet_rows(items):
         sheet.append(row)
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text, never a formula
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = sheet.dimensions
     info = workbook.create_sheet("About")
     for row in about:
-        info.append(list(row))
+        info.append([safe_cell(value) for value in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
