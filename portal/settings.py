@@ -223,6 +223,15 @@ PROBE_HEARTBEAT_TIMEOUT = float(os.environ.get("PROBE_HEARTBEAT_TIMEOUT", "30"))
 # How long a run waits for its sites' workers beyond the probing itself.
 PROBE_QUEUE_GRACE = float(os.environ.get("PROBE_QUEUE_GRACE", "120"))
 PROBE_RUNS_PER_MINUTE = int(os.environ.get("PROBE_RUNS_PER_MINUTE", "10"))
+# The networks each probe site's workers may connect to, checked by the worker for every
+# address (after resolving names): "site=cidr,cidr;other=cidr", "*" for any site without its
+# own entry. Loopback only unless the operator opens more: the portal is no port scanner.
+PROBE_ALLOWED_NETWORKS = {
+    site.strip(): [network.strip() for network in networks.split(",") if network.strip()]
+    for entry in os.environ.get("PROBE_ALLOWED_NETWORKS", "*=127.0.0.0/8,::1/128").split(";")
+    if entry.strip()
+    for site, _, networks in [entry.partition("=")]
+}
 
 LOGGING = {
     "version": 1,

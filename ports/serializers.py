@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -25,6 +26,7 @@ from .models import (
 )
 from .rules import FROM_APPLIANCE, TO_APPLIANCE, Rule
 from .strict import Strict
+from .validators import is_ip_address, normalize_address
 
 # --- Catalog ------------------------------------------------------------------------
 
@@ -100,6 +102,27 @@ class ApplianceSerializer(Strict, serializers.ModelSerializer):
         fields = ["hostname", "c_address", "p1_address", "p2_address", "site"]
         validators = []  # uniqueness across the list: DeploymentSerializer.validate_appliances
 
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, dict):  # before DRF's address field drops a zone id silently
+            errors = {
+                f"{interface}_address": [f'"{data[key]}" has a zone id (%...): give the address alone.']
+                for interface in ("c", "p1", "p2")
+                if isinstance(data.get(key := f"{interface}_address"), str) and "%" in data[key]
+            }
+            if errors:
+                raise serializers.ValidationError(errors)
+        attrs = super().to_internal_value(data)
+        errors = {}
+        for name in ("c_address", "p1_address", "p2_address"):
+            if attrs.get(name):
+                try:
+                    attrs[name] = normalize_address(attrs[name])
+                except DjangoValidationError as invalid:
+                    errors[name] = invalid.messages
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
     def validate(self, attrs: dict) -> dict:
         if not any(attrs.get(f"{interface}_address") for interface in ("c", "p1", "p2")):
             raise serializers.ValidationError({"c_address": "An appliance needs an address on C, P1 or P2."})
@@ -113,6 +136,9 @@ class HostSerializer(Strict, serializers.ModelSerializer):
         model = Host
         fields = ["role", "name", "address", "site"]
         validators = []
+
+    def validate_address(self, value: str) -> str:
+        return normalize_address(value) if is_ip_address(value) else value
 
 
 class PeerNetworkSerializer(Strict, serializers.ModelSerializer):

@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+import socket
 
 from django.core.exceptions import ValidationError
 
@@ -18,10 +19,64 @@ def is_ip_address(value: str) -> bool:
     return True
 
 
+# Addresses no rule names and no probe reaches, whatever the operator allows: AWS's IPv6
+# metadata service sits in a private range, the others are special by their kind.
+METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
+BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+def never_probed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address is never a probe's target (None if it may be one)."""
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip == BROADCAST:
+        return "the broadcast address"
+    if ip.is_link_local:
+        return "a link-local address (cloud metadata services answer there)"
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    return None
+
+
+def normalize_address(value: str) -> str:
+    """An address as the portal keeps it: IPv4-mapped IPv6 as IPv4, IPv6 compressed. Zone ids and
+    addresses no rule can name (unspecified, multicast, broadcast, link-local) are refused."""
+    if "%" in value:
+        raise ValidationError(f'"{value}" has a zone id (%...): give the address alone.', code="invalid_host")
+    ip = ipaddress.ip_address(value)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    reason = never_probed(ip)
+    if reason:
+        raise ValidationError(f"{value} is {reason}: no firewall rule names it.", code="invalid_host")
+    return str(ip)
+
+
+def is_numeric_ipv4_form(value: str) -> bool:
+    """Hex, octal, integer or short forms that resolvers read as an IPv4 address (0x7f000001, 0177.1)."""
+    try:
+        socket.inet_aton(value)
+    except OSError:
+        return False
+    return True
+
+
 def validate_host(value: str) -> None:
     """An IP address or a DNS hostname; "any" is for peer networks only."""
+    if "%" in value:
+        raise ValidationError(f'"{value}" has a zone id (%...): give the address alone.', code="invalid_host")
     if is_ip_address(value):
+        normalize_address(value)
         return
+    if is_numeric_ipv4_form(value):
+        raise ValidationError(
+            f'"{value}" is a numeric form of an IPv4 address: write it as four decimal numbers (a.b.c.d).',
+            code="invalid_host",
+        )
     if value.casefold() == "any":
         raise ValidationError(
             '"any" is for peer networks only: a host needs its IP address or hostname.', code="invalid_host"

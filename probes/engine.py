@@ -29,10 +29,34 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from ports.validators import is_ip_address
+from ports.validators import is_ip_address, never_probed
 
 OPEN, REFUSED, FILTERED, UNREACHABLE = "open", "refused", "filtered", "unreachable"
 DNS_ERROR, INTERCEPTED, UNVERIFIABLE, ERROR = "dns_error", "intercepted", "unverifiable", "error"
+NOT_PROBED = "not_probed"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def refusal(address: str, allowed: Iterable[Network]) -> str | None:
+    """Why the engine will not connect to an address (None if it may): never to the kinds no
+    rule names, and only inside the networks its probe site may reach."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    reason = never_probed(ip)
+    if reason:
+        return f"{address} is {reason}: never probed"
+    allowed = list(allowed)
+    if not any(ip.version == network.version and ip in network for network in allowed):
+        networks = ", ".join(map(str, allowed)) or "none"
+        return (
+            f"{address} is outside the networks this probe site may reach ({networks}): not probed. "
+            "The operator opens more with PROBE_ALLOWED_NETWORKS."
+        )
+    return None
+
 
 # For a range whose ports disagree, the item shows the most telling of their states.
 SEVERITY = [INTERCEPTED, ERROR, DNS_ERROR, UNREACHABLE, FILTERED, REFUSED, UNVERIFIABLE, OPEN]
@@ -112,6 +136,7 @@ class Engine:
     timeout: float = 3.0
     concurrency: int = 1000
     per_destination: int = 64
+    allowed: tuple[Network, ...] = LOOPBACK  # the networks the engine may connect to
 
     async def run(self, checks: Iterable[Check], on_result: Callable[[Check, CheckResult], None]) -> None:
         """Probe every check; `on_result` is called as each one completes."""
@@ -126,6 +151,9 @@ class Engine:
             address = addresses[check.host]
             if isinstance(address, CheckResult):
                 on_result(check, address)
+            elif reason := refusal(address, self.allowed):
+                # Checked here, after names are resolved, whatever the database says.
+                on_result(check, CheckResult(NOT_PROBED, reason, address, evidence={"cause": "probe target policy"}))
             else:
                 on_result(check, await self.probe(check, address))
 

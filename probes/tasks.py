@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .choices import PinSource, ProbeState, RunStatus
-from .engine import Check, CheckResult, Engine
+from .engine import Check, CheckResult, Engine, Network
 from .models import ProbeResult, ProbeRun, TlsPin
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,10 @@ def probe_site(self, run_id: int, site: str) -> None:
     if refused:
         ProbeResult.record(run.pk, worker, refused)
     engine = Engine(
-        timeout=run.timeout, concurrency=settings.PROBE_CONCURRENCY, per_destination=settings.PROBE_PER_DESTINATION
+        timeout=run.timeout,
+        concurrency=settings.PROBE_CONCURRENCY,
+        per_destination=settings.PROBE_PER_DESTINATION,
+        allowed=allowed_networks(site),
     )
     try:
         seen_pins = asyncio.run(probe_and_record(run.pk, checks, engine, worker))
@@ -54,6 +58,12 @@ def probe_site(self, run_id: int, site: str) -> None:
     run.abandon_pending(f"the probe task of site {site!r} ran out of time", sites=[site])
     remember_first_pins(run, seen_pins)
     run.finish_if_complete()
+
+
+def allowed_networks(site: str) -> tuple[Network, ...]:
+    """The networks a probe site may reach (PROBE_ALLOWED_NETWORKS)."""
+    configured = settings.PROBE_ALLOWED_NETWORKS
+    return tuple(ipaddress.ip_network(network) for network in configured.get(site, configured.get("*", [])))
 
 
 def build_checks(run: ProbeRun, pending: list[ProbeResult]) -> tuple[list[Check], dict[int, dict]]:

@@ -248,3 +248,83 @@ def test_every_firewall_syntax_keeps_typed_text_out_of_its_lines(catalog, user, 
             path.write_text(text)
             checked = subprocess.run([*command, str(path)], capture_output=True, text=True)
             assert checked.returncode == 0, (syntax, checked.stderr)
+
+
+# --- The probe target policy -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "field"),
+    [
+        ("0.0.0.0", "address"),
+        ("::", "address"),
+        ("169.254.169.254", "address"),
+        ("fe80::1%lo", "address"),
+        ("224.0.0.1", "address"),
+        ("255.255.255.255", "address"),
+        ("fd00:ec2::254", "address"),
+        ("::ffff:169.254.169.254", "address"),
+        ("0x7f000001", "address"),
+        ("0177.0.0.1", "address"),
+        ("2130706433", "address"),
+    ],
+)
+def test_addresses_no_rule_can_name_are_refused_at_input(catalog, api, address, field):
+    document = copy.deepcopy(FULL_DEPLOYMENT)
+    document["hosts"][0]["address"] = address
+    response = api.post("/api/deployments/", document, format="json")
+    assert response.status_code == 400 and response.json()["hosts"][0][field], response.json()
+    document = copy.deepcopy(FULL_DEPLOYMENT)
+    if ":" in address or address.count(".") == 3:
+        document["appliances"][0]["c_address"] = address
+        assert api.post("/api/deployments/", document, format="json").status_code == 400
+    assert not Deployment.objects.exists()
+
+
+def test_addresses_are_kept_in_one_form(catalog, api):
+    document = copy.deepcopy(FULL_DEPLOYMENT)
+    document["appliances"][0]["c_address"] = "::ffff:127.0.1.1"
+    document["hosts"][0]["address"] = "::FFFF:127.0.4.1"
+    document["hosts"][1]["address"] = "0:0:0:0:0:0:0:1"
+    body = api.post("/api/deployments/", document, format="json").json()
+    assert body["appliances"][0]["c_address"] == "127.0.1.1"
+    assert [host["address"] for host in body["hosts"] if host["name"] in ("fsm", "log")] == ["::1", "127.0.4.1"]
+
+
+def test_the_worker_refuses_targets_outside_its_sites_networks_after_resolving(db):
+    import asyncio
+    import ipaddress
+
+    from probes.engine import Check, Engine, refusal
+
+    from .listeners import Listeners
+
+    everything = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+    for address in ["0.0.0.0", "::", "169.254.169.254", "fe80::1", "224.0.0.251", "255.255.255.255", "fd00:ec2::254",
+                    "::ffff:169.254.169.254"]:  # fmt: skip
+        assert "never probed" in refusal(address, everything), address  # whatever is allowed
+    assert refusal("127.0.0.1", Engine().allowed) is None  # loopback by default
+    assert "outside the networks" in refusal("10.1.2.3", Engine().allowed)
+
+    listeners = Listeners()
+    try:
+        port = listeners.open_tcp("127.0.0.1")
+        found = {}
+        checks = [Check(1, "127.0.0.1", port, port, "tcp", "tcp"), Check(2, "localhost", port, port, "tcp", "tcp")]
+        engine = Engine(timeout=1, allowed=(ipaddress.ip_network("127.0.0.2/32"),))
+        asyncio.run(engine.run(checks, lambda check, result: found.__setitem__(check.key, result)))
+        assert {result.state for result in found.values()} == {"not_probed"}
+        assert "127.0.0.1 is outside the networks this probe site may reach (127.0.0.2/32)" in found[2].summary
+        assert listeners.accepted == {}  # nothing was sent
+    finally:
+        listeners.close()
+
+
+def test_probe_sites_networks_come_from_the_operator(settings):
+    import ipaddress
+
+    from probes.tasks import allowed_networks
+
+    settings.PROBE_ALLOWED_NETWORKS = {"*": ["127.0.0.0/8"], "dmz": ["127.0.5.0/24", "::1/128"]}
+    assert allowed_networks("dmz") == (ipaddress.ip_network("127.0.5.0/24"), ipaddress.ip_network("::1/128"))
+    assert allowed_networks("default") == (ipaddress.ip_network("127.0.0.0/8"),)
