@@ -1,9 +1,21 @@
-"""The API's pages: DRF's limit/offset pagination, its schema written the OpenAPI 3.1 way."""
+"""The API's pages: DRF's limit/offset pagination, bounded, its schema written the OpenAPI 3.1 way."""
 
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+
+MAX_OFFSET = 10**9  # far beyond any list here, and within what a database's integers hold
 
 
 class Pagination(LimitOffsetPagination):
+    max_limit = 1000
+
+    def get_offset(self, request: Request) -> int:
+        offset = super().get_offset(request)
+        if offset > MAX_OFFSET:
+            raise ValidationError({self.offset_query_param: [f"At most {MAX_OFFSET}."]})
+        return offset
+
     def get_paginated_response_schema(self, schema: dict) -> dict:
         # DRF says "nullable" (OpenAPI 3.0), which 3.1 validators and generators ignore:
         # `next` and `previous` are null on the last and first page.

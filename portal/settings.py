@@ -129,7 +129,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # The API takes JSON: one request type per operation, which client generators handle.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.BoundedJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "portal.pagination.Pagination",
@@ -223,6 +223,13 @@ PROBE_HEARTBEAT_TIMEOUT = float(os.environ.get("PROBE_HEARTBEAT_TIMEOUT", "30"))
 # How long a run waits for its sites' workers beyond the probing itself.
 PROBE_QUEUE_GRACE = float(os.environ.get("PROBE_QUEUE_GRACE", "120"))
 PROBE_RUNS_PER_MINUTE = int(os.environ.get("PROBE_RUNS_PER_MINUTE", "10"))
+# Limits on what one request may ask for; each answered with a 4xx that names it.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+MAX_APPLIANCES = int(os.environ.get("MAX_APPLIANCES", "200"))
+MAX_HOSTS = int(os.environ.get("MAX_HOSTS", "500"))
+MAX_RULES = int(os.environ.get("MAX_RULES", "20000"))
+MAX_PROBE_ITEMS = int(os.environ.get("MAX_PROBE_ITEMS", "20000"))
+
 # The networks each probe site's workers may connect to, checked by the worker for every
 # address (after resolving names): "site=cidr,cidr;other=cidr", "*" for any site without its
 # own entry. Loopback only unless the operator opens more: the portal is no port scanner.

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.utils import timezone
 
 from .choices import Role
@@ -20,6 +22,14 @@ from .models import (
     RuleColumns,
 )
 from .rules import IDENTITY_FIELDS, Endpoint, Rule, fingerprint
+
+
+class TooManyRules(Exception):
+    def __init__(self, count: int) -> None:
+        super().__init__(
+            f"These appliances, hosts and features make {count} rules; a deployment has at most "
+            f"{settings.MAX_RULES} (MAX_RULES). Split it, or leave out features it does not use."
+        )
 
 
 @dataclass
@@ -127,6 +137,8 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
         Deployment.objects.select_for_update().select_related("catalog_version").get(pk=deployment.pk),
     )
     rules, warnings = derive_rules(deployment)
+    if len(rules) > settings.MAX_RULES:
+        raise TooManyRules(len(rules))
     # The items too, in pk order as every other writer of items locks them (ProbeResult.record,
     # ChecklistItem.change_status): nobody writes a result or a status of an item being removed.
     existing = {item.key: item for item in deployment.checklist.select_for_update().order_by("pk")}
@@ -159,11 +171,16 @@ def remember_rule_set(deployment: Deployment, rules: list[Rule], kind: str, user
     """Keep a rule set handed out under its fingerprint (once), so that a later export can say
     what changed since; returns the fingerprint."""
     value = fingerprint(rules)
-    ChecklistExport.objects.get_or_create(
-        deployment=deployment,
-        fingerprint=value,
-        defaults={"kind": kind, "created_by": user, "rules": [rule_identity(rule) for rule in rules]},
-    )
+    try:
+        ChecklistExport.objects.get_or_create(
+            deployment=deployment,
+            fingerprint=value,
+            defaults={"kind": kind, "created_by": user, "rules": [rule_identity(rule) for rule in rules]},
+        )
+    except IntegrityError:
+        if Deployment.objects.filter(pk=deployment.pk).exists():
+            raise
+        raise Http404("The deployment was deleted meanwhile.") from None
     return value
 
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
-from .checklist import SyncResult, regenerate_checklist
+from .checklist import SyncResult, TooManyRules, regenerate_checklist
 from .models import Appliance, Deployment, Host, PeerNetwork
 from .serializers import DeploymentSerializer
 from .validators import validate_name
@@ -55,6 +55,8 @@ def save_deployment(
                 model.objects.filter(deployment=deployment).delete()
                 model.objects.bulk_create(model(deployment=deployment, **row) for row in rows)
             sync = regenerate_checklist(deployment)
+    except TooManyRules as limit:
+        raise ValidationError({"non_field_errors": [str(limit)]}) from limit
     except IntegrityError as exc:
         # Two requests creating the same name at once: validation passed for both.
         if "deployment_unique_name" in str(exc) or "ports_deployment.name" in str(exc):

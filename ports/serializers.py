@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -276,6 +277,7 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
         return sorted(set(value))
 
     def validate_appliances(self, rows: list[dict]) -> list[dict]:
+        at_most(rows, settings.MAX_APPLIANCES, "appliances", "MAX_APPLIANCES")
         errors = duplicate_errors(rows, ("hostname",), "Another appliance has this hostname.")
         errors = errors or duplicate_address_errors(rows)
         if errors:
@@ -283,11 +285,13 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
         return rows
 
     def validate_hosts(self, rows: list[dict]) -> list[dict]:
+        at_most(rows, settings.MAX_HOSTS, "hosts", "MAX_HOSTS")
         if errors := duplicate_errors(rows, ("role", "name"), "Another host of this role has this name."):
             raise serializers.ValidationError(errors)
         return rows
 
     def validate_peer_networks(self, rows: list[dict]) -> list[dict]:
+        at_most(rows, settings.MAX_HOSTS, "peer networks", "MAX_HOSTS")
         if errors := duplicate_errors(rows, ("role", "name"), "Another network of this role has this name."):
             raise serializers.ValidationError(errors)
         return rows
@@ -331,6 +335,11 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
             elif field.to_representation(value) != current[name]:
                 return False
         return True
+
+
+def at_most(rows: list, limit: int, what: str, setting: str) -> None:
+    if len(rows) > limit:
+        raise serializers.ValidationError(f"At most {limit} {what} per deployment ({setting}); this has {len(rows)}.")
 
 
 def sorted_rows(rows: list[dict]) -> list[str]:

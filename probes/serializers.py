@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -155,6 +156,14 @@ class ProbeRunRequestSerializer(Strict, serializers.Serializer):
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, allow_empty=False
     )
     status = serializers.ListField(child=serializers.ChoiceField(ItemStatus.choices), required=False, allow_empty=False)
+
+    def to_internal_value(self, data: object) -> dict:
+        # Counted before each id is validated: a million ids would take their time first.
+        limit = settings.MAX_PROBE_ITEMS
+        if isinstance(data, dict) and isinstance(data.get("items"), list) and len(data["items"]) > limit:
+            message = f"At most {limit} items per probe run (MAX_PROBE_ITEMS); this names {len(data['items'])}."
+            raise serializers.ValidationError({"items": [message]})
+        return super().to_internal_value(data)
 
     def validate_items(self, ids: list[int]) -> list[int]:
         deployment: Deployment = self.context["deployment"]

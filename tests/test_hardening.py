@@ -328,3 +328,57 @@ def test_probe_sites_networks_come_from_the_operator(settings):
     settings.PROBE_ALLOWED_NETWORKS = {"*": ["127.0.0.0/8"], "dmz": ["127.0.5.0/24", "::1/128"]}
     assert allowed_networks("dmz") == (ipaddress.ip_network("127.0.5.0/24"), ipaddress.ip_network("::1/128"))
     assert allowed_networks("default") == (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+# --- Limits and no server errors ----------------------------------------------------------------
+
+
+def test_limits_are_clear_4xx_that_name_them(deployment, api, full_document, settings):
+    settings.API_MAX_BODY_BYTES = 4000
+    response = api.post("/api/deployments/upsert/", {**full_document, "description": "x" * 5000}, format="json")
+    assert response.status_code == 413 and "4000 bytes" in response.json()["detail"]
+    deep = "[" * 50_000 + "]" * 50_000
+    settings.API_MAX_BODY_BYTES = 200_000
+    response = api.generic("POST", "/api/deployments/upsert/", deep, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+
+    settings.MAX_APPLIANCES = 2
+    response = api.put(f"/api/deployments/{deployment.pk}/", full_document, format="json")
+    assert response.status_code == 400 and "At most 2 appliances" in str(response.json()["appliances"])
+    settings.MAX_APPLIANCES, settings.MAX_RULES = 200, 50
+    response = api.put(f"/api/deployments/{deployment.pk}/", full_document | {"dlp_base_port": 18000}, format="json")
+    assert response.status_code == 400 and "at most 50 (MAX_RULES)" in str(response.json())
+    assert deployment.checklist.count() == 81 and not deployment.checklist.filter(port_start=18000).exists()
+
+    settings.MAX_PROBE_ITEMS = 3
+    ids = list(deployment.checklist.values_list("pk", flat=True)[:4])
+    response = api.post(f"/api/deployments/{deployment.pk}/probe-runs/", {"items": ids}, format="json")
+    assert response.status_code == 400 and "At most 3 items" in response.json()["items"][0]
+
+    assert api.get("/api/deployments/", {"limit": 2**64}).status_code == 200
+    assert api.get("/api/deployments/", {"offset": 2**64}).status_code == 400
+    assert api.get("/api/checklist-items/", {"limit": "x", "offset": "-3"}).status_code == 200
+
+
+def test_old_data_with_control_characters_still_exports(deployment, api):
+    deployment.hosts.filter(name="fsm").update(name="fsm\x07\x1b")  # stored before names were checked
+    deployment.checklist.filter(source_name="fsm").update(source_name="fsm\x07\x1b")
+    response = api.get(f"/api/deployments/{deployment.pk}/checklist.xlsx")
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_of_a_deployment_deleted_meanwhile_is_404():
+    from django.http import Http404
+
+    from ports.deployments import save_deployment
+    from ports.exports import RuleSet
+
+    call_command("load_catalog", verbosity=0)
+    make_member("exporter", "Mail team")
+    deployment = save_deployment({**copy.deepcopy(FULL_DEPLOYMENT), "team": "Mail team"}).deployment
+    rule_set = RuleSet.build(deployment, {"scope": "unverified"})
+    deployment.checklist.filter(pk=rule_set.items[0].pk).update(status="verified")  # another rule set than kept
+    Deployment.objects.filter(pk=deployment.pk).delete()
+    with pytest.raises(Http404):
+        rule_set.remember("pdf", None)
