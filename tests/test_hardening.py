@@ -382,3 +382,19 @@ def test_an_export_of_a_deployment_deleted_meanwhile_is_404():
     Deployment.objects.filter(pk=deployment.pk).delete()
     with pytest.raises(Http404):
         rule_set.remember("pdf", None)
+
+
+def test_wrong_passwords_lock_the_login_out(db):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    get_user_model().objects.create_user("victim", password="the-right-password-1")
+    browser = Client()
+    answers = [browser.post("/accounts/login/", {"username": "victim", "password": "guess"}) for _ in range(5)]
+    assert [answer.status_code for answer in answers] == [200] * 4 + [429]  # the fifth wrong one locks
+    locked = browser.post("/accounts/login/", {"username": "victim", "password": "the-right-password-1"})
+    assert locked.status_code == 429 and "_auth_user_id" not in browser.session
+    api = Client().post("/api-auth/login/", {"username": "victim", "password": "the-right-password-1"})
+    assert api.status_code == 429  # the API's session login too, from the same address
+    other = Client().post("/accounts/login/", {"username": "someone-else", "password": "x"})
+    assert other.status_code == 200  # another username is not locked out
