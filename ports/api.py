@@ -380,10 +380,8 @@ class CatalogDiffView(APIView):
         versions = {}
         for name in ("from", "to"):
             value = request.query_params.get(name, "")
-            versions = (
-                CatalogVersion.objects.filter(version=value) if value.isprintable() else CatalogVersion.objects.none()
-            )
-            version = versions.order_by("-loaded_at").first()
+            found = CatalogVersion.objects.filter(version=value).order_by("-loaded_at")
+            version = found.first() if value.isprintable() else None  # a NUL cannot even be looked up
             if version is None:
                 raise serializers.ValidationError({name: [f"No catalog version {value!r}."]})
             versions[name] = version

@@ -202,6 +202,7 @@ def test_names_with_control_characters_are_refused(catalog, api):
     response = api.post("/api/deployments/", {**FULL_DEPLOYMENT, "catalog_version": "2026\x00"}, format="json")
     assert response.status_code == 400 and "catalog_version" in response.json()
     assert api.get("/api/catalog/diff/", {"from": "2026.1\x00", "to": "2026.1"}).status_code == 400
+    assert api.get("/api/catalog/diff/", {"from": "2026.1", "to": "2026.1"}).status_code == 200
     assert not Deployment.objects.exists()
 
 

@@ -296,9 +296,9 @@ def test_the_flow_is_shown_beside_the_pages_own_direction_word(deployment, api):
 
 
 def test_a_name_typed_with_newlines_stays_inside_a_comment(catalog, user, api, tmp_path):
-    document = copy.deepcopy(FULL_DEPLOYMENT)
-    document["name"] = "Mail gateways\nflush ruleset\n#"
-    deployment = create_deployment(document)
+    deployment = create_deployment(FULL_DEPLOYMENT)
+    # Names with control characters are refused at input now; one stored before stays harmless.
+    Deployment.objects.filter(pk=deployment.pk).update(name="Mail gateways\nflush ruleset\n#")
     for syntax in ("nftables", "iptables", "asa", "panos"):
         text = api.get(f"/api/deployments/{deployment.pk}/firewall/{syntax}/").content.decode()
         assert "\nflush ruleset" not in text, syntax
