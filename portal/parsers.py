@@ -5,14 +5,10 @@ from __future__ import annotations
 import io
 
 from django.conf import settings
-from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-
-class RequestTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "too_large"
+from .errors import RequestTooLarge
 
 
 class BoundedJSONParser(JSONParser):

@@ -20,6 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.errors import ServiceUnavailable
+
 from .checklist import remember_rule_set
 from .deployments import Saved, save_deployment, upsert_deployment
 from .exports import ExportParams, ExportRequest, RuleSet
@@ -40,7 +42,6 @@ from .serializers import (
     RequirementSerializer,
     StatusUpdateSerializer,
 )
-from .tasks import render_change_request
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -397,7 +398,10 @@ class ChangeRequestJobView(DeploymentExportView):
         job = ChangeRequestJob.objects.create(
             deployment=self.deployment, requested_by=request.user, params=ExportParams(params).data
         )
-        transaction.on_commit(lambda: render_change_request.apply_async((job.pk,), task_id=f"change-request-{job.pk}"))
+        job.unsent = ""
+        transaction.on_commit(job.send)
+        if job.unsent:
+            raise ServiceUnavailable(f"Change request {job.pk} failed, {job.unsent}. Ask again when it is back.")
         return Response(
             ChangeRequestJobSerializer(job).data,
             status=status.HTTP_202_ACCEPTED,

@@ -553,3 +553,16 @@ class ChangeRequestJob(models.Model):
 
     def advance(self, progress: int, stage: str, **fields: object) -> None:
         ChangeRequestJob.objects.filter(pk=self.pk).update(progress=progress, stage=stage, **fields)
+
+    def send(self) -> None:
+        """Hand the job to a worker; if the broker cannot take it, fail the job saying so (and in `unsent`)."""
+        from portal.celery import BrokerUnavailable, send
+
+        from .tasks import render_change_request
+
+        self.unsent = ""
+        try:
+            send(render_change_request, (self.pk,), task_id=f"change-request-{self.pk}")
+        except BrokerUnavailable as unavailable:
+            self.unsent = f"not sent to a worker: {unavailable}"
+            self.advance(0, "failed", status=self.Status.FAILED, error=self.unsent, finished=timezone.now())

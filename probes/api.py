@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.errors import ServiceUnavailable
 from ports.models import Appliance, Deployment, Host, PeerNetwork
 from ports.scoping import TeamScoped
 
@@ -40,6 +41,8 @@ class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
             run = ProbeRun.start(self.deployment, request.user, items)
         except TooManyRuns as limit:
             raise exceptions.Throttled(wait=60, detail=str(limit)) from limit
+        if run.unsent:
+            raise ServiceUnavailable(f"Probe run {run.pk} was closed, {run.unsent}. Start it again when it is back.")
         headers = {"Location": f"/api/probe-runs/{run.pk}/"}
         return Response(ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 

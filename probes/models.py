@@ -91,9 +91,6 @@ class ProbeRun(models.Model):
         Items whose site has no live worker are reported as not probed at once. A team starts
         at most PROBE_RUNS_PER_MINUTE runs (TooManyRuns), unless `limited` is False (a command).
         """
-        from .tasks import probe_site
-        from .worker import site_queue
-
         timeout = settings.PROBE_TIMEOUT
         ports = sum(item.port_end - item.port_start + 1 for item in items)
         per_destination = Counter()
@@ -120,14 +117,26 @@ class ProbeRun(models.Model):
                 if site not in live:
                     run.abandon_pending(f"no live probe worker in site {site!r}", sites=[site])
             run.finish_if_complete()
+            run.unsent = ""
             for site in sites:
                 if site in live:
-                    transaction.on_commit(
-                        lambda site=site: probe_site.apply_async(
-                            (run.pk, site), queue=site_queue(site), task_id=f"probe-run-{run.pk}-{site}"
-                        )
-                    )
+                    transaction.on_commit(lambda site=site: run.send(site))
         return run
+
+    def send(self, site: str) -> None:
+        """Hand the site's task to the broker; if it cannot take it, close the site's items with
+        that reason (and say so in `unsent`), rather than wait for a deadline that blames the workers."""
+        from portal.celery import BrokerUnavailable, send
+
+        from .tasks import probe_site
+        from .worker import site_queue
+
+        try:
+            send(probe_site, (self.pk, site), queue=site_queue(site), task_id=f"probe-run-{self.pk}-{site}")
+        except BrokerUnavailable as unavailable:
+            self.unsent = f"not sent to the workers of site {site!r}: {unavailable}"
+            self.abandon_pending(self.unsent, sites=[site])
+            self.finish_if_complete()
 
     @property
     def is_finished(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import bootsteps
 
@@ -15,16 +16,19 @@ def site_queue(site: str) -> str:
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """Tells the portal, every few seconds, that this worker serves its sites (-Q probes.<site>)."""
+    """Tells the portal, every few seconds, that this worker serves its sites (-Q probes.<site>).
 
-    requires = {"celery.worker.components:Timer"}
+    It beats from a thread of its own rather than the worker's timer, which runs on the
+    consumer's event loop: while the broker is away that loop is busy reconnecting, and the
+    portal must still hear from the worker, and hear again as soon as the database answers.
+    """
 
     def __init__(self, worker, **kwargs) -> None:
-        self.timer_ref = None
         self.sites: list[str] = []
+        self.thread: threading.Thread | None = None
+        self.stopped = threading.Event()
 
     def start(self, worker) -> None:
-        from django.conf import settings
         from django.utils import timezone
 
         queues = worker.app.amqp.queues.consume_from or worker.app.amqp.queues
@@ -32,8 +36,16 @@ class Heartbeat(bootsteps.StartStopStep):
         self.worker_name = worker.hostname
         self.started = timezone.now()
         if self.sites:
+            self.thread = threading.Thread(target=self.run, name="probe-heartbeat", daemon=True)
+            self.thread.start()
+
+    def run(self) -> None:
+        from django.conf import settings
+
+        while True:
             self.beat()
-            self.timer_ref = worker.timer.call_repeatedly(settings.PROBE_HEARTBEAT_INTERVAL, self.beat)
+            if self.stopped.wait(settings.PROBE_HEARTBEAT_INTERVAL):
+                return
 
     def beat(self) -> None:
         from django.db import close_old_connections
@@ -42,6 +54,7 @@ class Heartbeat(bootsteps.StartStopStep):
         from .models import WorkerHeartbeat
 
         try:
+            # A connection broken by a database outage is dropped here, and the next one opened.
             close_old_connections()
             for site in self.sites:
                 WorkerHeartbeat.objects.update_or_create(
@@ -53,8 +66,9 @@ class Heartbeat(bootsteps.StartStopStep):
             log.exception("probe worker heartbeat failed")
 
     def stop(self, worker) -> None:
-        if self.timer_ref is not None:
-            self.timer_ref.cancel()
+        if self.thread is not None:
+            self.stopped.set()
+            self.thread.join(5)
             from .models import WorkerHeartbeat
 
             # A worker that stops cleanly leaves at once rather than when its heartbeat runs out.

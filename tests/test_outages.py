@@ -1,0 +1,141 @@
+"""The broker goes away: requests it cannot take are answered 503 and closed with the true
+reason; workers keep their heartbeat through the outage and probe again when it is back."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.utils import timezone
+
+from ports.deployments import save_deployment
+from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
+
+from .conftest import make_member, token_client
+from .listeners import Listeners, free_port
+from .probe_worker import Worker, needs_redis
+
+pytestmark = [needs_redis, pytest.mark.integration]
+
+
+class OwnRedis:
+    """A Redis server of the test's own on loopback, to stop and start; the suite's stays up."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.folder = tempfile.mkdtemp(prefix="outage-redis-")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", self.folder]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+@contextmanager
+def portal_broker(url: str):
+    """The portal's Celery app sends to `url` for a while (its connections made anew)."""
+    from portal.celery import app
+
+    def reconnect() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    # Read from Django's settings under their CELERY_ prefix, which wins over the plain name.
+    before = app.conf["CELERY_BROKER_URL"]
+    app.conf["CELERY_BROKER_URL"] = url
+    reconnect()
+    try:
+        yield
+    finally:
+        app.conf["CELERY_BROKER_URL"] = before
+        reconnect()
+
+
+def test_requests_the_broker_cannot_take_are_503_and_closed_with_the_true_reason(transactional_db, full_document):
+    call_command("load_catalog", verbosity=0)
+    api = token_client(make_member("alice", "Mail team"))
+    deployment = save_deployment({**full_document, "team": "Mail team"}).deployment
+    now = timezone.now()
+    for site in ("default", "hq", "office"):  # workers look live: the portal tries to send
+        WorkerHeartbeat.objects.create(worker=f"w@{site}", site=site, started=now, last_seen=now)
+    down = OwnRedis()  # never started: connections are refused
+    with portal_broker(down.url):
+        started = time.monotonic()
+        response = api.post(f"/api/deployments/{deployment.pk}/probe-runs/", {}, format="json")
+        assert response.status_code == 503, response.content
+        assert time.monotonic() - started < 30
+        job = api.post(f"/api/deployments/{deployment.pk}/change-requests/", {}, format="json")
+    assert "message broker cannot be reached" in response.json()["detail"]
+    run = ProbeRun.objects.get()
+    assert run.status == "failed" and run.finished is not None
+    reasons = set(ProbeResult.objects.filter(run=run).values_list("summary", flat=True))
+    assert all("message broker cannot be reached" in reason for reason in reasons), reasons
+    assert not any("no worker" in reason for reason in reasons)  # never a reason that is not true
+    assert job.status_code == 503 and "message broker cannot be reached" in job.json()["detail"]
+    assert deployment.change_request_jobs.get().status == "failed"
+
+
+@pytest.fixture
+def outage_lab(transactional_db):
+    call_command("load_catalog", verbosity=0)
+    listeners = Listeners()
+    port = listeners.open_tcp("127.0.66.1", 6671)
+    api = token_client(make_member("alice", "Mail team"))
+    document = {
+        "team": "Mail team",
+        "name": "Outage lab",
+        "features": [],
+        "appliances": [{"hostname": "esa", "c_address": "127.0.66.1", "site": "outage"}],
+        "hosts": [{"role": "security_manager", "name": "fsm", "address": "127.0.66.2", "site": "outage"}],
+    }
+    deployment = save_deployment(document).deployment
+    yield api, deployment, port
+    listeners.close()
+
+
+def test_a_worker_keeps_its_heartbeat_through_broker_outages_and_probes_again(outage_lab, settings):
+    api, deployment, _ = outage_lab
+    settings.PROBE_HEARTBEAT_TIMEOUT = 5  # outages below last longer than the heartbeat timeout
+    own = OwnRedis()
+    own.start()
+    worker = Worker(["outage"], name="outage", REDIS_URL=own.url, PROBE_HEARTBEAT_TIMEOUT="5")
+    try:
+        worker.wait_until_live()
+        for seconds in (2, 12):
+            own.stop()
+            time.sleep(seconds)
+            assert "outage" in WorkerHeartbeat.objects.live_sites(), f"heartbeat stopped during a {seconds} s outage"
+            own.start()
+            beat = WorkerHeartbeat.objects.get(site="outage").last_seen
+            time.sleep(2.5)
+            assert WorkerHeartbeat.objects.get(site="outage").last_seen > beat
+            with portal_broker(own.url):
+                response = api.post(f"/api/deployments/{deployment.pk}/probe-runs/", {}, format="json")
+            assert response.status_code == 202, response.content
+            run_id = response.json()["id"]
+            deadline = time.monotonic() + 60
+            while (body := api.get(f"/api/probe-runs/{run_id}/").json())["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, (seconds, body)
+                time.sleep(0.3)
+            assert body["status"] == "done", (seconds, body)  # the worker consumes again after the outage
+    finally:
+        worker.stop()
+        own.stop()
