@@ -401,7 +401,7 @@ class ChangeRequestJobView(DeploymentExportView):
         job.unsent = ""
         transaction.on_commit(job.send)
         if job.unsent:
-            raise ServiceUnavailable(f"Change request {job.pk} failed, {job.unsent}. Ask again when it is back.")
+            raise ServiceUnavailable(f"Change request {job.pk} failed: {job.unsent}. Ask again when it is back.")
         return Response(
             ChangeRequestJobSerializer(job).data,
             status=status.HTTP_202_ACCEPTED,

@@ -42,7 +42,7 @@ class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
         except TooManyRuns as limit:
             raise exceptions.Throttled(wait=60, detail=str(limit)) from limit
         if run.unsent:
-            raise ServiceUnavailable(f"Probe run {run.pk} was closed, {run.unsent}. Start it again when it is back.")
+            raise ServiceUnavailable(f"Probe run {run.pk}: {run.unsent}. Start it again when the broker is back.")
         headers = {"Location": f"/api/probe-runs/{run.pk}/"}
         return Response(ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
