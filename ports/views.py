@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.core.paginator import Paginator
+from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.html import format_html_join
@@ -23,7 +23,7 @@ from .deployments import save_deployment
 from .exports import FAILING_STATES
 from .filters import ChecklistItemFilterSet, RequirementFilterSet
 from .forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
-from .models import CatalogVersion, Deployment, Requirement, Team
+from .models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
 from .rules import TO_APPLIANCE
 from .scoping import team_deployment
 from .serializers import DeploymentSerializer
@@ -39,24 +39,24 @@ SORTS = {
 
 @login_required
 def deployment_list(request: HttpRequest) -> HttpResponse:
-    # Subqueries, not joins: joining items, results and runs at once multiplies their rows.
-    failing = (
-        ProbeResult.objects.filter(item__deployment=OuterRef("pk"), is_latest=True, state__in=FAILING_STATES)
-        .order_by()
-        .values("item__deployment")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    last_run = ProbeRun.objects.filter(deployment=OuterRef("pk")).order_by("-created").values("created")[:1]
-    deployments = list(
-        Deployment.objects.for_user(request.user)
-        .select_related("team", "catalog_version")
-        .with_status_counts()
-        .annotate(failing=Coalesce(Subquery(failing), 0), last_run=Subquery(last_run))
-    )
-    for deployment in deployments:
-        deployment.total = sum(deployment.status_counts().values())
-    return render(request, "ports/deployment_list.html", {"deployments": deployments})
+    deployments = Deployment.objects.for_user(request.user).select_related("team", "catalog_version")
+    page = Paginator(deployments.order_by("team__name", "name"), 50).get_page(request.GET.get("page"))
+    shown = {deployment.pk: deployment for deployment in page}
+    # One grouped query per figure, for the page's deployments only: joining items, results and
+    # runs in one query multiplies their rows, and grows with the square of the team's rules.
+    counts = ChecklistItem.objects.filter(deployment__in=shown).order_by().values_list("deployment", "status")
+    by_status: dict[int, Counter] = {pk: Counter() for pk in shown}
+    for pk, status, n in counts.annotate(n=Count("pk")):
+        by_status[pk][status] = n
+    failing = ProbeResult.objects.filter(item__deployment__in=shown, is_latest=True, state__in=FAILING_STATES)
+    failing = dict(failing.order_by().values_list("item__deployment").annotate(n=Count("pk")))
+    last_run = ProbeRun.objects.filter(deployment__in=shown).order_by().values_list("deployment")
+    last_run = dict(last_run.annotate(last=Max("created")))
+    for pk, deployment in shown.items():
+        deployment.total = sum(by_status[pk].values())
+        deployment.count_verified = by_status[pk][ItemStatus.VERIFIED]
+        deployment.failing, deployment.last_run = failing.get(pk, 0), last_run.get(pk)
+    return render(request, "ports/deployment_list.html", {"deployments": page, "page": page})
 
 
 @login_required
