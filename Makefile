@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint format bench clean var
+.PHONY: run test fuzz lint format bench clean var
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(VENV)/.installed var
 	  ldconfig -p | grep -q libharfbuzz-subset || echo libharfbuzz-subset0); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	scripts/with-services $(PY) -m pytest
+
+# Schemathesis over every operation, longer than make test's bounded run (FUZZ_EXAMPLES per operation).
+fuzz: export DJANGO_SECRET_KEY ?= test-only-secret-key-long-enough-to-pass-the-settings-check
+fuzz: $(VENV)/.installed var
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} scripts/with-services $(PY) -m pytest tests/test_fuzz.py -s
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

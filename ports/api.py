@@ -11,7 +11,14 @@ from django.db.models import Count, QuerySet
 from django.http import HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -32,6 +39,7 @@ from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFil
 from .models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
 from .scoping import TeamScoped
 from .serializers import (
+    CatalogDiffSerializer,
     CatalogVersionSerializer,
     ChangeRequestJobSerializer,
     ChecklistDiffSerializer,
@@ -49,7 +57,14 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 class MeView(APIView):
     """Who the caller is, and the teams whose deployments they see."""
 
-    @extend_schema(responses={200: {"type": "object"}})
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Me",
+                {"username": serializers.CharField(), "teams": serializers.ListField(child=serializers.CharField())},
+            )
+        }
+    )
     def get(self, request: Request) -> Response:
         teams = request.user.teams.values_list("name", flat=True)
         return Response({"username": request.user.get_username(), "teams": list(teams)})
@@ -375,7 +390,7 @@ class CatalogDiffView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("from", required=True), OpenApiParameter("to", required=True)],
-        responses={200: {"type": "object"}},
+        responses={200: CatalogDiffSerializer},
     )
     def get(self, request: Request) -> Response:
         versions = {}

@@ -480,6 +480,28 @@ class ChecklistSerializer(serializers.Serializer):
         return ChecklistItemSerializer(self.context["items"], many=True).data
 
 
+class FieldChangeSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The requirement's stable id.")
+    changes = serializers.DictField(
+        child=serializers.DictField(child=serializers.JSONField()), help_text="{field: {from, to}}"
+    )
+
+
+class CatalogDiffSerializer(serializers.Serializer):
+    """What a newer catalog version adds, removes and changes (CatalogVersion.diff)."""
+
+    from_ = serializers.CharField()
+    to = serializers.CharField()
+    added = serializers.ListField(child=serializers.CharField())
+    removed = serializers.ListField(child=serializers.CharField())
+    changed = FieldChangeSerializer(many=True)
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")  # a keyword in Python, a field name in the answer
+        return fields
+
+
 class RuleIdentitySerializer(serializers.Serializer):
     """What makes a rule the rule it is (rules.IDENTITY_FIELDS), as an export keeps it."""
 

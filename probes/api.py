@@ -17,6 +17,7 @@ from .serializers import (
     ProbeRunDetailSerializer,
     ProbeRunRequestSerializer,
     ProbeRunSerializer,
+    ProbeSitesSerializer,
     TlsPinSerializer,
     WorkerHeartbeatSerializer,
 )
@@ -76,7 +77,7 @@ class ProbeRunViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMix
 class ProbeSitesView(APIView):
     """The probe sites your deployments use, and whether a live worker serves each."""
 
-    @extend_schema(responses={200: {"type": "object"}})
+    @extend_schema(responses={200: ProbeSitesSerializer})
     def get(self, request: Request) -> Response:
         deployments = Deployment.objects.for_user(request.user)
         used = set()

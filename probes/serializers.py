@@ -142,7 +142,16 @@ class ProbeRunDetailSerializer(ProbeRunSerializer):
     def get_by_state(self, run: ProbeRun) -> dict[str, int]:
         return run.counts()
 
-    @extend_schema_field({"type": "array", "items": {"type": "object"}})
+    @extend_schema_field(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"site": {"type": "string"}, "live_worker": {"type": "boolean"}},
+                "required": ["site", "live_worker"],
+            },
+        }
+    )
     def get_sites(self, run: ProbeRun) -> list[dict]:
         live = WorkerHeartbeat.objects.live_sites()
         sites = sorted({result.site for result in run.results.all()})
@@ -192,6 +201,19 @@ class WorkerHeartbeatSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkerHeartbeat
         fields = ["site", "worker", "started", "last_seen"]
+
+
+class ProbeSiteSerializer(serializers.Serializer):
+    site = serializers.CharField()
+    live_worker = serializers.BooleanField()
+    used_by_your_deployments = serializers.BooleanField()
+    workers = WorkerHeartbeatSerializer(many=True)
+
+
+class ProbeSitesSerializer(serializers.Serializer):
+    """The probe sites your deployments use, and whether a live worker serves each."""
+
+    sites = ProbeSiteSerializer(many=True)
 
 
 class TlsPinSerializer(Strict, serializers.ModelSerializer):
