@@ -72,11 +72,11 @@ def test_a_catalog_with_an_unknown_field_loads_nothing(db, tmp_path, settings):
 # --- Races --------------------------------------------------------------------------------
 
 STARTER = """
-import sys, time, urllib.request
-url, token, at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+import json, sys, time, urllib.request
+url, token, at, method, body, headers = sys.argv[1], sys.argv[2], float(sys.argv[3]), *sys.argv[4:7]
 time.sleep(max(0, at - time.time()))
-request = urllib.request.Request(url, data=b"{}", method="POST",
-    headers={"Authorization": "Token " + token, "Content-Type": "application/json"})
+request = urllib.request.Request(url, data=body.encode(), method=method,
+    headers={"Authorization": "Token " + token, "Content-Type": "application/json", **json.loads(headers)})
 try:
     print(urllib.request.urlopen(request, timeout=30).status)
 except urllib.error.HTTPError as answer:
@@ -84,24 +84,35 @@ except urllib.error.HTTPError as answer:
 """
 
 
+def at_once(count: int, url: str, token: str, method: str = "POST", body: str = "{}", **headers: str) -> list[int]:
+    """The answers to `count` requests sent at the same moment from as many processes, sorted."""
+    import json
+
+    at = time.time() + 1.5
+    command = [sys.executable, "-c", STARTER, url, token, str(at), method, body, json.dumps(headers)]
+    starters = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+    return sorted(int(process.communicate(timeout=60)[0]) for process in starters)
+
+
 @pytest.mark.django_db(transaction=True)
 @override_settings(PROBE_RUNS_PER_MINUTE=3)
-def test_the_run_limit_holds_for_concurrent_starts_from_several_processes(live_server):
+def test_limits_and_etags_hold_for_concurrent_requests_from_several_processes(live_server):
     call_command("load_catalog", verbosity=0)
     user = make_member("racer", "Mail team")
     from ports.deployments import save_deployment
 
     deployment = save_deployment({**copy.deepcopy(FULL_DEPLOYMENT), "team": "Mail team"}).deployment
     token = Token.objects.create(user=user).key
-    url = f"{live_server.url}/api/deployments/{deployment.pk}/probe-runs/"
-    at = time.time() + 1.5  # every process sends at the same moment
-    starters = [
-        subprocess.Popen([sys.executable, "-c", STARTER, url, token, str(at)], stdout=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
-    codes = sorted(int(process.communicate(timeout=60)[0]) for process in starters)
+    codes = at_once(8, f"{live_server.url}/api/deployments/{deployment.pk}/probe-runs/", token)
     assert codes == [202] * 3 + [429] * 5
     assert ProbeRun.objects.filter(deployment=deployment).count() == 3
+
+    # Ten status changes with the same ETag at once: one wins, nine are told it is stale.
+    item = deployment.checklist.first()
+    url = f"{live_server.url}/api/checklist-items/{item.pk}/"
+    codes = at_once(10, url, token, "PATCH", '{"status": "opened"}', **{"If-Match": item.etag})
+    assert codes == [200] + [412] * 9
+    assert item.history.count() == 1
 
 
 # --- Settings in production ------------------------------------------------------------------

@@ -18,7 +18,7 @@ from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
 
 from .conftest import make_member, token_client
 from .listeners import Listeners, free_port
-from .probe_worker import Worker, needs_redis
+from .probe_worker import ROOT, Worker, needs_redis
 
 pytestmark = [needs_redis, pytest.mark.integration]
 
@@ -119,7 +119,7 @@ def test_a_worker_keeps_its_heartbeat_through_broker_outages_and_probes_again(ou
     worker = Worker(["outage"], name="outage", REDIS_URL=own.url, PROBE_HEARTBEAT_TIMEOUT="5")
     try:
         worker.wait_until_live()
-        for seconds in (2, 12):
+        for seconds in (2, 12, 60):
             own.stop()
             time.sleep(seconds)
             assert "outage" in WorkerHeartbeat.objects.live_sites(), f"heartbeat stopped during a {seconds} s outage"
@@ -139,3 +139,72 @@ def test_a_worker_keeps_its_heartbeat_through_broker_outages_and_probes_again(ou
     finally:
         worker.stop()
         own.stop()
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of the test's own on loopback, to stop and start; the suite's stays up."""
+
+    def __init__(self) -> None:
+        import glob
+        import os
+
+        self.bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+        self.folder = tempfile.mkdtemp(prefix="outage-pg-")
+        os.chmod(self.folder, 0o777)
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/portal"
+        self.as_postgres(f"{self.bin}/initdb", "-D", f"{self.folder}/data", "--auth=trust", "-U", "postgres")
+
+    def as_postgres(self, *command: str, check: bool = True) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], cwd=self.folder, check=check, capture_output=True)
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        self.as_postgres(f"{self.bin}/pg_ctl", "-w", "-D", f"{self.folder}/data", "-o", options, "-l",
+                         f"{self.folder}/log", "start")  # fmt: skip
+
+    def stop(self, check: bool = True) -> None:
+        self.as_postgres(f"{self.bin}/pg_ctl", "-D", f"{self.folder}/data", "-m", "immediate", "stop", check=check)
+
+    def last_seen(self, site: str) -> object:
+        import psycopg2
+
+        with psycopg2.connect(self.url) as connection, connection.cursor() as cursor:
+            cursor.execute("select max(last_seen) from probes_workerheartbeat where site = %s", [site])
+            return cursor.fetchone()[0]
+
+
+def test_a_worker_keeps_its_heartbeat_through_a_database_outage(transactional_db):
+    import shutil
+    import sys
+
+    own = OwnPostgres()
+    own.start()
+    worker = None
+    try:
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{own.bin}/createdb", "-h", "127.0.0.1", "-p",
+                        str(own.port), "-U", "postgres", "portal"], check=True, cwd=own.folder)  # fmt: skip
+        environment = {"DATABASE_URL": own.url, "PATH": "/usr/bin:/bin"}
+        migrate = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=ROOT, env={**__import__("os").environ, **environment}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert migrate.returncode == 0, migrate.stderr
+        worker = Worker(["dbdown"], name="dbdown", DATABASE_URL=own.url)
+        deadline = time.monotonic() + 30
+        while own.last_seen("dbdown") is None:
+            assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
+            time.sleep(0.3)
+        own.stop()
+        time.sleep(12)  # longer than the heartbeat timeout of the suite's settings (5 s there)
+        own.start()
+        before = time.monotonic()
+        beat = own.last_seen("dbdown")
+        while own.last_seen("dbdown") == beat:
+            assert time.monotonic() - before < 15, "no heartbeat after the database came back"
+            time.sleep(0.3)
+    finally:
+        if worker is not None:
+            worker.stop()
+        own.stop(check=False)
+        shutil.rmtree(own.folder, ignore_errors=True)
