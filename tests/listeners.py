@@ -186,14 +186,14 @@ class Listeners:
 
     def tls_broken(self, how: str, host: str = "127.0.0.1", port: int = 0) -> int:
         """Takes the ClientHello, then: "reset" (an RST), "close" (a FIN), "plain" (answers
-        something that is not TLS) or "hang" (nothing for 5 s), as devices that block, hold or
+        something that is not TLS) or "hang" (nothing, until the client closes), as devices that block, hold or
         do not speak TLS do."""
 
         async def handle(reader, writer):
             await reader.read(512)
             sock = writer.get_extra_info("socket")
             if how == "hang":
-                await asyncio.sleep(5)
+                await reader.read()  # until the probe gives up and closes
             if how == "reset":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif how == "plain":

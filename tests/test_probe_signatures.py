@@ -13,6 +13,12 @@ from .listeners import Listeners, free_port, self_signed
 from .test_probes import probe
 
 
+def probe_named(checks: dict[str, Check], timeout: float) -> dict[str, object]:
+    """Each named check's result."""
+    found = probe(list(checks.values()), timeout=timeout)
+    return {name: found[check.key] for name, check in checks.items()}
+
+
 @pytest.fixture
 def listeners():
     served = Listeners()
@@ -59,8 +65,7 @@ def smtp_cases(listeners: Listeners, certificates: dict, host: str = "127.0.0.1"
 
 def test_smtp_inspection_in_all_its_signatures(listeners, certificates):
     checks = smtp_cases(listeners, certificates)
-    found = probe(list(checks.values()), timeout=2)
-    result = {name: found[check.key] for name, check in checks.items()}
+    result = probe_named(checks, timeout=2)
     assert {name: r.state for name, r in result.items()} == {
         "honest_starttls": "open",
         "first_seen_starttls": "open",
@@ -110,8 +115,7 @@ def tls_cases(listeners: Listeners, certificates: dict, host: str = "127.0.0.1")
 
 def test_tls_blocked_or_inspected_is_not_open_and_says_why(listeners, certificates):
     checks = tls_cases(listeners, certificates)
-    found = probe(list(checks.values()), timeout=2)
-    result = {name: found[check.key] for name, check in checks.items()}
+    result = probe_named(checks, timeout=2)
     assert {name: r.state for name, r in result.items()} == {
         "reset": "intercepted",
         "closed": "intercepted",
@@ -142,8 +146,7 @@ def test_no_answer_without_its_reason(listeners, certificates):
         "trap": Check(202, "127.0.0.1", 162, 162, "udp", "snmp_trap"),
         "unresolvable": Check(203, "no-such-host.invalid", 25, 25, "tcp", "smtp"),
     }
-    found = probe(list(checks.values()), timeout=1)
-    not_open = {name: found[check.key] for name, check in checks.items() if found[check.key].state != "open"}
+    not_open = {name: result for name, result in probe_named(checks, timeout=1).items() if result.state != "open"}
     assert len(not_open) >= 14
     for name, result in not_open.items():
         assert result.summary.strip() and not result.summary.rstrip().endswith(":"), (name, result.summary)
@@ -166,8 +169,7 @@ def test_ipv6_targets_are_probed_like_ipv4_ones(listeners, certificates):
         "decrypted": tls_cases(listeners, certificates, host)["decrypted"],
     }
     checks = {name: dataclasses.replace(check, key=number) for number, (name, check) in enumerate(checks.items())}
-    found = probe(list(checks.values()), timeout=1)
-    result = {name: found[check.key] for name, check in checks.items()}
+    result = probe_named(checks, timeout=1)
     assert {name: r.state for name, r in result.items()} == {
         "open": "open",
         "refused": "refused",
