@@ -76,6 +76,7 @@ AXES_COOLOFF_TIME = datetime.timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
+AXES_CLIENT_IP_CALLABLE = "portal.client.client_ip"
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -101,6 +102,9 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that stops answering fails a connection in seconds, not minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(connect_timeout=10, keepalives=1, keepalives_idle=30)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -126,6 +130,8 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # said so: without such a proxy, any client could claim https.
 if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Likewise its X-Forwarded-For, for the client's address that logins are throttled by.
+TRUST_X_FORWARDED_FOR = env_bool("DJANGO_TRUST_X_FORWARDED_FOR")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT")
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
@@ -242,15 +248,30 @@ MAX_HOSTS = int(os.environ.get("MAX_HOSTS", "500"))
 MAX_RULES = int(os.environ.get("MAX_RULES", "20000"))
 MAX_PROBE_ITEMS = int(os.environ.get("MAX_PROBE_ITEMS", "20000"))
 
+
 # The networks each probe site's workers may connect to, checked by the worker for every
 # address (after resolving names): "site=cidr,cidr;other=cidr", "*" for any site without its
 # own entry. Loopback only unless the operator opens more: the portal is no port scanner.
-PROBE_ALLOWED_NETWORKS = {
-    site.strip(): [network.strip() for network in networks.split(",") if network.strip()]
-    for entry in os.environ.get("PROBE_ALLOWED_NETWORKS", "*=127.0.0.0/8,::1/128").split(";")
-    if entry.strip()
-    for site, _, networks in [entry.partition("=")]
-}
+def parse_allowed_networks(text: str) -> dict[str, list[str]]:
+    """ "site=cidr,cidr;other=cidr" as {site: [cidr]}; a mistake stops the process, saying which."""
+    import ipaddress
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    allowed: dict[str, list[str]] = {}
+    for entry in filter(str.strip, text.split(";")):
+        site, equals, networks = entry.partition("=")
+        if not equals or not site.strip():
+            raise ImproperlyConfigured(f"PROBE_ALLOWED_NETWORKS: {entry.strip()!r} is not site=networks.")
+        try:
+            cidrs = [str(ipaddress.ip_network(n.strip(), strict=True)) for n in networks.split(",") if n.strip()]
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"PROBE_ALLOWED_NETWORKS: {entry.strip()!r}: {exc}.") from exc
+        allowed[site.strip()] = cidrs
+    return allowed
+
+
+PROBE_ALLOWED_NETWORKS = parse_allowed_networks(os.environ.get("PROBE_ALLOWED_NETWORKS", "*=127.0.0.0/8,::1/128"))
 
 LOGGING = {
     "version": 1,

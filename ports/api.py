@@ -255,7 +255,10 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
         return queryset.select_related("requirement").prefetch_related("history__user")
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
-        return ChecklistItemSerializer if self.action == "list" else ChecklistItemDetailSerializer
+        # A change takes a status and a comment (the browsable API's form too); answers are items.
+        return {"list": ChecklistItemSerializer, "partial_update": StatusUpdateSerializer}.get(
+            self.action, ChecklistItemDetailSerializer
+        )
 
     def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
         item = self.get_object()
@@ -268,7 +271,7 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
     )
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
         item = self.get_object()
-        change = StatusUpdateSerializer(data=request.data)
+        change = self.get_serializer(data=request.data)
         change.is_valid(raise_exception=True)
         try:
             item.change_status(
@@ -283,7 +286,7 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
                 headers={"ETag": f'"{item.pk}-{stale.current_revision}"'},
             )
         item = self.get_object()
-        return Response(self.get_serializer(item).data, headers={"ETag": item.etag})
+        return Response(ChecklistItemDetailSerializer(item).data, headers={"ETag": item.etag})
 
 
 def if_match_revision(request: Request, item: ChecklistItem) -> int | None:

@@ -25,10 +25,23 @@ METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
 BROADCAST = ipaddress.ip_address("255.255.255.255")
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: mapped, NAT64, 6to4, Teredo."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in found if address is not None]
+
+
 def never_probed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why an address is never a probe's target (None if it may be one)."""
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        for inner in embedded_ipv4(ip):
+            if reason := never_probed(inner):
+                return f"{reason} ({inner}, which it leads to)"
     if ip.is_unspecified:
         return "the unspecified address"
     if ip.is_multicast:

@@ -149,13 +149,7 @@ class Engine:
 
         async def one(check: Check) -> None:
             address = addresses[check.host]
-            if isinstance(address, CheckResult):
-                on_result(check, address)
-            elif reason := refusal(address, self.allowed):
-                # Checked here, after names are resolved, whatever the database says.
-                on_result(check, CheckResult(NOT_PROBED, reason, address, evidence={"cause": "probe target policy"}))
-            else:
-                on_result(check, await self.probe(check, address))
+            on_result(check, address if isinstance(address, CheckResult) else await self.probe(check, address))
 
         await asyncio.gather(*(one(check) for check in checks))
 
@@ -189,6 +183,9 @@ class Engine:
         return infos[0][4][0]
 
     async def probe(self, check: Check, address: str) -> CheckResult:
+        # Checked here, after names are resolved, before anything is sent, whatever the database says.
+        if reason := refusal(address, self.allowed):
+            return CheckResult(NOT_PROBED, reason, address, evidence={"cause": "probe target policy"})
         ports = await asyncio.gather(*(self._probe_port(check, address, port) for port in check.ports))
         return summarise(check, address, ports)
 

@@ -107,7 +107,7 @@ class ProbeRun(models.Model):
         live = WorkerHeartbeat.objects.live_sites()
         with transaction.atomic():
             # Counted and created under the team's row lock: concurrent starts take turns, in any process.
-            Team.objects.select_for_update().filter(pk=deployment.team_id).exists()
+            Team.objects.select_for_update(no_key=True).filter(pk=deployment.team_id).exists()
             if limited and cls.objects.started_recently_by(deployment.team_id) >= settings.PROBE_RUNS_PER_MINUTE:
                 raise TooManyRuns(f"Your team started {settings.PROBE_RUNS_PER_MINUTE} probe runs in the last minute.")
             run = cls.objects.create(deployment=deployment, requested_by=user, timeout=timeout, deadline=deadline)
@@ -131,10 +131,14 @@ class ProbeRun(models.Model):
         from .tasks import probe_site
         from .worker import site_queue
 
+        if self.unsent:  # the broker did not take the previous site: no more waiting on it
+            self.abandon_pending(self.unsent, sites=[site])
+            self.finish_if_complete()
+            return
         try:
             send(probe_site, (self.pk, site), queue=site_queue(site), task_id=f"probe-run-{self.pk}-{site}")
         except BrokerUnavailable as unavailable:
-            self.unsent = f"not sent to the workers of site {site!r}: {unavailable}"
+            self.unsent = f"not sent to the probe workers: {unavailable}"
             self.abandon_pending(self.unsent, sites=[site])
             self.finish_if_complete()
 

@@ -48,7 +48,7 @@ class Heartbeat(bootsteps.StartStopStep):
                 return
 
     def beat(self) -> None:
-        from django.db import close_old_connections
+        from django.db import close_old_connections, connection
         from django.utils import timezone
 
         from .models import WorkerHeartbeat
@@ -64,6 +64,10 @@ class Heartbeat(bootsteps.StartStopStep):
                 )
         except Exception:  # the database may be away for a moment; the next beat tries again
             log.exception("probe worker heartbeat failed")
+        finally:
+            # The thread's own connection, closed between beats: a pool child forked meanwhile
+            # must not inherit an open socket of it.
+            connection.close()
 
     def stop(self, worker) -> None:
         if self.thread is not None:

@@ -233,11 +233,11 @@ def test_cells_that_look_like_formulas_stay_text(catalog, user, api):
     assert TRICKY[4] in cells and TRICKY[5] in cells  # nothing to escape: kept as typed
 
     workbook = load_workbook(io.BytesIO(api.get(f"/api/deployments/{deployment.pk}/checklist.xlsx").content))
-    values = [cell for row in workbook["Rules"].iter_rows() for cell in row]
-    assert all(cell.data_type != "f" for cell in values)  # no formula anywhere
-    assert "'=1+1" in {cell.value for cell in values}
-    about = {row[0]: row[1] for row in workbook["About"].iter_rows(values_only=True)}
-    assert about["Checklist"].startswith("'=cmd")
+    cells = {cell.value: cell for row in workbook["Rules"].iter_rows() for cell in row}
+    for name in [*TRICKY[:4], "=1+1"]:
+        assert cells[name].data_type == "s", name  # the text as typed, typed as text: never a formula
+    about = {row[0].value: row[1] for row in workbook["About"].iter_rows()}
+    assert about["Checklist"].value.startswith("=cmd") and about["Checklist"].data_type == "s"
 
 
 def test_every_firewall_syntax_keeps_typed_text_out_of_its_lines(catalog, user, api, tmp_path):
@@ -313,7 +313,7 @@ def test_the_worker_refuses_targets_outside_its_sites_networks_after_resolving(d
 
     everything = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
     for address in ["0.0.0.0", "::", "169.254.169.254", "fe80::1", "224.0.0.251", "255.255.255.255", "fd00:ec2::254",
-                    "::ffff:169.254.169.254"]:  # fmt: skip
+                    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"]:  # fmt: skip
         assert "never probed" in refusal(address, everything), address  # whatever is allowed
     assert refusal("127.0.0.1", Engine().allowed) is None  # loopback by default
     assert "outside the networks" in refusal("10.1.2.3", Engine().allowed)
@@ -326,7 +326,8 @@ def test_the_worker_refuses_targets_outside_its_sites_networks_after_resolving(d
         engine = Engine(timeout=1, allowed=(ipaddress.ip_network("127.0.0.2/32"),))
         asyncio.run(engine.run(checks, lambda check, result: found.__setitem__(check.key, result)))
         assert {result.state for result in found.values()} == {"not_probed"}
-        assert "127.0.0.1 is outside the networks this probe site may reach (127.0.0.2/32)" in found[2].summary
+        assert "is outside the networks this probe site may reach (127.0.0.2/32)" in found[2].summary
+        assert found[2].address in ("127.0.0.1", "::1")  # localhost, as resolved
         assert listeners.accepted == {}  # nothing was sent
     finally:
         listeners.close()
@@ -335,9 +336,21 @@ def test_the_worker_refuses_targets_outside_its_sites_networks_after_resolving(d
 def test_probe_sites_networks_come_from_the_operator(settings):
     import ipaddress
 
+    from django.core.exceptions import ImproperlyConfigured
+
+    from portal.settings import parse_allowed_networks
     from probes.tasks import allowed_networks
 
-    settings.PROBE_ALLOWED_NETWORKS = {"*": ["127.0.0.0/8"], "dmz": ["127.0.5.0/24", "::1/128"]}
+    text = "*=127.0.0.0/8; dmz=127.0.5.0/24,::1/128"
+    settings.PROBE_ALLOWED_NETWORKS = parse_allowed_networks(text)
+    assert settings.PROBE_ALLOWED_NETWORKS == {"*": ["127.0.0.0/8"], "dmz": ["127.0.5.0/24", "::1/128"]}
+    for wrong, said in [
+        ("*=127.0.0.1/8", "host bits"),
+        ("127.0.0.0/8", "not site=networks"),
+        ("dmz=nowhere", "nowhere"),
+    ]:
+        with pytest.raises(ImproperlyConfigured, match=said):
+            parse_allowed_networks(wrong)
     assert allowed_networks("dmz") == (ipaddress.ip_network("127.0.5.0/24"), ipaddress.ip_network("::1/128"))
     assert allowed_networks("default") == (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -410,3 +423,19 @@ def test_wrong_passwords_lock_the_login_out(db):
     assert api.status_code == 429  # the API's session login too, from the same address
     other = Client().post("/accounts/login/", {"username": "someone-else", "password": "x"})
     assert other.status_code == 200  # another username is not locked out
+
+
+def test_behind_the_proxy_a_lockout_is_by_the_clients_address(db, settings):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    settings.TRUST_X_FORWARDED_FOR = True
+    get_user_model().objects.create_user("victim", password="the-right-password-1")
+    attacker = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.9.9")
+    for _ in range(5):
+        attacker.post("/accounts/login/", {"username": "victim", "password": "guess"})
+    assert attacker.post("/accounts/login/", {"username": "victim", "password": "x"}).status_code == 429
+    # The victim comes through the same proxy (same REMOTE_ADDR) from another address: not locked out.
+    victim = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.7.7")
+    answer = victim.post("/accounts/login/", {"username": "victim", "password": "the-right-password-1"})
+    assert answer.status_code == 302

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from rest_framework.renderers import BaseRenderer
@@ -24,15 +25,19 @@ SHEET_COLUMNS: list[tuple[str, str]] = [
 
 
 def safe_cell(value: object) -> object:
-    """A cell that stays data: text that a spreadsheet would take for a formula (= + - @, or a
-    tab or CR first) gets a leading apostrophe; characters a workbook cannot hold are dropped."""
-    if not isinstance(value, str):
-        return value
-    value = ILLEGAL_CHARACTERS_RE.sub("", value)
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """A CSV cell that stays data: text a spreadsheet would take for a formula (= + - @, or a
+    tab or CR first) gets a leading apostrophe. (XLSX cells are typed as text instead.)"""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return f"'{value}"
+    return value
 
 
-def sheet_rows(items: list[dict]) -> list[list[object]]:
+def xlsx_cell(value: object) -> object:
+    """What a workbook can hold: characters XML may not carry are dropped."""
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
+
+def sheet_rows(items: list[dict], cell: Callable[[object], object] = safe_cell) -> list[list[object]]:
     """Checklist items as the API gives them (ChecklistItemSerializer), one row each, numbered."""
     rows = []
     for number, item in enumerate(items, start=1):
@@ -44,7 +49,7 @@ def sheet_rows(items: list[dict]) -> list[list[object]]:
             "probe_summary": probe.get("summary", ""),
             "probe_checked_at": probe.get("checked_at") or "",
         }
-        rows.append([safe_cell(flat[name]) for name, _ in SHEET_COLUMNS])
+        rows.append([cell(flat[name]) for name, _ in SHEET_COLUMNS])
     return rows
 
 
@@ -80,7 +85,7 @@ def to_xlsx(items: list[dict], about: list[tuple[str, str]]) -> bytes:
     sheet.append([label for _, label in SHEET_COLUMNS])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    for row in sheet_rows(items):
+    for row in sheet_rows(items, xlsx_cell):
         sheet.append(row)
         for cell in sheet[sheet.max_row]:
             if isinstance(cell.value, str):
@@ -89,7 +94,10 @@ def to_xlsx(items: list[dict], about: list[tuple[str, str]]) -> bytes:
     sheet.auto_filter.ref = sheet.dimensions
     info = workbook.create_sheet("About")
     for row in about:
-        info.append([safe_cell(value) for value in row])
+        info.append([xlsx_cell(value) for value in row])
+        for cell in info[info.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
