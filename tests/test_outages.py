@@ -3,6 +3,7 @@ reason; workers keep their heartbeat through the outage and probe again when it 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -146,7 +147,6 @@ class OwnPostgres:
 
     def __init__(self) -> None:
         import glob
-        import os
 
         self.bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
         self.folder = tempfile.mkdtemp(prefix="outage-pg-")
@@ -187,7 +187,7 @@ def test_a_worker_keeps_its_heartbeat_through_a_database_outage(transactional_db
         environment = {"DATABASE_URL": own.url, "PATH": "/usr/bin:/bin"}
         migrate = subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-            cwd=ROOT, env={**__import__("os").environ, **environment}, capture_output=True, text=True,
+            cwd=ROOT, env={**os.environ, **environment}, capture_output=True, text=True,
         )  # fmt: skip
         assert migrate.returncode == 0, migrate.stderr
         worker = Worker(["dbdown"], name="dbdown", DATABASE_URL=own.url)

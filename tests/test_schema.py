@@ -8,11 +8,13 @@ import copy
 import pytest
 import requests
 import yaml
+from django.core.management import call_command
 from django.utils import timezone
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_core.deserializing.media_types.util import plain_loads
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from probes.models import ProbeResult, WorkerHeartbeat
 from probes.serializers import LatestResultSerializer
@@ -59,11 +61,9 @@ class Client:
 
 
 def test_the_schema_declares_every_list_and_every_blank(db):
-    from django.core.management import call_command
-
     call_command("load_catalog", verbosity=0)
     user = make_member("schema", "Mail team")
-    client = __import__("rest_framework.test", fromlist=["APIClient"]).APIClient()
+    client = APIClient()
     client.force_authenticate(user)
     schema = yaml.safe_load(client.get("/api/schema/").content)
     for node in walk(schema):
@@ -75,8 +75,6 @@ def test_the_schema_declares_every_list_and_every_blank(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_every_answer_of_the_provisioning_flow_matches_the_schema(live_server):
-    from django.core.management import call_command
-
     call_command("load_catalog", verbosity=0)
     user = make_member("provisioner", "Mail team")
     api = Client(live_server.url, Token.objects.create(user=user).key)

@@ -74,6 +74,14 @@ class ChecklistCSVRenderer(BaseRenderer):
         return out.getvalue().encode(self.charset)
 
 
+def append_as_text(sheet: object, row: list[object]) -> None:
+    """A row whose text cells stay text: openpyxl would take "=..." for a formula."""
+    sheet.append(row)
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+
+
 def to_xlsx(items: list[dict], about: list[tuple[str, str]]) -> bytes:
     """A workbook: the rules on one sheet (headed by the columns' labels), `about` on another."""
     from openpyxl import Workbook
@@ -86,18 +94,12 @@ def to_xlsx(items: list[dict], about: list[tuple[str, str]]) -> bytes:
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in sheet_rows(items, xlsx_cell):
-        sheet.append(row)
-        for cell in sheet[sheet.max_row]:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"  # text, never a formula
+        append_as_text(sheet, row)
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = sheet.dimensions
     info = workbook.create_sheet("About")
     for row in about:
-        info.append([xlsx_cell(value) for value in row])
-        for cell in info[info.max_row]:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"
+        append_as_text(info, [xlsx_cell(value) for value in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
