@@ -29,12 +29,11 @@ from rest_framework.views import APIView
 
 from portal.errors import ServiceUnavailable
 
-from .checklist import remember_rule_set
 from .deployments import Saved, save_deployment, upsert_deployment
 from .exports import ExportParams, ExportRequest, RuleSet
-from .exports.firewall import SYNTAXES
+from .exports.firewall import SYNTAXES, Target
 from .exports.pdf import render_html, render_pdf
-from .exports.sheets import ChecklistCSVRenderer, to_xlsx
+from .exports.sheets import ChecklistCSVRenderer, csv_table, to_xlsx
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
 from .models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
 from .scoping import TeamScoped
@@ -211,7 +210,7 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         cache = caches["checklists"]
         rendered = cache.get(key)
         if rendered is None:
-            data = self.checklist(request)
+            data = self.checklist(request) if renderer.format == "json" else self.sheet(request)
             rendered = renderer.render(data, renderer.media_type, self.get_renderer_context()), data["fingerprint"]
             cache.set(key, rendered)
         body, headers["Checklist-Fingerprint"] = rendered
@@ -220,13 +219,23 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         content_type = f"{renderer.media_type}; charset={renderer.charset}" if renderer.charset else renderer.media_type
         return HttpResponse(body, content_type=content_type, headers=headers)
 
-    def checklist(self, request: Request) -> dict:
-        items = list(self.filter_queryset(self.get_queryset()))
+    def rule_set(self, request: Request) -> RuleSet:
+        """The items the filters select; a filtered selection is kept under its fingerprint."""
+        rule_set = RuleSet(self.deployment, list(self.filter_queryset(self.get_queryset())))
         if any(request.query_params.get(name) for name in self.filterset_class.base_filters):
-            value = remember_rule_set(self.deployment, [item.rule for item in items], "checklist", request.user)
+            rule_set.remember("checklist", request.user)
         else:  # the whole checklist, kept with its fingerprint when it was generated
-            value = self.deployment.checklist_fingerprint
-        return ChecklistSerializer(self.deployment, context={"items": items, "fingerprint": value}).data
+            rule_set.fingerprint = self.deployment.checklist_fingerprint
+        return rule_set
+
+    def checklist(self, request: Request) -> dict:
+        rule_set = self.rule_set(request)
+        context = {"items": rule_set.items, "fingerprint": rule_set.fingerprint}
+        return ChecklistSerializer(self.deployment, context=context).data
+
+    def sheet(self, request: Request) -> dict:
+        rule_set = self.rule_set(request)
+        return {"fingerprint": rule_set.fingerprint, "rows": csv_table(rule_set)}
 
 
 def checklist_key(deployment: Deployment, format: str, query: dict) -> str:
@@ -318,9 +327,6 @@ class DeploymentExportView(TeamScoped, APIView):
         params.is_valid(raise_exception=True)
         return params.validated_data
 
-    def title(self) -> str:
-        return f"{self.deployment.name} ({self.deployment.team}), {self.deployment.catalog_version}"
-
 
 class ChangeRequestPDFView(DeploymentExportView):
     @extend_schema(
@@ -351,27 +357,19 @@ class FirewallExportView(DeploymentExportView):
     def get(self, request: Request, pk: str, syntax: str) -> HttpResponse:
         if syntax not in SYNTAXES:
             raise NotFound(f"Unknown syntax {syntax!r}; known: {', '.join(SYNTAXES)}.")
-        render, suffix = SYNTAXES[syntax]
-        rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
-        text = render(rule_set, self.title(), f"fes_{self.deployment.pk}")
+        params = self.params(request.query_params)
+        rule_set = RuleSet.build(self.deployment, params)
+        text = SYNTAXES[syntax].render(rule_set, Target.of(rule_set, params))
         rule_set.remember(syntax, request.user)
-        return attachment(
-            text, "text/plain; charset=utf-8", f"deployment-{self.deployment.pk}.{suffix}", rule_set.fingerprint
-        )
+        name = f"deployment-{self.deployment.pk}.{SYNTAXES[syntax].suffix}"
+        return attachment(text, "text/plain; charset=utf-8", name, rule_set.fingerprint)
 
 
 class XlsxExportView(DeploymentExportView):
     @extend_schema(parameters=[ExportParams], responses={(200, XLSX): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: str) -> HttpResponse:
         rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
-        version = self.deployment.catalog_version
-        about = [
-            ("Checklist", self.title()),
-            ("Catalog", f"{version.product} {version.version} ({version.source_title}, {version.source_file})"),
-            ("Fingerprint (SHA-256 of the rule set)", rule_set.fingerprint),
-            ("Vendor warning", version.warning),
-        ]
-        workbook = to_xlsx(ChecklistItemSerializer(rule_set.items, many=True).data, about)
+        workbook = to_xlsx(rule_set)
         rule_set.remember("xlsx", request.user)
         return attachment(workbook, XLSX, f"checklist-{self.deployment.pk}.xlsx", rule_set.fingerprint)
 

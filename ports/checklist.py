@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from .models import (
     PeerNetwork,
     RuleColumns,
 )
-from .rules import IDENTITY_FIELDS, Endpoint, Rule, fingerprint
+from .rules import IDENTITY_FIELDS, Endpoint, FlowKey, Rule, fingerprint
 
 
 class TooManyRules(Exception):
@@ -134,18 +135,20 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     # The deployment is read again under the lock: the caller's instance may hold stale caches.
     given, deployment = (
         deployment,
-        Deployment.objects.select_for_update().select_related("catalog_version").get(pk=deployment.pk),
+        Deployment.objects.select_for_update(of=("self",)).select_related("catalog_version").get(pk=deployment.pk),
     )
     rules, warnings = derive_rules(deployment)
     if len(rules) > settings.MAX_RULES:
         raise TooManyRules(len(rules))
     # The items too, in pk order as every other writer of items locks them (ProbeResult.record,
     # ChecklistItem.change_status): nobody writes a result or a status of an item being removed.
-    existing = {item.key: item for item in deployment.checklist.select_for_update().order_by("pk")}
+    items = deployment.checklist.select_related("requirement").select_for_update(of=("self",)).order_by("pk")
+    existing = {item.key: item for item in items}
+    numbers = number_flows(rules, existing.values())
     to_create: list[ChecklistItem] = []
     to_update: list[ChecklistItem] = []
     for position, rule in enumerate(rules):
-        fields = RuleColumns.columns_of(rule) | {"position": position}
+        fields = RuleColumns.columns_of(rule) | {"position": position, "number": numbers[rule.flow]}
         item = existing.pop(rule.key, None)
         if item is None:
             to_create.append(ChecklistItem(deployment=deployment, key=rule.key, **fields))
@@ -154,7 +157,7 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
                 setattr(item, name, value)
             to_update.append(item)
     ChecklistItem.objects.filter(pk__in=[item.pk for item in existing.values()]).delete()
-    ChecklistItem.objects.bulk_update(to_update, fields=[*RULE_COLUMN_NAMES, "position"])
+    ChecklistItem.objects.bulk_update(to_update, fields=[*RULE_COLUMN_NAMES, "position", "number"])
     ChecklistItem.objects.bulk_create(to_create)
     deployment.checklist_warnings = warnings
     deployment.checklist_generated_at = timezone.now()
@@ -165,6 +168,18 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     for name in fields:
         setattr(given, name, getattr(deployment, name))
     return SyncResult(added=len(to_create), removed=len(existing), kept=len(rules) - len(to_create))
+
+
+def number_flows(rules: list[Rule], items: Iterable[ChecklistItem]) -> dict[FlowKey, int]:
+    """The rule number of each flow: the one its items had, or the next free one. A firewall
+    team's "rule 12" stays rule 12 while the flow is needed, whatever else changes."""
+    numbers = {item.rule.flow: item.number for item in items}
+    next_number = max(numbers.values(), default=0) + 1
+    for rule in rules:
+        if rule.flow not in numbers:
+            numbers[rule.flow] = next_number
+            next_number += 1
+    return numbers
 
 
 def remember_rule_set(deployment: Deployment, rules: list[Rule], kind: str, user: object) -> str:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from .choices import CatalogTable, Feature, Interface, Protocol, Role, Service
 from .models import CatalogVersion, Product, Requirement
+from .rules import FOOTNOTE_MARKS
 from .strict import Strict
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalogs"
@@ -174,6 +175,8 @@ def load_catalog(path: Path) -> tuple[CatalogVersion, bool]:
         configurable_base_default=catalog["configurable_base_default"],
         content_sha256=digest,
     )
+    # Each footnote gets its own sign in what the portal hands out (the vendor marks both "*").
+    signs = dict(zip(catalog["footnotes"], FOOTNOTE_MARKS, strict=False))
     Requirement.objects.bulk_create(
         Requirement(
             version=version,
@@ -192,7 +195,7 @@ def load_catalog(path: Path) -> tuple[CatalogVersion, bool]:
             initiator=r["initiator"],
             listener=r["listener"],
             description=r["description"],
-            footnotes=[{"kind": kind, **catalog["footnotes"][kind]} for kind in r["footnotes"]],
+            footnotes=[{"kind": kind, **catalog["footnotes"][kind], "sign": signs[kind]} for kind in r["footnotes"]],
             notes=r["notes"],
             features=r["features"],
             service=r["service"],

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
-from .rules import Endpoint, PortRange, Rule
+from .rules import FOOTNOTE_MARKS, Endpoint, PortRange, Rule
 from .validators import validate_host, validate_name, validate_network, validate_site, validate_text
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
@@ -116,6 +116,15 @@ class CatalogVersion(models.Model):
         ranges = [r.ports for r in self.requirements.all() if r.base_configurable]
         return max(ranges, key=len) if ranges else None
 
+    @cached_property
+    def footnotes(self) -> list[dict]:
+        """The catalog's footnotes, each once, in the order of their signs: [{kind, sign, mark, text}]."""
+        notes: dict[str, dict] = {}
+        for requirement in self.requirements.all():
+            for note in requirement.footnotes:
+                notes.setdefault(note["kind"], note)
+        return sorted(notes.values(), key=lambda note: FOOTNOTE_MARKS.index(note["sign"]))
+
 
 class Requirement(models.Model):
     """A flow the product needs: one row of the vendor's page per port and protocol."""
@@ -136,7 +145,9 @@ class Requirement(models.Model):
     initiator = models.CharField(max_length=20, choices=Role.choices)
     listener = models.CharField(max_length=20, choices=Role.choices)
     description = models.TextField(help_text="The page's own description.")
-    footnotes = models.JSONField(default=list, help_text="[{kind, mark, text}] of the row's asterisks.")
+    footnotes = models.JSONField(
+        default=list, help_text="[{kind, mark, text, sign}] of the row's asterisks: the vendor's mark, our sign."
+    )
     notes = models.JSONField(default=list, help_text="Why an interpretation was chosen.")
     features = models.JSONField(default=list, help_text="Applies when any of these is in use; [] = always.")
     service = models.CharField(max_length=20, choices=Service.choices)
@@ -254,6 +265,11 @@ class Deployment(models.Model):
     @property
     def dlp_offset(self) -> int:
         return self.dlp_base_port - (self.catalog_version.configurable_base_default or self.dlp_base_port)
+
+    def sites(self) -> set[str]:
+        """The network sites its appliances, hosts and peer networks are in."""
+        parts = (self.appliances, self.hosts, self.peer_networks)
+        return {site for part in parts for site in part.values_list("site", flat=True)}
 
     @property
     def dlp_range(self) -> PortRange | None:
@@ -419,6 +435,9 @@ class ChecklistItem(RuleColumns):
     # The rule's identity across regenerations (Rule.key): requirement, endpoints, protocol, ports.
     key = models.CharField(max_length=64)
     position = models.PositiveIntegerField()
+    # The rule number of every export and page. Items of the same flow (Rule.flow) share it,
+    # and a flow keeps its number when the checklist is regenerated (new flows get new ones).
+    number = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=ItemStatus.choices, default=ItemStatus.TODO)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every status change; the ETag of the item, for optimistic concurrency.

@@ -22,8 +22,14 @@ if TYPE_CHECKING:
 TO_APPLIANCE = "to the appliance"
 FROM_APPLIANCE = "from the appliance"
 ROLE_LABELS = dict(Role.choices)
-# Services whose traffic an SSL-decrypting or inspecting middlebox breaks (the vendor's warning).
-INSPECTION_SENSITIVE = {"tls", "smtp", "ldap"}
+# Services that carry TLS (directly, or by STARTTLS on SMTP and LDAP): an SSL-decrypting or
+# inspecting middlebox breaks them, which is the vendor's warning. Firewalls exempt them from decryption.
+TLS_BEARING = {"tls", "smtp", "ldap"}
+# Marks for the catalog's footnotes, one per footnote: the vendor's page marks both of its own "*".
+FOOTNOTE_MARKS = ["*", "†", "‡", "§", "¶"]
+
+# What a firewall allows: source, destination, protocol, first and last port.
+FlowKey = tuple[str, str, str, int, int]
 
 
 # Value types are NamedTuples: immutable, hashable and quick to build by the thousand.
@@ -93,8 +99,15 @@ class Rule(NamedTuple):
         return TO_APPLIANCE if self.destination.role == Role.APPLIANCE else FROM_APPLIANCE
 
     @property
-    def inspection_sensitive(self) -> bool:
-        return self.requirement.service in INSPECTION_SENSITIVE
+    def flow(self) -> FlowKey:
+        """What a firewall allows. Rules of several requirements with the same flow are one line
+        of a firewall: exports merge them under one number (ChecklistItem.number)."""
+        return (self.source.address, self.destination.address, self.protocol, self.ports.start, self.ports.end)
+
+    @property
+    def carries_tls(self) -> bool:
+        """Exempt it from SSL decryption and inspection (the vendor's warning)."""
+        return self.requirement.service in TLS_BEARING
 
     @property
     def firewall(self) -> str:
@@ -128,8 +141,9 @@ class Rule(NamedTuple):
             "description": requirement.description,
             "requirement": requirement.uid,
             "vendor_direction": requirement.direction,
-            "notes": [note["text"] for note in requirement.footnotes],
+            "notes": [f"{note['sign']} {note['text']}" for note in requirement.footnotes],
             "service": requirement.service,
+            "carries_tls": self.carries_tls,
             "table": requirement.table,
         }
 
@@ -156,6 +170,7 @@ RULE_COLUMNS: list[tuple[str, str]] = [
     ("vendor_direction", "Vendor's direction"),
     ("notes", "Notes"),
     ("service", "Service"),
+    ("carries_tls", "Carries TLS: exempt from decryption"),
     ("table", "Catalog table"),
 ]
 

@@ -399,6 +399,9 @@ class RuleSerializer(serializers.Serializer):
     description = serializers.CharField(help_text="The vendor page's description: why the rule is needed.")
     notes = serializers.ListField(child=serializers.CharField(), help_text="The row's footnotes.")
     service = serializers.ChoiceField(Service.choices, help_text="What answers on the port.")
+    carries_tls = serializers.BooleanField(
+        help_text="It carries TLS (directly or by STARTTLS): exempt it from SSL decryption and inspection."
+    )
 
     def to_representation(self, rule: Rule) -> dict:
         return rule.as_dict()
@@ -409,6 +412,10 @@ class ChecklistItemSerializer(RuleSerializer):
 
     id = serializers.IntegerField()
     deployment = serializers.IntegerField()
+    number = serializers.IntegerField(
+        help_text="The rule number of every export: items of the same flow (source, destination, protocol, "
+        "ports) share it, as one firewall rule."
+    )
     status = serializers.ChoiceField(ItemStatus.choices)
     status_changed_at = serializers.DateTimeField(allow_null=True)
     revision = serializers.IntegerField()
@@ -423,6 +430,7 @@ class ChecklistItemSerializer(RuleSerializer):
         return {
             "id": item.pk,
             "deployment": item.deployment_id,
+            "number": item.number,
             **item.rule.as_dict(),
             "status": item.status,
             "status_changed_at": DATETIME.to_representation(changed) if changed else None,
@@ -457,6 +465,13 @@ class StatusUpdateSerializer(Strict, serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
+class FootnoteSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    sign = serializers.CharField(help_text="The note's sign in the portal's exports and in items' notes.")
+    mark = serializers.CharField(help_text="The mark the vendor's page uses.")
+    text = serializers.CharField()
+
+
 class ChecklistSerializer(serializers.Serializer):
     """A deployment's checklist: the rules and what they were derived from."""
 
@@ -469,6 +484,7 @@ class ChecklistSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField(source="checklist_generated_at", allow_null=True)
     fingerprint = serializers.SerializerMethodField(help_text="SHA-256 of these items' rule set; see checklist/diff/.")
     warning = serializers.CharField(source="catalog_version.warning")
+    footnotes = FootnoteSerializer(many=True, source="catalog_version.footnotes")
     warnings = serializers.ListField(child=serializers.CharField(), source="checklist_warnings")
     items = serializers.SerializerMethodField()
 

@@ -351,8 +351,14 @@ def test_checklist_json_says_what_it_was_built_from(deployment, api):
         "path": "Forcepoint DLP server → Email Security appliance",
         "vendor_direction": "Inbound",
         "status": "todo",
-        "notes": ["The port range 17700–17714 must be open for communications with Forcepoint Email Security."],
+        "notes": ["* The port range 17700–17714 must be open for communications with Forcepoint Email Security."],
+        "carries_tls": False,
     }
+    assert [(note["sign"], note["mark"], note["kind"]) for note in body["footnotes"]] == [
+        ("*", "*", "whole_range"),
+        ("†", "*", "configurable_base"),
+    ]
+    assert body["fingerprint"] == deployment.checklist_fingerprint
 
 
 def test_checklist_items_have_exactly_the_documented_fields(deployment, api):
@@ -378,18 +384,18 @@ def test_checklist_filters(deployment, api):
     assert api.get(url, {"status": "nonsense"}).status_code == 400
 
 
-def test_checklist_csv_is_the_same_rules(deployment, api):
+def test_checklist_csv_is_the_same_rules_one_row_per_firewall_rule(deployment, api):
     response = api.get(f"/api/deployments/{deployment.pk}/checklist/?format=csv")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert response.headers["Content-Disposition"] == f'attachment; filename="checklist-{deployment.pk}.csv"'
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8"))))
     items = api.get(f"/api/deployments/{deployment.pk}/checklist/").json()["items"]
-    assert [(r["id"], r["source"], r["destination"], r["protocol"], r["ports"]) for r in rows] == [
-        (str(i["id"]), i["source"], i["destination"], i["protocol"], i["ports"]) for i in items
-    ]
+    flows = {(i["number"], i["source"], i["destination"], i["protocol"], i["ports"]) for i in items}
+    assert [(int(r["number"]), r["source"], r["destination"], r["protocol"], r["ports"]) for r in rows] == sorted(flows)
+    assert sorted(int(item_id) for r in rows for item_id in r["items"].split(", ")) == sorted(i["id"] for i in items)
     dlp = next(r for r in rows if r["requirement"] == "fes.appliance.17700-17714-tcp")
-    assert dlp["ports"] == "17700-17714" and dlp["notes"].startswith("The port range 17700–17714 must be open")
+    assert dlp["ports"] == "17700-17714" and dlp["notes"].startswith("* The port range 17700–17714 must be open")
 
 
 def test_checklist_csv_of_an_unknown_deployment_is_a_404(catalog, api):

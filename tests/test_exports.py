@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import os
 import re
 import subprocess
 import time
@@ -12,19 +14,20 @@ import pytest
 import yaml
 from django.conf import settings
 from django.core.management import call_command
-from django.test import override_settings
+from django.test import Client, override_settings
 from openpyxl import load_workbook
 from pypdf import PdfReader
 from rest_framework.test import APIClient
 
 from ports.exports import RuleSet, Scope
-from ports.exports.firewall import cisco_asa, panos
+from ports.exports.firewall import Target, cisco_asa, panos
 from probes.models import ProbeResult, ProbeRun
 
 from .conftest import create_deployment, make_member, token_client
 from .probe_worker import Worker, flush_broker, needs_redis
 
 GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_ZONES = {"default": "dmz", "hq": "trust", "office": "users"}
 PARAMS = {
     "reference": "CHG-4711",
     "requester": "Alice Admin",
@@ -62,22 +65,48 @@ def test_change_request_pdf_has_cover_rules_footnotes_and_warning(deployment, ap
         "Forcepoint Email Security 2026.1",
         "Overview of Email Security Ports",
         f"sha256:{fingerprint}",
-        "all rules; 81 rules",
+        "all rules: 75 firewall rules (81 checklist items;",
     ]:
         assert expected in words, expected
-    # Every rule: its number, endpoints and ports, and the path of the firewall that owns it.
-    for number, item in enumerate(deployment.checklist.all(), start=1):
-        row = re.search(rf"(?m)^{number}\s*(?:◆\s*)?{re.escape(item.source)}\s", text)
-        assert row, (number, item.source)
-        cells = text[row.end() : row.end() + 300]  # a row's cells come out line by line
-        assert item.destination in cells and re.search(rf"\s{item.ports}\*?\s", cells), (number, cells)
+    # Every firewall rule: its number, endpoints and ports, and the path of the firewall that owns it.
+    flows = RuleSet.build(deployment, {"scope": Scope.ALL}).flows
+    assert len(flows) == 75
+    for flow in flows:
+        row = re.search(rf"(?m)^{flow.number}\s*(?:◆\s*)?{re.escape(flow.rule.source.address)}\s", text)
+        assert row, (flow.number, flow.rule.source.address)
+        cells = text[row.end() : row.end() + 400]  # a row's cells come out line by line
+        assert flow.rule.destination.address in cells and f"{flow.rule.ports}" in cells, (flow.number, cells)
+    dlp = next(flow for flow in flows if str(flow.rule.ports) == "17500-17515")
+    assert [r.uid for r in dlp.requirements] == [
+        "fes.dlp.17500-17515-tcp.fingerprint-status",
+        "fes.dlp.17500-17515-tcp.fingerprint-repository",
+        "fes.dlp.17500-17515-tcp.message-analysis",
+    ]
+    assert "Fingerprint status; Fingerprint repository; Message analysis" in words  # one rule, three purposes
     assert "Firewall path: site default → default" in words and "site hq → default" in words
     assert "site office → default" in words
-    assert "The port range 17700–17714 must be open for communications with Forcepoint Email Security." in words
+    # The two footnotes, each with its own sign, beside its ports and under Notes.
+    assert "17700-17714 *" in words and "17500-17515 †" in words
+    assert "* The port range 17700–17714 must be open for communications with Forcepoint Email Security." in words
+    assert "† This is the default range. The starting location of the range (17500) is configurable." in words
     assert "DLP base port, 17500: 17500-17515" in words
+    # The vendor's warning, what it means for these rules, and which rules to exempt from decryption.
     assert "decrypted (including SSL Decryption or Deep Packet Inspection)" in words
-    assert "Approval" in words and "Change manager" in words and "Page 1 of" in words
-    assert "Implementation and verification" in words
+    assert "No rule of this request may be dropped, blocked, or inspected by DPI or IPS." in words
+    tls = ", ".join(str(flow.number) for flow in flows if flow.carries_tls)
+    assert re.search(r"Rules marked ◆ \([0-9, -]+\) carry TLS: exempt them from SSL decryption", words)
+    assert tls and all(f"{flow.number} ◆" in words for flow in flows if flow.carries_tls)
+    # What a change-advisory board asks for.
+    for section in ["Impact", "Risk", "Implementation", "Test plan", "Rollback", "Approval"]:
+        assert re.search(rf"(?m)^{section}$", text), section
+    assert "Functions that break without them" in words and "Email Log Server" in words
+    assert f"POST /api/deployments/{deployment.pk}/probe-runs/" in words
+    assert f"python manage.py probe {deployment.pk} --wait" in words
+    assert "Sites that probe: default (" in words and "hq (" in words
+    assert "Change manager" in words and "Page 1 of" in words
+    # Times as people read them, never as raw ISO strings.
+    assert re.search(r"Date \d{4}-\d\d-\d\d \d\d:\d\d UTC", words)
+    assert not re.search(r"\d\d:\d\d:\d\d", words)
 
     # The first pages are not blank when rendered.
     path = tmp_path / "request.pdf"
@@ -113,7 +142,8 @@ def test_scopes_select_the_rules(deployment, api, user):
 
     response = api.get(f"/api/deployments/{deployment.pk}/change-request.pdf", {"scope": "failed"})
     words = flat(pdf_text(response.content))
-    assert "rules whose last probe failed; 2 rules" in words and "filtered" in words and "intercepted" in words
+    assert "rules whose last probe failed: 2 firewall rules" in words and "filtered" in words and "intercepted" in words
+    assert "failed their last probe" in words  # under Risk
 
 
 @pytest.mark.parametrize(
@@ -187,7 +217,7 @@ def test_catalog_diff_between_versions(catalog, api, tmp_path):
     assert api.get("/api/catalog/diff/", {"from": "2026.1", "to": "1999"}).status_code == 400
 
 
-def test_xlsx_holds_every_rule(deployment, api):
+def test_xlsx_holds_every_rule_and_what_it_comes_from(deployment, api):
     response = api.get(f"/api/deployments/{deployment.pk}/checklist.xlsx")
     assert response.status_code == 200
     workbook = load_workbook(io.BytesIO(response.content))
@@ -205,7 +235,7 @@ def test_xlsx_holds_every_rule(deployment, api):
         "Protocol",
         "Port(s)",
     )
-    assert len(rows) == 82
+    assert len(rows) == 76  # 75 firewall rules under the header
     assert rows_by_port(rows, "25")[0][1:11] == (
         "any",
         "Internet",
@@ -220,16 +250,162 @@ def test_xlsx_holds_every_rule(deployment, api):
     )
     about = dict(workbook["About"].iter_rows(values_only=True))
     assert about["Fingerprint (SHA-256 of the rule set)"] == response.headers["Checklist-Fingerprint"]
+    assert about["Catalog"].startswith("Forcepoint Email Security 2026.1 (Overview of Email Security Ports")
+    assert about["Rules"] == "75 firewall rules (81 checklist items merged by flow)"
+    assert about["Vendor warning"].startswith("If any of the ports in this document are dropped, blocked, or decrypted")
+    assert about["Note *"].startswith("The port range 17700–17714 must be open")
+    assert about["Note †"].startswith("This is the default range.")
 
 
 def rows_by_port(rows: list[tuple], port: str) -> list[tuple]:
     return [row for row in rows if row[10] == port]
 
 
+# --- One flow, one number, in every format ---------------------------------------------------
+
+Flows = dict[int, tuple[str, str, str, str]]  # number: (source, destination, protocol, ports)
+
+
+def flows_in_nftables(text: str) -> Flows:
+    found = {}
+    for line in text.splitlines():
+        rule = re.search(r"(?:saddr (\S+) )?ip6? daddr (\S+) (tcp|udp) dport (\S+) accept comment \"#(\d+)", line)
+        if rule:
+            source, destination, protocol, ports, number = rule.groups()
+            found[int(number)] = (source or "any", destination, protocol, ports)
+        elif named := re.search(r"# rule #(\d+) names a host: resolve (\S+) / (\S+) first", line):
+            found[int(named[1])] = (named[2], named[3], "?", "?")
+    return found
+
+
+def flows_in_iptables(text: str) -> Flows:
+    found = {}
+    for line in text.splitlines():
+        rule = re.search(r"^-A \S+ (?:-s (\S+) )?-d (\S+) -p (\w+) .*--dport (\S+) .*--comment \"#(\d+)", line)
+        if rule:
+            source, destination, protocol, ports, number = rule.groups()
+            source, destination = (value.removesuffix("/32") if value else "any" for value in (source, destination))
+            found[int(number)] = (source, destination, protocol, ports.replace(":", "-"))
+    return found
+
+
+def test_every_format_merges_the_same_flows_under_the_same_numbers(deployment, api, user):
+    base = f"/api/deployments/{deployment.pk}"
+    items = api.get(f"{base}/checklist/").json()["items"]
+    expected: Flows = {}
+    for item in items:  # items stay one per requirement; items of one flow share its number
+        flow = (item["source"], item["destination"], item["protocol"], item["ports"])
+        assert expected.setdefault(item["number"], flow) == flow
+    assert len(items) == 81 and sorted(expected) == list(range(1, 76))
+    shared = [item for item in items if item["ports"] == "17500-17515" and item["source"] == "127.0.1.1"]
+    assert len({item["number"] for item in shared}) == 1 and len(shared) == 3
+
+    rows = list(csv.DictReader(io.StringIO(api.get(f"{base}/checklist/", {"format": "csv"}).content.decode())))
+    assert {int(r["number"]): (r["source"], r["destination"], r["protocol"], r["ports"]) for r in rows} == expected
+    assert len(rows) == 75
+    dlp = next(r for r in rows if r["number"] == str(shared[0]["number"]))
+    assert dlp["requirement"].split("; ") == [item["requirement"] for item in shared]
+    assert dlp["items"] == ", ".join(str(item["id"]) for item in shared)
+    assert dlp["description"] == "Fingerprint status; Fingerprint repository; Message analysis"
+    assert dlp["notes"].startswith("† This is the default range") and dlp["carries_tls"] == "False"
+    assert {r["catalog"] for r in rows} == {"Forcepoint Email Security 2026.1"}
+    assert {r["fingerprint"] for r in rows} == {f"sha256:{deployment.checklist_fingerprint}"}
+    assert all(r["warning"].startswith("If any of the ports in this document are dropped") for r in rows)
+
+    workbook = load_workbook(io.BytesIO(api.get(f"{base}/checklist.xlsx").content))
+    sheet = list(workbook["Rules"].iter_rows(values_only=True))
+    assert {row[0]: (row[1], row[5], row[9], row[10]) for row in sheet[1:]} == expected
+
+    nft = flows_in_nftables(api.get(f"{base}/firewall/nftables/").content.decode())
+    assert {n: f for n, f in nft.items() if f[2] != "?"} == {n: f for n, f in expected.items() if "localhost" not in f}
+    assert sorted(nft) == sorted(expected)
+    ipv4 = flows_in_iptables(api.get(f"{base}/firewall/iptables/").content.decode())
+    assert ipv4 == {n: f for n, f in expected.items() if "localhost" not in f}
+    asa = api.get(f"{base}/firewall/asa/").content.decode()
+    assert [int(n) for n in re.findall(r"remark #(\d+) ", asa)] == sorted(expected)
+    assert asa.count(" extended permit ") == 75
+    panos_text = api.get(f"{base}/firewall/panos/").content.decode()
+    names = re.findall(rf"set rulebase security rules fes_{deployment.pk}-(\d{{4}}) ", panos_text)
+    assert [int(n) for n in names] == sorted(expected)
+
+    text = pdf_text(api.get(f"{base}/change-request.pdf").content)
+    text = text[text.index("Numbers are the portal's rule numbers") : text.index("\nNotes\n")]
+    in_pdf = {int(n): source for n, source in re.findall(r"(?m)^(\d+)\s*(?:◆\s*)?(\S+)\s", text) if int(n) in expected}
+    assert in_pdf == {number: flow[0] for number, flow in expected.items()}
+
+    page = Client()
+    page.force_login(user)
+    html = page.get(f"/deployments/{deployment.pk}/").content.decode()
+    for item in items:
+        row = re.search(rf'<tr id="item-{item["id"]}".*?<td class="number">(\d+)', html, re.S)
+        assert int(row[1]) == item["number"], item["id"]
+
+
+def test_a_flow_keeps_its_number_when_the_deployment_changes(deployment, api, full_document):
+    before = {(i.source, i.destination, i.protocol, i.port_start): i.number for i in deployment.checklist.all()}
+    full_document["hosts"].append({"role": "dns", "name": "dns3", "address": "127.0.4.12"})
+    full_document["hosts"] = [host for host in full_document["hosts"] if host["name"] != "dns1"]
+    response = api.put(f"/api/deployments/{deployment.pk}/", full_document, format="json")
+    assert response.status_code == 200, response.json()
+    after = {(i.source, i.destination, i.protocol, i.port_start): i.number for i in deployment.checklist.all()}
+    kept = before.keys() & after.keys()
+    assert len(kept) == 75 - 6 and all(before[flow] == after[flow] for flow in kept)
+    added = sorted(number for flow, number in after.items() if flow not in before)
+    assert added == list(range(76, 82))  # dns3's six rules: new numbers; dns1's are not reused
+
+
+def test_decryption_exemptions_and_zones_are_configuration(deployment, api):
+    base = f"/api/deployments/{deployment.pk}/firewall"
+    zones = {"zones": "default:dmz,hq:trust,office:users"}
+    panos_text = api.get(f"{base}/panos/", zones).content.decode()
+    rule_set = RuleSet.build(deployment, {"scope": Scope.ALL})
+    tls = [flow for flow in rule_set.flows if flow.carries_tls]
+    decrypt = re.findall(r"set rulebase decryption rules (\S+) from (\S+) to (\S+) .* action no-decrypt ", panos_text)
+    assert [name for name, _, _ in decrypt] == [f"fes_{deployment.pk}-{flow.number:04d}-no-decrypt" for flow in tls]
+    assert len(tls) == 39 and {flow.rule.requirement.service for flow in tls} == {"tls", "smtp", "ldap"}
+    # Zones from the sites: Staff (office) → esa1 (default) for 9449.
+    assert f"security rules fes_{deployment.pk}-0001 from users to dmz " in panos_text
+    to_dlp = rf"security rules fes_{deployment.pk}-\d+ from dmz to trust source \S+ destination fes_\d+-127.0.4.4 "
+    assert re.search(to_dlp, panos_text)  # esa (default) → dlp (hq)
+    assert " from any to any " in api.get(f"{base}/panos/").content.decode()  # the default stays
+    asa = api.get(f"{base}/asa/", zones).content.decode()
+    assert (
+        asa.splitlines()[-3:]
+        == [
+            "! access-group replaces an interface's inbound ACL: merge into it instead if it has one.",
+            *[f"access-group FES_{deployment.pk} in interface {zone}" for zone in ("users", "dmz", "trust")],
+        ][-3:]
+    )
+    assert "access-group" not in api.get(f"{base}/asa/").content.decode()
+    nft = api.get(f"{base}/nftables/").content.decode()
+    assert all("[exempt from SSL decryption]" in line for line in nft.splitlines() if "dport 443 " in line)
+    assert not any("[exempt" in line for line in nft.splitlines() if "dport 53 " in line)
+    for bad, message in [
+        ({"zones": "mars:dmz"}, "No site 'mars' in this deployment"),
+        ({"zones": "default:dmz; rm -rf"}, "Not a zone or interface name"),
+        ({"zones": "default"}, "site:zone"),
+    ]:
+        response = api.get(f"{base}/panos/", bad)
+        assert response.status_code == 400 and message in response.json()["zones"][0], response.json()
+
+
+def test_a_change_request_rolls_back_in_the_chosen_syntax(deployment, api, tmp_path):
+    url = f"/api/deployments/{deployment.pk}/change-request.pdf"
+    words = flat(pdf_text(api.get(url, {"syntax": "panos", "rollback": "Restore the config saved before."}).content))
+    assert "To back the change out, remove rules 1-75 (panos below)" in words
+    assert "Restore the config saved before." in words
+    assert f"delete rulebase security rules fes_{deployment.pk}-0075" in words
+    assert f"delete rulebase decryption rules fes_{deployment.pk}-0001-no-decrypt" in words
+    # The iptables rollback deletes exactly the rules the export adds: the tool reads it.
+    words = pdf_text(api.get(url, {"syntax": "iptables"}).content)
+    deletions = [line for line in words.splitlines() if line.startswith("-D ")]
+    assert len(deletions) == 72
+
+
 def test_nftables_export_is_accepted_by_nft(deployment, api, tmp_path):
     response = api.get(f"/api/deployments/{deployment.pk}/firewall/nftables/")
     text = response.content.decode()
-    assert text.count(" accept comment ") == 78  # the three rules to a hostname wait to be resolved
+    assert text.count(" accept comment ") == 72  # 75 firewall rules; the three to a hostname wait to be resolved
     assert "# rule #" in text and "names a host: resolve" in text
     assert 'ip saddr 127.0.4.4 ip daddr 127.0.2.1 tcp dport 17700-17714 accept comment "#' in text
     assert "udp dport 53" in text and "ip daddr 127.0.4.11 udp dport 162" in text
@@ -256,8 +432,35 @@ def test_iptables_export_is_accepted_by_iptables_restore(deployment, api, tmp_pa
 
 @pytest.mark.parametrize(("render", "golden"), [(cisco_asa, "full.asa"), (panos, "full.panos")])
 def test_asa_and_panos_exports_match_reviewed_golden_files(deployment, render, golden):
+    # What each line of the golden files says, as reviewed (no ASA or PAN-OS runs here):
+    # Both: four comment lines ("!" on ASA, "#" on PAN-OS): the title, "75 firewall rules (81 checklist
+    #   items merged by flow)" with the rule set's fingerprint, and the vendor's warning with the marker
+    #   "[exempt from SSL decryption]" of the rules that carry TLS.
+    # full.asa:
+    #   "object-group network FES_GOLD-NET-<value>" + " network-object host <ip>" | " <net> <mask>": one group
+    #     per address, named after its value so that every export (and a rollback) names it the same.
+    #   "object network FES_GOLD-NET-localhost-FQDN" + " fqdn v4 localhost", then a group holding that object:
+    #     a hostname stays a name, which the ASA resolves.
+    #   "object-group service FES_GOLD-TCP-17500-17515 tcp" + " port-object range 17500 17515" (or "eq 25"):
+    #     one group per protocol and port range.
+    #   "access-list FES_GOLD remark #25 <requirement ids>: <purposes>": the number and why, before each rule;
+    #     #25-#27 name three requirements (the DLP range), one rule each.
+    #   "access-list FES_GOLD extended permit tcp object-group <src>|any object-group <dst> object-group <svc>":
+    #     75 entries, one per flow, in number order.
+    #   "! access-group replaces ..." then "access-group FES_GOLD in interface users|dmz|trust": the ACL bound
+    #     inbound on the interface of each source site given as zones (office, default, hq).
+    # full.panos:
+    #   "set address fes_gold-<value> ip-netmask <net>" or "fqdn localhost": one object per address.
+    #   "set service fes_gold-tcp-25 protocol tcp port 25": one per protocol and port range.
+    #   "set rulebase security rules fes_gold-0001 from users to dmz source ... destination ... application any
+    #     service ... action allow description "#1 ...": a rule per flow, zones from the sites' zones.
+    #   "set rulebase decryption rules fes_gold-0001-no-decrypt ... type ssl-forward-proxy action no-decrypt":
+    #     after each security rule of a flow that carries TLS (TLS, SMTP STARTTLS, LDAP), the same match.
     rule_set = RuleSet.build(deployment, {"scope": Scope.ALL})
-    text = render(rule_set, "Mail gateways (Mail team), Forcepoint Email Security 2026.1", "fes_gold")
+    target = Target("Mail gateways (Mail team), Forcepoint Email Security 2026.1", "fes_gold", GOLDEN_ZONES)
+    text = render(rule_set, target)
+    if os.environ.get("UPDATE_GOLDEN"):
+        (GOLDEN / golden).write_text(text)
     assert text == (GOLDEN / golden).read_text()
 
 
@@ -310,5 +513,6 @@ def test_a_large_change_request_is_rendered_by_a_worker_then_downloaded(transact
     pdf = api.get(f"{url}pdf/")
     assert pdf.headers["Checklist-Fingerprint"] == job["fingerprint"]
     words = flat(pdf_text(pdf.content))
-    assert "CHG-4711" in words and f"all rules; {count} rules" in words
+    assert "CHG-4711" in words and f"all rules: 75 firewall rules ({count} checklist items;" in words
+    assert "Test plan" in words and "Rollback" in words
     assert deployment.exports.filter(fingerprint=job["fingerprint"]).exists()

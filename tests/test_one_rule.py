@@ -232,7 +232,7 @@ def test_an_unchanged_checklist_answers_304_and_a_change_shows_at_once(
     assert again.status_code == 200 and again.headers["ETag"] != etag
     assert next(i for i in again.json()["items"] if i["id"] == item["id"])["status"] == "requested"
     csv_rows = list(csv.DictReader(io.StringIO(api.get(url, {"format": "csv"}).content.decode())))
-    assert next(row for row in csv_rows if row["id"] == str(item["id"]))["status"] == "requested"
+    assert next(row for row in csv_rows if row["items"] == str(item["id"]))["status"] == "Requested"
 
 
 # --- Address families ---------------------------------------------------------------------

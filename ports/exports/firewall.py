@@ -1,22 +1,46 @@
 """A rule set in firewall syntaxes: nftables, iptables-restore (IPv4 and IPv6), Cisco ASA, PAN-OS.
 
-Every rule is an allow rule commented with its number, catalog id and purpose; numbers
-are the rule set's (RuleSet.numbered()), the same in every format. A hostname cannot go
-into an nftables or iptables rule without a DNS lookup at load time, so such rules are
-written as comments to resolve by hand; ASA and PAN-OS take FQDN objects. The derivation
-never mixes address families in one rule.
+Every flow (RuleSet.flows: the rules of one source, destination, protocol and ports) is one
+allow rule, commented with its number, requirement ids and purposes; numbers are the
+checklist's, the same in every format. Flows that carry TLS are marked for exemption from
+SSL decryption: PAN-OS gets `no-decrypt` decryption rules, the others name it in the comment.
+
+A hostname cannot go into an nftables or iptables rule without a DNS lookup at load time, so
+such flows are written as comments to resolve by hand; ASA and PAN-OS take FQDN objects. The
+derivation never mixes address families in one rule. Each syntax also says how to take its
+rules out again (rollback), for the change request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from ..rules import Rule
-from . import RuleSet
+from . import Flow, RuleSet
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+EXEMPT = "exempt from SSL decryption"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an export goes: a title (a comment), the name of its table, chain, ACL or rule
+    prefix, and the firewall's zone (PAN-OS) or interface (ASA) of each site."""
+
+    title: str
+    name: str
+    zones: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rule_set: RuleSet, params: dict) -> Target:
+        return cls(rule_set.title, f"fes_{rule_set.deployment.pk}", params.get("zones") or {})
+
+    def zone(self, site: str) -> str:
+        return self.zones.get(site, "any")
 
 
 def _network(value: str) -> Network | None:
@@ -34,106 +58,144 @@ def _is_name(value: str) -> bool:
     return False
 
 
-def _family(rule: Rule) -> int | None:
-    return rule.source.family or rule.destination.family
+def _names_a_host(flow: Flow) -> bool:
+    return _is_name(flow.rule.source.address) or _is_name(flow.rule.destination.address)
 
 
-def _comment(number: int, rule: Rule, limit: int) -> str:
-    text = f"#{number} {rule.requirement.uid}: {rule.requirement.description}"
-    text = re.sub(r"[^\w .,:#/()+-]", "", text)
-    return text[:limit]
+def _comment(flow: Flow, limit: int) -> str:
+    """Number, exemption, requirement ids and purposes, as one line of safe characters."""
+    exempt = f" [{EXEMPT}]" if flow.carries_tls else ""
+    text = f"#{flow.number}{exempt} {flow.uids}: {flow.purpose}"
+    return re.sub(r"[^\w .,:;#/()\[\]+-]", "", text)[:limit]
 
 
-def _header(rule_set: RuleSet, title: str, mark: str) -> list[str]:
+def _header(rule_set: RuleSet, target: Target, mark: str) -> list[str]:
     # The title holds what users typed (names): one line of printable text, so that it stays a comment.
-    title = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", title)
+    title = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", target.title)
     return [
         f"{mark} {title}",
-        f"{mark} {len(rule_set.items)} rules; rule set fingerprint sha256:{rule_set.fingerprint}",
-        f"{mark} Do not drop, block or decrypt (SSL decryption, deep packet inspection) this traffic.",
+        f"{mark} {len(rule_set.flows)} firewall rules ({len(rule_set.items)} checklist items merged by flow); "
+        f"rule set fingerprint sha256:{rule_set.fingerprint}",
+        f"{mark} Do not drop, block or inspect (DPI/IPS) this traffic. Rules marked [{EXEMPT}] carry TLS:",
+        f"{mark} exempt them from SSL decryption.",
     ]
 
 
-def _numbered_rules(rule_set: RuleSet) -> Iterator[tuple[int, Rule]]:
-    return ((number, item.rule) for number, item in rule_set.numbered())
-
-
-def _objects(rules: list[tuple[int, Rule]]) -> tuple[list[str], list[tuple[str, str]]]:
-    """The rules' distinct addresses (but "any") and (protocol, ports) services, in order of use:
-    what ASA and PAN-OS declare as objects before the rules that use them."""
-    addresses = dict.fromkeys(
-        value for _, rule in rules for value in (rule.source.address, rule.destination.address) if value != "any"
-    )
-    services = dict.fromkeys((rule.protocol, str(rule.ports)) for _, rule in rules)
-    return list(addresses), list(services)
+def _object_name(prefix: str, value: str, limit: int = 63) -> str:
+    """An object's name derived from its value, so that it is the same in every export."""
+    name = f"{prefix}-{re.sub(r'[^A-Za-z0-9_.-]', '.', value.replace('/', '_'))}"
+    if len(name) > limit:
+        name = f"{name[: limit - 9]}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+    return name
 
 
 def _host_or_network(network: Network) -> str:
     return str(network.network_address) if network.num_addresses == 1 else str(network)
 
 
+class Syntax(NamedTuple):
+    render: Callable[[RuleSet, Target], str]
+    rollback: Callable[[list[Flow], Target], list[str]]
+    suffix: str
+
+
 # --- nftables ----------------------------------------------------------------------------
 
 
-def nftables(rule_set: RuleSet, title: str, name: str) -> str:
+def _nft_rule(flow: Flow) -> str | None:
+    if _names_a_host(flow):
+        return None
+    rule = flow.rule
+    matches = []
+    for key, value in (("saddr", rule.source.address), ("daddr", rule.destination.address)):
+        network = _network(value)
+        if network is not None:
+            family = "ip" if network.version == 4 else "ip6"
+            matches.append(f"{family} {key} {_host_or_network(network)}")
+    matches.append(f"{rule.protocol} dport {rule.ports}")
+    return f'{" ".join(matches)} accept comment "{_comment(flow, 127)}"'
+
+
+def nftables(rule_set: RuleSet, target: Target) -> str:
     """A table of family inet (IPv4 and IPv6) with a chain of accept rules; jump to it from
     your forward chain."""
-    lines = _header(rule_set, title, "#")
+    name = target.name
+    lines = _header(rule_set, target, "#")
     lines += [f"table inet {name} {{", f"\tchain {name}_rules {{"]
-    for number, rule in _numbered_rules(rule_set):
-        if _is_name(rule.source.address) or _is_name(rule.destination.address):
-            lines.append(
-                f"\t\t# rule #{number} names a host: resolve {rule.source.address} / {rule.destination.address} first"
-            )
-            continue
-        matches = []
-        for field, value in (("saddr", rule.source.address), ("daddr", rule.destination.address)):
-            network = _network(value)
-            if network is not None:
-                family = "ip" if network.version == 4 else "ip6"
-                matches.append(f"{family} {field} {_host_or_network(network)}")
-        matches.append(f"{rule.protocol} dport {rule.ports}")
-        lines.append(f'\t\t{" ".join(matches)} accept comment "{_comment(number, rule, 127)}"')
+    for flow in rule_set.flows:
+        rule = _nft_rule(flow)
+        if rule is None:
+            source, destination = flow.rule.source.address, flow.rule.destination.address
+            lines.append(f"\t\t# rule #{flow.number} names a host: resolve {source} / {destination} first")
+        else:
+            lines.append(f"\t\t{rule}")
     lines += ["\t}", "}", ""]
     return "\n".join(lines)
+
+
+def nftables_rollback(flows: list[Flow], target: Target) -> list[str]:
+    name = target.name
+    return [
+        f"# The table holds only these rules: to take all of them out, nft delete table inet {name}",
+        f"# To take out some: nft -a list chain inet {name} {name}_rules shows each rule's handle, then",
+        *(f"nft delete rule inet {name} {name}_rules handle <handle of #{flow.number}>" for flow in flows),
+    ]
 
 
 # --- iptables-restore / ip6tables-restore --------------------------------------------------
 
 
-def _xtables(family: int, tool: str) -> Callable[[RuleSet, str, str], str]:
-    def render(rule_set: RuleSet, title: str, name: str) -> str:
-        chain = name.upper()[:28]
-        lines = _header(rule_set, title, "#")
+def _xt_rule(flow: Flow, chain: str, family: int) -> str | None:
+    """The rule's iptables arguments after -A/-D; None for a hostname or the other family."""
+    rule = flow.rule
+    if _names_a_host(flow) or (rule.source.family or rule.destination.family) not in (None, family):
+        return None
+    parts = [chain]
+    for flag, value in (("-s", rule.source.address), ("-d", rule.destination.address)):
+        network = _network(value)
+        if network is not None:
+            parts.append(f"{flag} {network}")
+    ports = str(rule.ports).replace("-", ":")
+    parts.append(f"-p {rule.protocol} -m {rule.protocol} --dport {ports}")
+    parts.append(f'-m comment --comment "{_comment(flow, 250)}" -j ACCEPT')
+    return " ".join(parts)
+
+
+def _chain(target: Target) -> str:
+    return target.name.upper()[:28]
+
+
+def _xtables(family: int, tool: str) -> tuple[Callable[[RuleSet, Target], str], Callable]:
+    def render(rule_set: RuleSet, target: Target) -> str:
+        chain = _chain(target)
+        lines = _header(rule_set, target, "#")
         lines += [f"# For {tool}: the IPv{family} rules; the others are in the other family's export."]
         lines += ["*filter", f":{chain} - [0:0]"]
-        for number, rule in _numbered_rules(rule_set):
-            if _is_name(rule.source.address) or _is_name(rule.destination.address):
-                lines.append(
-                    f"# rule #{number} names a host: resolve {rule.source.address} / {rule.destination.address} first"
-                )
-                continue
-            if _family(rule) not in (None, family):
-                lines.append(f"# rule #{number} is IPv{_family(rule)}: see the other family's export")
-                continue
-            parts = [f"-A {chain}"]
-            for flag, value in (("-s", rule.source.address), ("-d", rule.destination.address)):
-                network = _network(value)
-                if network is not None:
-                    parts.append(f"{flag} {network}")
-            ports = str(rule.ports).replace("-", ":")
-            parts.append(f"-p {rule.protocol} -m {rule.protocol} --dport {ports}")
-            parts.append(f'-m comment --comment "{_comment(number, rule, 250)}" -j ACCEPT')
-            lines.append(" ".join(parts))
+        for flow in rule_set.flows:
+            rule = _xt_rule(flow, chain, family)
+            source, destination = flow.rule.source, flow.rule.destination
+            if rule is not None:
+                lines.append(f"-A {rule}")
+            elif _names_a_host(flow):
+                names = f"{source.address} / {destination.address}"
+                lines.append(f"# rule #{flow.number} names a host: resolve {names} first")
+            else:
+                other = source.family or destination.family
+                lines.append(f"# rule #{flow.number} is IPv{other}: see the other family's export")
         lines += ["COMMIT", ""]
         return "\n".join(lines)
 
+    def rollback(flows: list[Flow], target: Target) -> list[str]:
+        chain = _chain(target)
+        deletions = [f"-D {rule}" for flow in flows if (rule := _xt_rule(flow, chain, family))]
+        return [f"# {tool} --noflush < this file", "*filter", *deletions, "COMMIT"] if deletions else []
+
     render.__doc__ = f"An {tool} file with a chain of ACCEPT rules; jump to it from FORWARD."
-    return render
+    return render, rollback
 
 
-iptables = _xtables(4, "iptables-restore")
-ip6tables = _xtables(6, "ip6tables-restore")
+iptables, iptables_rollback = _xtables(4, "iptables-restore")
+ip6tables, ip6tables_rollback = _xtables(6, "ip6tables-restore")
 
 
 # --- Cisco ASA -----------------------------------------------------------------------------
@@ -148,69 +210,126 @@ def _asa_network(value: str) -> str:
     return f"{network.network_address} {network.netmask}"
 
 
-def cisco_asa(rule_set: RuleSet, title: str, name: str) -> str:
-    """Network and service object-groups, then an extended access-list that uses them."""
-    acl = name.upper()
-    lines = _header(rule_set, title, "!")
-    rules = list(_numbered_rules(rule_set))
-    addresses, ports = _objects(rules)
-    networks = {value: f"{acl}-NET-{number}" for number, value in enumerate(addresses, start=1)}
-    services = {key: f"{acl}-{key[0].upper()}-{key[1]}" for key in ports}
-    for value, group in networks.items():
+def _asa_group(acl: str, value: str) -> str:
+    return _object_name(f"{acl}-NET", value)
+
+
+def _asa_service(acl: str, flow: Flow) -> str:
+    return f"{acl}-{flow.rule.protocol.upper()}-{flow.rule.ports}"
+
+
+def _asa_entries(flow: Flow, acl: str) -> list[str]:
+    rule = flow.rule
+    source, destination = (
+        "any" if value == "any" else f"object-group {_asa_group(acl, value)}"
+        for value in (rule.source.address, rule.destination.address)
+    )
+    return [
+        f"access-list {acl} remark {_comment(flow, 100)}",
+        f"access-list {acl} extended permit {rule.protocol} {source} {destination} "
+        f"object-group {_asa_service(acl, flow)}",
+    ]
+
+
+def cisco_asa(rule_set: RuleSet, target: Target) -> str:
+    """Network and service object-groups, then an extended access-list that uses them, bound to
+    the interfaces given for the sources' sites (if any)."""
+    acl = target.name.upper()
+    lines = _header(rule_set, target, "!")
+    flows = rule_set.flows
+    addresses = dict.fromkeys(
+        value for flow in flows for value in (flow.rule.source.address, flow.rule.destination.address) if value != "any"
+    )
+    for value in addresses:
+        group = _asa_group(acl, value)
         if _is_name(value):
             lines += [f"object network {group}-FQDN", f" fqdn v4 {value}"]
             lines += [f"object-group network {group}", f" network-object object {group}-FQDN"]
         else:
             lines += [f"object-group network {group}", f" network-object {_asa_network(value)}"]
-    for (protocol, ports), group in services.items():
-        start, _, end = ports.partition("-")
-        port = f"range {start} {end}" if end else f"eq {start}"
-        lines += [f"object-group service {group} {protocol}", f" port-object {port}"]
-    for number, rule in rules:
-        source, destination = (
-            "any" if value == "any" else f"object-group {networks[value]}"
-            for value in (rule.source.address, rule.destination.address)
-        )
-        service = services[(rule.protocol, str(rule.ports))]
-        lines.append(f"access-list {acl} remark {_comment(number, rule, 100)}")
-        lines.append(f"access-list {acl} extended permit {rule.protocol} {source} {destination} object-group {service}")
+    services = {_asa_service(acl, flow): flow.rule for flow in flows}
+    for group, rule in services.items():
+        ports = rule.ports
+        port = f"range {ports.start} {ports.end}" if ports.count > 1 else f"eq {ports.start}"
+        lines += [f"object-group service {group} {rule.protocol}", f" port-object {port}"]
+    for flow in flows:
+        lines += _asa_entries(flow, acl)
+    sites = dict.fromkeys(flow.rule.source.site for flow in flows)
+    interfaces = dict.fromkeys(target.zones[site] for site in sites if site in target.zones)
+    if interfaces:
+        lines.append("! access-group replaces an interface's inbound ACL: merge into it instead if it has one.")
+        lines += [f"access-group {acl} in interface {interface}" for interface in interfaces]
     lines.append("")
     return "\n".join(lines)
+
+
+def cisco_asa_rollback(flows: list[Flow], target: Target) -> list[str]:
+    acl = target.name.upper()
+    return [f"no {entry}" for flow in flows for entry in _asa_entries(flow, acl)]
 
 
 # --- Palo Alto PAN-OS ----------------------------------------------------------------------
 
 
-def panos(rule_set: RuleSet, title: str, name: str) -> str:
-    """`set` commands: address and service objects, then one security rule per rule."""
-    lines = _header(rule_set, title, "#")
-    rules = list(_numbered_rules(rule_set))
-    values, ports = _objects(rules)
-    addresses = {value: f"{name}-{value.replace('/', '_').replace(':', '.')}" for value in values}
-    services = {key: f"{name}-{key[0]}-{key[1]}" for key in ports}
-    for value, address in addresses.items():
-        if _is_name(value):
-            lines.append(f"set address {address} fqdn {value}")
-        else:
-            lines.append(f"set address {address} ip-netmask {_network(value)}")
-    for (protocol, ports), service in services.items():
-        lines.append(f"set service {service} protocol {protocol} port {ports}")
-    for number, rule in rules:
-        source = addresses.get(rule.source.address, "any")
-        destination = addresses.get(rule.destination.address, "any")
-        lines.append(
-            f"set rulebase security rules {name}-{number:04d} from any to any source {source} "
-            f"destination {destination} application any service {services[(rule.protocol, str(rule.ports))]} "
-            f'action allow description "{_comment(number, rule, 255)}"'
+def _panos_address(name: str, value: str) -> str:
+    return "any" if value == "any" else _object_name(name, value)
+
+
+def _panos_rule(flow: Flow, target: Target) -> str:
+    return f"{target.name}-{flow.number:04d}"
+
+
+def panos(rule_set: RuleSet, target: Target) -> str:
+    """`set` commands: address and service objects, one security rule per flow, and a
+    `no-decrypt` decryption rule for each flow that carries TLS."""
+    name = target.name
+    lines = _header(rule_set, target, "#")
+    flows = rule_set.flows
+    addresses = dict.fromkeys(
+        value for flow in flows for value in (flow.rule.source.address, flow.rule.destination.address)
+    )
+    for value in addresses:
+        if value == "any":
+            continue
+        kind = "fqdn" if _is_name(value) else "ip-netmask"
+        lines.append(f"set address {_panos_address(name, value)} {kind} {value if kind == 'fqdn' else _network(value)}")
+    for rule in {(flow.rule.protocol, str(flow.rule.ports)): flow.rule for flow in flows}.values():
+        lines.append(f"set service {name}-{rule.protocol}-{rule.ports} protocol {rule.protocol} port {rule.ports}")
+    for flow in flows:
+        rule = flow.rule
+        match = (
+            f"from {target.zone(rule.source.site)} to {target.zone(rule.destination.site)} "
+            f"source {_panos_address(name, rule.source.address)} "
+            f"destination {_panos_address(name, rule.destination.address)}"
         )
+        service = f"{name}-{rule.protocol}-{rule.ports}"
+        lines.append(
+            f"set rulebase security rules {_panos_rule(flow, target)} {match} application any service {service} "
+            f'action allow description "{_comment(flow, 255)}"'
+        )
+        if flow.carries_tls:
+            lines.append(
+                f"set rulebase decryption rules {_panos_rule(flow, target)}-no-decrypt {match} source-user any "
+                f"category any service {service} type ssl-forward-proxy action no-decrypt "
+                f'description "{_comment(flow, 255)}"'
+            )
     lines.append("")
     return "\n".join(lines)
 
 
+def panos_rollback(flows: list[Flow], target: Target) -> list[str]:
+    lines = []
+    for flow in flows:
+        lines.append(f"delete rulebase security rules {_panos_rule(flow, target)}")
+        if flow.carries_tls:
+            lines.append(f"delete rulebase decryption rules {_panos_rule(flow, target)}-no-decrypt")
+    return lines
+
+
 SYNTAXES = {
-    "nftables": (nftables, "nft"),
-    "iptables": (iptables, "rules"),
-    "ip6tables": (ip6tables, "rules6"),
-    "asa": (cisco_asa, "asa"),
-    "panos": (panos, "panos"),
+    "nftables": Syntax(nftables, nftables_rollback, "nft"),
+    "iptables": Syntax(iptables, iptables_rollback, "rules"),
+    "ip6tables": Syntax(ip6tables, ip6tables_rollback, "rules6"),
+    "asa": Syntax(cisco_asa, cisco_asa_rollback, "asa"),
+    "panos": Syntax(panos, panos_rollback, "panos"),
 }
