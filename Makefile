@@ -28,13 +28,13 @@ run: $(VENV)/.installed var
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key-long-enough-to-pass-the-settings-check
 # Tools the tests use for real: ip (a network namespace), nft and iptables-restore (the
 # firewall exports are checked by them), pdftoppm (PDF pages rendered), Chromium (the
-# browser tests, driven by Playwright; screenshots go to test-artifacts/); and HarfBuzz's
-# subsetter, which WeasyPrint uses for fonts (it falls back to a slower one without).
+# browser tests, driven by Playwright; screenshots go to test-artifacts/); and the DejaVu
+# fonts of the PDF change requests.
 TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils chromium:chromium
 
 test: $(VENV)/.installed var
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \
-	  ldconfig -p | grep -q libharfbuzz-subset || echo libharfbuzz-subset0); \
+	  test -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf || echo fonts-dejavu-core); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	scripts/with-services $(PY) -m pytest
 

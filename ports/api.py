@@ -32,7 +32,7 @@ from portal.errors import ServiceUnavailable
 from .deployments import Saved, save_deployment, upsert_deployment
 from .exports import ExportParams, ExportRequest, RuleSet
 from .exports.firewall import SYNTAXES, Target
-from .exports.pdf import render_html, render_pdf
+from .exports.pdf import change_request, render_pdf
 from .exports.sheets import ChecklistCSVRenderer, csv_table, to_xlsx
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
 from .models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
@@ -338,15 +338,10 @@ class ChangeRequestPDFView(DeploymentExportView):
     def get(self, request: Request, pk: str) -> HttpResponse:
         params = self.params(request.query_params)
         rule_set = RuleSet.build(self.deployment, params)
-        if len(rule_set.items) > settings.EXPORT_SYNC_RULES:
-            raise serializers.ValidationError(
-                {
-                    "scope": [
-                        f"{len(rule_set.items)} rules: request it with POST /api/deployments/{pk}/change-requests/."
-                    ]
-                }
-            )
-        pdf = render_pdf(render_html(rule_set, params, request.user))
+        if len(rule_set.flows) > settings.EXPORT_SYNC_RULES:
+            message = f"{len(rule_set.flows)} rules: request it with POST /api/deployments/{pk}/change-requests/."
+            raise serializers.ValidationError({"scope": [message]})
+        pdf = render_pdf(change_request(rule_set, params, request.user))
         rule_set.remember("pdf", request.user)
         name = f"change-request-{self.deployment.pk}-{rule_set.fingerprint[:12]}.pdf"
         return attachment(pdf, "application/pdf", name, rule_set.fingerprint)

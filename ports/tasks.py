@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from .exports import ExportParams, RuleSet
-from .exports.pdf import render_html, render_pdf
+from .exports.pdf import change_request, render_pdf
 from .models import ChangeRequestJob
 
 
@@ -24,10 +24,10 @@ def render_change_request(job_id: int) -> None:
         stored.is_valid(raise_exception=True)
         params = stored.validated_data
         rule_set = RuleSet.build(job.deployment, params)
-        job.advance(20, f"rendering {len(rule_set.items)} rules", rule_count=len(rule_set.items))
-        html = render_html(rule_set, params, user)
+        job.advance(20, f"gathering {len(rule_set.flows)} rules", rule_count=len(rule_set.flows))
+        content = change_request(rule_set, params, user)
         job.advance(40, "laying out the PDF")
-        pdf = render_pdf(html)
+        pdf = render_pdf(content)
         rule_set.remember("pdf", user)
         job.advance(
             100,

@@ -261,7 +261,12 @@ def test_a_rule_never_mixes_address_families(catalog, user):
 
 
 def test_exports_of_both_families_pass_the_real_parsers(catalog, user, api, tmp_path):
+    from ports.exports import RuleSet
+
     deployment = create_deployment(dual_stack_document())
+    rule_set = RuleSet.build(deployment, {"scope": "all"})
+    merged = [flow for flow in rule_set.flows if len(flow.items) > 1]
+    assert len(merged) == 3 and len(rule_set.flows) == len(rule_set.items) - 6  # the DLP range's rules
     for syntax, command in [
         ("nftables", ["nft", "-c", "-f"]),
         ("iptables", ["iptables-restore", "--test"]),
