@@ -15,8 +15,10 @@ var:
 	mkdir -p var/static var/broker/queue var/broker/processed var/broker/control
 
 # The portal with a demo deployment on SQLite and the embedded broker, and a real
-# Celery worker beside the web server, on http://127.0.0.1:8000/.
+# Celery worker and the demo's loopback responders beside the web server, on
+# http://$(PORTAL_ADDRESS)/ (make run PORTAL_ADDRESS=127.0.0.1:8080 for another port).
 run: export DJANGO_DEBUG ?= 1
+run: export PORTAL_ADDRESS ?= 127.0.0.1:8000
 run: $(VENV)/.installed var
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_catalog

@@ -41,7 +41,7 @@ from rest_framework.authtoken.models import Token  # noqa: E402
 
 from ports.deployments import save_deployment  # noqa: E402
 from ports.models import ChecklistItem, Requirement  # noqa: E402
-from tests.listeners import Listeners  # noqa: E402
+from probes.responders import Listeners  # noqa: E402
 from tests.probe_worker import Worker, flush_broker  # noqa: E402
 
 HOSTS = [f"127.90.0.{n}" for n in range(1, 101)]
@@ -71,6 +71,7 @@ def prepare_deployment(user: object) -> tuple[int, Client]:
             requirement=plain,
             key=f"bench-{host}-{port}",
             position=n,
+            number=n + 1,
             source_role="appliance",
             source_name="esa",
             source="127.90.1.1",

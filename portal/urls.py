@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.deployment_list, name="deployment-list"),
     path("deployments/new/", views.deployment_form, name="deployment-create"),
     path("deployments/<int:pk>/", views.checklist, name="checklist"),
+    path("deployments/<int:pk>/panel/", views.checklist_panel, name="checklist-panel"),
     path("deployments/<int:pk>/edit/", views.deployment_form, name="deployment-edit"),
     path("catalog/", views.catalog, name="catalog"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -238,6 +238,17 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         return {"fingerprint": rule_set.fingerprint, "rows": csv_table(rule_set)}
 
 
+class VerifyOpenView(TeamScoped, APIView):
+    """Mark verified every rule whose latest probe is open and that is neither verified nor
+    waived; each change is kept in the item's history with the probe that proves it."""
+
+    @extend_schema(
+        request=None, responses={200: inline_serializer("Verified", {"verified": serializers.IntegerField()})}
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        return Response({"verified": self.deployment.verify_open(request.user)})
+
+
 def checklist_key(deployment: Deployment, format: str, query: dict) -> str:
     """Names one rendering of a checklist: it changes with anything the rendering shows."""
     parts = [
@@ -367,6 +378,18 @@ class XlsxExportView(DeploymentExportView):
         workbook = to_xlsx(rule_set)
         rule_set.remember("xlsx", request.user)
         return attachment(workbook, XLSX, f"checklist-{self.deployment.pk}.xlsx", rule_set.fingerprint)
+
+
+class CsvExportView(DeploymentExportView):
+    """The rule set as CSV, by export scope (checklist/?format=csv takes the checklist's filters)."""
+
+    @extend_schema(parameters=[ExportParams], responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
+        body = ChecklistCSVRenderer().render({"rows": csv_table(rule_set)})
+        rule_set.remember("csv", request.user)
+        name = f"checklist-{self.deployment.pk}.csv"
+        return attachment(body, "text/csv; charset=utf-8", name, rule_set.fingerprint)
 
 
 class ChecklistDiffView(DeploymentExportView):

@@ -22,7 +22,7 @@ from .models import (
     PeerNetwork,
     RuleColumns,
 )
-from .rules import IDENTITY_FIELDS, Endpoint, FlowKey, Rule, fingerprint
+from .rules import IDENTITY_FIELDS, Endpoint, FlowKey, Rule, address_key, fingerprint
 
 
 class TooManyRules(Exception):
@@ -68,6 +68,7 @@ def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
 
     rules: list[Rule] = []
     warnings: list[str] = []
+    missing: dict[str, list[str]] = defaultdict(list)  # role label: the requirements without a rule
     if not appliances:
         warnings.append("The deployment has no appliances yet.")
 
@@ -80,7 +81,7 @@ def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
         label = f"{requirement.uid} ({requirement.description}, {requirement.ports}/{requirement.protocol})"
         remote_role = requirement.listener if requirement.initiator == Role.APPLIANCE else requirement.initiator
         if remote_role != Role.PEER_APPLIANCE and not peers[remote_role] and appliances:
-            warn(f"No {Role(remote_role).label} is defined: {label} has no rule.")
+            missing[Role(remote_role).label].append(f"{requirement.ports}/{requirement.protocol}")
             continue
         for appliance in appliances:
             if appliance.interface_for(requirement) is None:
@@ -119,6 +120,11 @@ def derive_rules(deployment: Deployment) -> tuple[list[Rule], list[str]]:
                     continue
                 rules.append(Rule(requirement, source, destination, interface, requirement.protocol, ports))
 
+    if missing:  # one warning for all the roles without a host, before the others
+        roles = "; ".join(f"{role} ({', '.join(ports)})" for role, ports in missing.items())
+        count = sum(len(ports) for ports in missing.values())
+        message = f"Missing roles: {roles}. Add a host for each: {count} requirements have no rule until then."
+        warnings.insert(0, message)
     unique = list({rule.key: rule for rule in rules}.values())
     return unique, warnings
 
@@ -144,11 +150,16 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     # ChecklistItem.change_status): nobody writes a result or a status of an item being removed.
     items = deployment.checklist.select_related("requirement").select_for_update(of=("self",)).order_by("pk")
     existing = {item.key: item for item in items}
-    numbers = number_flows(rules, existing.values())
+    numbers = number_flows(rules, existing.values(), deployment.last_rule_number)
     to_create: list[ChecklistItem] = []
     to_update: list[ChecklistItem] = []
     for position, rule in enumerate(rules):
-        fields = RuleColumns.columns_of(rule) | {"position": position, "number": numbers[rule.flow]}
+        fields = RuleColumns.columns_of(rule) | {
+            "position": position,
+            "number": numbers[rule.flow],
+            "source_key": address_key(rule.source.address),
+            "destination_key": address_key(rule.destination.address),
+        }
         item = existing.pop(rule.key, None)
         if item is None:
             to_create.append(ChecklistItem(deployment=deployment, key=rule.key, **fields))
@@ -157,24 +168,34 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
                 setattr(item, name, value)
             to_update.append(item)
     ChecklistItem.objects.filter(pk__in=[item.pk for item in existing.values()]).delete()
-    ChecklistItem.objects.bulk_update(to_update, fields=[*RULE_COLUMN_NAMES, "position", "number"])
+    ChecklistItem.objects.bulk_update(
+        to_update, fields=[*RULE_COLUMN_NAMES, "position", "number", "source_key", "destination_key"]
+    )
     ChecklistItem.objects.bulk_create(to_create)
     deployment.checklist_warnings = warnings
     deployment.checklist_generated_at = timezone.now()
     deployment.checklist_fingerprint = remember_rule_set(deployment, rules, "checklist", None)
     deployment.checklist_revision += 1
-    fields = ["checklist_warnings", "checklist_generated_at", "checklist_fingerprint", "checklist_revision"]
+    deployment.last_rule_number = max([deployment.last_rule_number, *numbers.values()])
+    fields = [
+        "checklist_warnings",
+        "checklist_generated_at",
+        "checklist_fingerprint",
+        "checklist_revision",
+        "last_rule_number",
+    ]
     deployment.save(update_fields=fields)
     for name in fields:
         setattr(given, name, getattr(deployment, name))
     return SyncResult(added=len(to_create), removed=len(existing), kept=len(rules) - len(to_create))
 
 
-def number_flows(rules: list[Rule], items: Iterable[ChecklistItem]) -> dict[FlowKey, int]:
-    """The rule number of each flow: the one its items had, or the next free one. A firewall
-    team's "rule 12" stays rule 12 while the flow is needed, whatever else changes."""
+def number_flows(rules: list[Rule], items: Iterable[ChecklistItem], last: int) -> dict[FlowKey, int]:
+    """The rule number of each flow: the one its items had, or a new one above `last` (the
+    highest ever given). A firewall team's "rule 12" stays rule 12 while the flow is needed,
+    and a number once given never names another flow."""
     numbers = {item.rule.flow: item.number for item in items}
-    next_number = max(numbers.values(), default=0) + 1
+    next_number = max([last, *numbers.values()]) + 1
     for rule in rules:
         if rule.flow not in numbers:
             numbers[rule.flow] = next_number

@@ -1,5 +1,8 @@
 import django_filters as filters
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from probes.choices import FAILING_STATES, ProbeState
+from probes.models import ProbeResult
 
 from .choices import CatalogTable, Interface, ItemStatus, Protocol, Role
 from .models import ChecklistItem, Deployment, Requirement
@@ -49,18 +52,53 @@ class DeploymentFilterSet(filters.FilterSet):
         fields = ["team", "name"]
 
 
+NEVER_PROBED = "never"
+
+
 class ChecklistItemFilterSet(filters.FilterSet):
     deployment = filters.NumberFilter()
     status = filters.MultipleChoiceFilter(choices=ItemStatus.choices)
     protocol = filters.ChoiceFilter(choices=Protocol.choices)
     interface = filters.ChoiceFilter(choices=Interface.choices)
-    role = filters.ChoiceFilter(choices=Role.choices, method="filter_role", help_text="Source or destination role.")
-    port = filters.NumberFilter(method="filter_port", help_text="A port; a range that contains it matches.")
-    q = filters.CharFilter(method="filter_text", help_text="Text in the endpoints or the requirement.")
+    role = filters.ChoiceFilter(
+        choices=Role.choices,
+        method="filter_role",
+        label="Role",
+        empty_label="any",
+        help_text="Source or destination role.",
+    )
+    port = filters.NumberFilter(
+        method="filter_port", label="Port", help_text="A port; a range that contains it matches."
+    )
+    q = filters.CharFilter(method="filter_text", label="Text", help_text="Text in the endpoints or the requirement.")
+    result = filters.ChoiceFilter(
+        label="Latest probe",
+        choices=[*((s.value, s.label) for s in ProbeState if s != ProbeState.PENDING), (NEVER_PROBED, "Never probed")],
+        method="filter_result",
+        empty_label="any",
+        help_text='The latest probe\'s state, or "never".',
+    )
+    flag = filters.ChoiceFilter(
+        label="Flag",
+        empty_label="none",
+        choices=[("opened_failing", "Marked opened, but the latest probe fails")],
+        method="filter_flag",
+        help_text="opened_failing: rules marked opened whose latest probe fails.",
+    )
 
     class Meta:
         model = ChecklistItem
-        fields = ["deployment", "status", "protocol", "interface", "role", "port", "q"]
+        fields = ["deployment", "status", "protocol", "interface", "role", "port", "q", "result", "flag"]
+
+    def filter_result(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        latest = ProbeResult.objects.filter(item=OuterRef("pk"), is_latest=True)
+        if value == NEVER_PROBED:
+            return queryset.filter(~Exists(latest))
+        return queryset.filter(Exists(latest.filter(state=value)))
+
+    def filter_flag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        failing = ProbeResult.objects.filter(item=OuterRef("pk"), is_latest=True, state__in=FAILING_STATES)
+        return queryset.filter(Exists(failing), status=ItemStatus.OPENED)
 
     def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(source_role=value) | Q(destination_role=value))

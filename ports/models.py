@@ -237,6 +237,9 @@ class Deployment(models.Model):
     # Bumped whenever what the checklist shows changes (rules, a status, a latest probe), so
     # that a rendering of it can be kept and reused until then (and answered with 304).
     checklist_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    # The highest rule number ever given to one of its flows: a number is never given twice,
+    # so "rule 73" of an earlier change request never names another flow.
+    last_rule_number = models.PositiveIntegerField(default=0, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -270,6 +273,22 @@ class Deployment(models.Model):
         """The network sites its appliances, hosts and peer networks are in."""
         parts = (self.appliances, self.hosts, self.peer_networks)
         return {site for part in parts for site in part.values_list("site", flat=True)}
+
+    def verify_open(self, user: object) -> int:
+        """Mark verified the rules whose latest probe is open (neither verified nor waived yet),
+        each with the probe that proves it in its history; returns how many."""
+        items = self.checklist.with_latest_probe().filter(latest_probe_state="open")
+        items = items.exclude(status__in=[ItemStatus.VERIFIED, ItemStatus.WAIVED]).order_by("pk")
+        done = 0
+        for item in items:
+            checked = item.latest_probe_checked_at
+            comment = f"latest probe open ({item.latest_probe_site}, {checked:%Y-%m-%d %H:%M} UTC)"
+            try:
+                item.change_status(ItemStatus.VERIFIED, user, comment)
+            except ChecklistItem.DoesNotExist:  # the deployment changed meanwhile; the rule went
+                continue
+            done += 1
+        return done
 
     @property
     def dlp_range(self) -> PortRange | None:
@@ -438,6 +457,9 @@ class ChecklistItem(RuleColumns):
     # The rule number of every export and page. Items of the same flow (Rule.flow) share it,
     # and a flow keeps its number when the checklist is regenerated (new flows get new ones).
     number = models.PositiveIntegerField(default=0)
+    # rules.address_key() of the endpoints: the checklist page sorts addresses as numbers.
+    source_key = models.CharField(max_length=260, default="", editable=False)
+    destination_key = models.CharField(max_length=260, default="", editable=False)
     status = models.CharField(max_length=10, choices=ItemStatus.choices, default=ItemStatus.TODO)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every status change; the ETag of the item, for optimistic concurrency.
@@ -447,7 +469,10 @@ class ChecklistItem(RuleColumns):
 
     class Meta:
         ordering = ["deployment", "position"]
-        constraints = [models.UniqueConstraint(fields=["deployment", "key"], name="checklistitem_unique_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "key"], name="checklistitem_unique_key"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="checklistitem_numbered"),
+        ]
         indexes = [models.Index(fields=["deployment", "position"], name="checklistitem_ordering")]
 
     def __str__(self) -> str:

@@ -177,6 +177,18 @@ RULE_COLUMNS: list[tuple[str, str]] = [
 IDENTITY_FIELDS = ["requirement", "source", "destination", "protocol", "port_start", "port_end"]
 
 
+def address_key(value: str) -> str:
+    """Text that sorts addresses as numbers (.3 before .29), a network by its first address and
+    length, "any" first and hostnames last: the checklist's sort, the same on every database."""
+    if value == "any":
+        return "0"
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return f"9{value.lower()}"
+    return f"{network.version}{network.network_address.packed.hex()}{network.prefixlen:03d}"
+
+
 def fingerprint(rules: Iterable[Rule]) -> str:
     """SHA-256 of a rule set: what it allows, whatever the order, status or labels."""
     canonical = json.dumps(sorted(rule.identity() for rule in rules), separators=(",", ":"))

@@ -464,6 +464,12 @@ class StatusUpdateSerializer(Strict, serializers.Serializer):
     status = serializers.ChoiceField(ItemStatus.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
+    def validate(self, attrs: dict) -> dict:
+        # A waived rule is one the firewall will not get: the reason is what an auditor asks for.
+        if attrs["status"] == ItemStatus.WAIVED and not attrs["comment"].strip():
+            raise serializers.ValidationError({"comment": ["Say why the rule is waived: a waiver needs a reason."]})
+        return attrs
+
 
 class FootnoteSerializer(serializers.Serializer):
     kind = serializers.CharField()

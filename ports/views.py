@@ -6,35 +6,52 @@ CSRF) from a little JavaScript in static/checklist.js.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import caches
 from django.core.paginator import Paginator
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from rest_framework.exceptions import ValidationError
 
+from probes.choices import FAILING_STATES, STATE_MEANINGS, ProbeState
 from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
 
 from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
 from .deployments import save_deployment
-from .exports import FAILING_STATES
-from .filters import ChecklistItemFilterSet, RequirementFilterSet
+from .filters import NEVER_PROBED, ChecklistItemFilterSet, RequirementFilterSet
 from .forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from .models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
-from .rules import TO_APPLIANCE
 from .scoping import team_deployment
 from .serializers import DeploymentSerializer
 
+# The checklist's sorts: `sort=port`, or `sort=-port` for descending; then by rule number.
 SORTS = {
-    "position": ["position"],
-    "source": ["source", "position"],
-    "destination": ["destination", "position"],
-    "port": ["port_start", "position"],
-    "status": ["status", "position"],
+    "number": ["number"],
+    "source": ["source_key"],
+    "destination": ["destination_key"],
+    "port": ["port_start", "port_end"],
+    "protocol": ["protocol"],
+    "status": ["status"],
+    "result": ["latest_probe_state"],
 }
+PAGE_SIZES = [25, 50, 100, 250, 500]
+COLUMNS = [
+    ("number", "#"),
+    ("source", "Source"),
+    ("destination", "Destination"),
+    ("port", "Port"),
+    ("why", "Why"),
+    ("status", "Status"),
+    ("result", "Latest probe"),
+]
 
 
 @login_required
@@ -80,61 +97,152 @@ def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
         except ValidationError as invalid:
             show_errors(invalid.detail, form, formsets, rows)
         else:
+            rules = saved.deployment.checklist.count()
+            text = f"{saved.deployment.name} saved ({saved.outcome}): its checklist has {rules} rules."
+            messages.success(request, text)
             return redirect("checklist", pk=saved.deployment.pk)
     return render(request, "ports/deployment_form.html", {"form": form, "formsets": formsets, "deployment": deployment})
+
+
+def checklist_summary(deployment: Deployment) -> dict:
+    """The page's summary panel: status and latest-probe counts over the whole checklist, whatever
+    the page shows, kept until the checklist changes; and the sites' workers and the last run."""
+    cache = caches["checklists"]
+    key = f"checklist-summary-{deployment.pk}-{deployment.checklist_revision}"
+    counts = cache.get(key)
+    if counts is None:
+        statuses = dict(deployment.checklist.order_by().values_list("status").annotate(n=Count("pk")))
+        latest = ProbeResult.objects.filter(item__deployment=deployment, is_latest=True).order_by()
+        states = dict(latest.values_list("state").annotate(n=Count("pk")))
+        total = sum(statuses.values())
+        never = total - sum(states.values())
+        counts = {
+            "total": total,
+            "status_counts": [(s.value, s.label, statuses.get(s.value, 0)) for s in ItemStatus],
+            "result_counts": [
+                *((state.value, state.label, states[state]) for state in ProbeState if states.get(state)),
+                (NEVER_PROBED, "Never probed", never),
+            ],
+            "max_count": max([*statuses.values(), *states.values(), never, 1]),
+            "failing": sum(states.get(state, 0) for state in FAILING_STATES),
+            "probed": total - never,
+            "opened_failing": ChecklistItemFilterSet({"flag": "opened_failing"}, deployment.checklist.all()).qs.count(),
+            "site_names": sorted(set(deployment.checklist.order_by().values_list("source_site", flat=True))),
+        }
+        cache.set(key, counts)
+    live = WorkerHeartbeat.objects.live_sites()
+    return {
+        **counts,
+        "sites": [(site, site in live) for site in counts["site_names"]],
+        "last_run": ProbeRun.objects.filter(deployment=deployment).order_by("-created").first(),
+    }
+
+
+def summary_panel(deployment: Deployment, summary: dict) -> str:
+    """The summary panel's HTML, kept while its counts, sites and last run stay the same."""
+    run = summary["last_run"]
+    state = [deployment.checklist_revision, summary["sites"], run and (run.pk, run.status)]
+    key = f"checklist-panel-{deployment.pk}-{hashlib.sha256(repr(state).encode()).hexdigest()[:24]}"
+    html = caches["checklists"].get(key)
+    if html is None:
+        html = render_to_string("ports/_summary.html", {"deployment": deployment, **summary})
+        caches["checklists"].set(key, html)
+    return html
+
+
+def sort_order(value: str) -> tuple[str, bool, list]:
+    """The sort a `sort` parameter names (the rule number if none): its name, direction and fields."""
+    name = value.removeprefix("-")
+    if name not in SORTS:
+        name, value = "number", "number"
+    descending = value.startswith("-")
+    fields = [F(f).desc(nulls_last=True) if descending else F(f).asc(nulls_first=True) for f in SORTS[name]]
+    return name, descending, [*fields, "number", "pk"]
+
+
+def options(choices: list[tuple[str, str]] | None, selected: list[str]) -> str:
+    """A select's options as HTML: built directly, several times faster than a form widget."""
+    if choices is None:
+        return ""
+    return format_html_join(
+        "",
+        '<option value="{}"{}>{}</option>',
+        ((value, mark_safe(" selected") if value in selected else "", label) for value, label in choices),
+    )
+
+
+# The status control of a row, one per current status: rendered once, not once per row.
+STATUS_SELECTS = {current: options(ItemStatus.choices, [current]) for current in ItemStatus.values}
 
 
 @login_required
 def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = team_deployment(request.user, pk)
-    items = ChecklistItemFilterSet(request.GET, deployment.checklist.prefetch_related("requirement")).qs
-    items = list(items.with_latest_probe().order_by(*SORTS.get(request.GET.get("sort"), SORTS["position"])))
-    result = request.GET.get("result")
-    if result:
-        items = [item for item in items if (item.latest_probe.state if item.latest_probe else "not_probed") == result]
-    group = request.GET.get("group", "direction")
-    groups: dict[str, list] = {}
-    # The five status buttons, rendered once per status rather than once per row.
-    buttons = {
-        current: format_html_join(
-            "",
-            '<button type="button" data-status="{}" aria-pressed="{}">{}</button>',
-            ((value, "true" if value == current else "false", label) for value, label in ItemStatus.choices),
-        )
-        for current in ItemStatus.values
+    base = ChecklistItemFilterSet.base_filters
+    query = request.GET.copy()
+    query.pop("page", None)
+    sorted_query = query.urlencode()
+    query.pop("sort", None)
+    sort, descending, order = sort_order(request.GET.get("sort", ""))
+    summary = checklist_summary(deployment)
+    filtered = any(request.GET.get(name) for name in base)
+    # The filters are only built (and checked) when one is given: they cost more than the page.
+    items = deployment.checklist.with_latest_probe()
+    filterset = ChecklistItemFilterSet(request.GET, items) if filtered else None
+    errors = filterset.errors if filterset else {}
+    context = {
+        "deployment": deployment,
+        "filters": [
+            (name, label, request.GET.get(name, ""), errors.get(name, []), options(choices, request.GET.getlist(name)))
+            for name, label, choices in [
+                ("status", "Status", [("", "any"), *ItemStatus.choices]),
+                ("result", "Latest probe", [("", "any"), *base["result"].extra["choices"]]),
+                ("role", "Role", [("", "any"), *Role.choices]),
+                ("port", "Port", None),
+                ("q", "Text", None),
+                ("flag", "Flag", [("", "none"), *base["flag"].extra["choices"]]),
+            ]
+        ],
+        "errors": errors,
+        "sort": sort,
+        "descending": descending,
+        "columns": COLUMNS,
+        "sortable": SORTS,
+        "page_sizes": PAGE_SIZES,
+        "size": int(request.GET["size"]) if request.GET.get("size") in map(str, PAGE_SIZES) else PAGE_SIZES[1],
+        "query": query.urlencode(),
+        "query_sorted": sorted_query,
+        "filtered": filtered,
+        "statuses": ItemStatus.choices,
+        "legend": [(state.value, state.label, meaning) for state, meaning in STATE_MEANINGS.items()],
+        **summary,
+        "panel": summary_panel(deployment, summary),
     }
-    for item in items:
-        item.status_buttons = buttons[item.status]
-        if group == "role":
-            label = f"To {item.get_destination_role_display()}"
-        else:
-            label = "Into the appliances" if item.rule.direction == TO_APPLIANCE else "Out of the appliances"
-        groups.setdefault(label, []).append(item)
-    latest = ProbeResult.objects.filter(item__deployment=deployment, is_latest=True)
-    all_latest = Counter(latest.values_list("state", flat=True))
-    statuses = Counter(deployment.checklist.values_list("status", flat=True))
-    total = sum(statuses.values())
-    sites = sorted(set(deployment.checklist.values_list("source_site", flat=True)))
-    live = WorkerHeartbeat.objects.live_sites()
-    return render(
-        request,
-        "ports/checklist.html",
-        {
-            "deployment": deployment,
-            "groups": groups,
-            "count": len(items),
-            "total": total,
-            "status_counts": [(s.value, s.label, statuses.get(s.value, 0)) for s in ItemStatus],
-            "result_counts": [*sorted(all_latest.items()), ("not probed", total - sum(all_latest.values()))],
-            "max_count": max([*statuses.values(), *all_latest.values(), 1]),
-            "statuses": ItemStatus.choices,
-            "roles": Role.choices,
-            "results": [(s, s) for s in ("open", *sorted(FAILING_STATES), "unverifiable", "not_probed")],
-            "sites": [(site, site in live) for site in sites],
-            "last_run": ProbeRun.objects.filter(deployment=deployment).first(),
-            "query": request.GET,
-        },
-    )
+    # The rows of this page, kept until the checklist changes (its revision): paging back and
+    # forth or reloading costs no query of the rows. Filters that do not parse (port "abc")
+    # are said next to their field, and select nothing.
+    digest = hashlib.sha256(request.GET.urlencode().encode()).hexdigest()[:24]
+    key = f"checklist-page-{deployment.pk}-{deployment.checklist_revision}-{digest}"
+    rows = caches["checklists"].get(key)
+    if rows is None:
+        items = ChecklistItem.objects.none() if errors else filterset.qs if filterset else items
+        items = items.select_related("requirement").order_by(*order)
+        page = Paginator(items, context["size"]).get_page(request.GET.get("page"))
+        items = list(page.object_list)
+        for item in items:
+            item.status_options = STATUS_SELECTS[item.status]
+        rows = render_to_string(
+            "ports/_rows.html", {**context, "page": page, "items": items, "failing_states": FAILING_STATES}
+        )
+        caches["checklists"].set(key, rows)
+    return render(request, "ports/checklist.html", {**context, "rows": rows})
+
+
+@login_required
+def checklist_panel(request: HttpRequest, pk: int) -> HttpResponse:
+    """The summary panel alone: the page's script swaps it in after every action."""
+    deployment = team_deployment(request.user, pk)
+    return HttpResponse(summary_panel(deployment, checklist_summary(deployment)))
 
 
 @login_required

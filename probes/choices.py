@@ -18,6 +18,27 @@ class ProbeState(models.TextChoices):
 
 # A probe that reached a verdict about the path (pending and not probed did not).
 PROBED_STATES = [s for s in ProbeState if s not in (ProbeState.PENDING, ProbeState.NOT_PROBED)]
+# What each state means, for the page's legend.
+STATE_MEANINGS = {
+    ProbeState.OPEN: "A service answered: the path is open.",
+    ProbeState.REFUSED: "The host was reached, but nothing listens on the port (a rejecting firewall looks the same).",
+    ProbeState.FILTERED: "No answer in time: a firewall drops the traffic, or the host is down.",
+    ProbeState.UNREACHABLE: "No route to the host (ICMP unreachable).",
+    ProbeState.DNS_ERROR: "The destination's name does not resolve.",
+    ProbeState.INTERCEPTED: "Something in the path answers for the server: SSL decryption or SMTP inspection.",
+    ProbeState.UNVERIFIABLE: "One-way UDP (SNMP traps): nothing answers; check the receiver's log instead.",
+    ProbeState.ERROR: "The probe itself failed.",
+    ProbeState.NOT_PROBED: "Not tested: no live worker in the source's site, cancelled, or past the deadline.",
+}
+# Latest probe states that mean the rule does not work (yet).
+FAILING_STATES = {
+    ProbeState.REFUSED,
+    ProbeState.FILTERED,
+    ProbeState.UNREACHABLE,
+    ProbeState.DNS_ERROR,
+    ProbeState.INTERCEPTED,
+    ProbeState.ERROR,
+}
 
 
 class RunStatus(models.TextChoices):

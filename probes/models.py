@@ -12,6 +12,7 @@ from django.utils import timezone
 from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team
 
 from .choices import FINISHED_STATUSES, PinSource, ProbeState, RunStatus
+from .evidence import in_words
 
 
 def heartbeat_cutoff() -> datetime.datetime:
@@ -249,6 +250,10 @@ class ProbeResult(models.Model):
     def regression(self) -> bool:
         """It was open and now is not: a rule that worked broke."""
         return self.previous_state == ProbeState.OPEN and self.state != ProbeState.OPEN
+
+    @property
+    def evidence_words(self) -> list[str]:
+        return in_words(self.evidence)
 
     @classmethod
     @transaction.atomic

@@ -34,6 +34,9 @@ class ProbeResultSerializer(serializers.ModelSerializer):
     previous_state = PreviousStateField()
     changed = serializers.BooleanField(read_only=True, help_text="The state differs from the item's previous one.")
     regression = serializers.BooleanField(read_only=True, help_text="It was open and now is not.")
+    evidence_words = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="The evidence as sentences, for people."
+    )
 
     class Meta:
         model = ProbeResult
@@ -52,6 +55,7 @@ class ProbeResultSerializer(serializers.ModelSerializer):
             "address",
             "worker",
             "evidence",
+            "evidence_words",
             "checked_at",
             "previous_state",
             "changed",
@@ -101,8 +105,12 @@ class LatestResultSerializer(serializers.ModelSerializer):
 class ResultHistorySerializer(LatestResultSerializer):
     """One entry of an item's probe history, with its evidence."""
 
+    evidence_words = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="The evidence as sentences, for people."
+    )
+
     class Meta(LatestResultSerializer.Meta):
-        fields = [*LatestResultSerializer.Meta.fields, "address", "worker", "evidence"]
+        fields = [*LatestResultSerializer.Meta.fields, "address", "worker", "evidence", "evidence_words"]
         read_only_fields = fields
 
 

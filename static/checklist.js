@@ -1,15 +1,24 @@
-// The checklist page's buttons: status changes (with If-Match), bulk actions and probe
-// runs, through the REST API with the session and its CSRF token.
+// The checklist page's actions: status changes (with If-Match), bulk actions, probe runs and
+// exports, through the REST API with the session and its CSRF token. After every action the
+// summary panel is fetched again from the server, so that what the page says stays true.
 "use strict";
 
+const table = document.querySelector("table.checklist");
+const deploymentId = table.dataset.deployment;
 const csrf = () => document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] ?? "";
-const deploymentId = document.querySelector("table.checklist")?.dataset.deployment
-  ?? location.pathname.match(/deployments\/(\d+)/)[1];
+const rows = () => [...table.querySelectorAll("tbody tr[data-item]")];
+const pickedRows = () => rows().filter((row) => row.querySelector("input.pick").checked);
+const ruleName = (row) => `Rule ${row.dataset.number}`;
 
-function say(text) {
-  const message = document.getElementById("message");
-  message.textContent = text;
-  message.hidden = false;
+// A message where the user looks: a toast at the bottom of the screen, read out by screen readers.
+let toastTimer;
+function say(text, kind = "info") {
+  const toast = document.getElementById("toast");
+  toast.textContent = text;
+  toast.className = `toast ${kind}`;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { toast.hidden = true; }, 8000);
 }
 
 async function api(method, url, body, headers = {}) {
@@ -23,108 +32,309 @@ async function api(method, url, body, headers = {}) {
   return { response, data };
 }
 
-async function setStatus(row, status) {
-  const { response, data } = await api("PATCH", `/api/checklist-items/${row.dataset.item}/`, { status }, { "If-Match": row.dataset.etag });
-  if (response.status === 412) {
-    say(`Rule ${row.dataset.item} was changed by someone else meanwhile: reload the page to see it, then change it again.`);
-    return false;
-  }
-  if (!response.ok) {
-    say(`Rule ${row.dataset.item}: ${JSON.stringify(data)}`);
-    return false;
-  }
-  row.dataset.etag = data.etag;
-  row.dataset.status = data.status;
-  row.querySelectorAll(".status button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.status === data.status)));
-  return true;
+// An API error as one sentence: {"comment": ["..."]} or {"detail": "..."}.
+const problem = (data) => data.detail ?? Object.entries(data).map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`).join("; ");
+
+async function refreshPanel() {
+  const panel = document.getElementById("panel");
+  const response = await fetch(panel.dataset.url, { credentials: "same-origin" });
+  if (response.ok) panel.innerHTML = await response.text();
 }
 
-document.addEventListener("click", async (event) => {
-  const button = event.target.closest(".status button");
-  if (button) {
-    const row = button.closest("tr");
-    if (await setStatus(row, button.dataset.status)) say(`Rule ${row.dataset.item}: ${button.textContent}.`);
+// Marked opened, yet its latest probe fails: flagged, with a label beside the status.
+const FAILING = ["refused", "filtered", "unreachable", "dns_error", "intercepted", "error"];
+function flag(row) {
+  const flagged = row.dataset.status === "opened" && FAILING.includes(row.dataset.state);
+  row.classList.toggle("flagged", flagged);
+  const cell = row.querySelector("td[data-label=Status]");
+  let label = cell.querySelector(".flag");
+  if (flagged && !label) {
+    label = document.createElement("span");
+    label.className = "flag";
+    label.textContent = "Opened, but the probe fails";
+    cell.append(label);
+  } else if (!flagged && label) {
+    label.remove();
   }
+}
+
+async function setStatus(row, status, comment = "") {
+  const { response, data } = await api("PATCH", `/api/checklist-items/${row.dataset.item}/`, { status, comment }, { "If-Match": row.dataset.etag });
+  const select = row.querySelector("select.status-select");
+  if (response.ok) {
+    row.dataset.etag = data.etag;
+    row.dataset.status = data.status;
+    select.value = data.status;
+    flag(row);
+    return true;
+  }
+  select.value = row.dataset.status;
+  say(response.status === 412
+    ? `${ruleName(row)} was changed by someone else meanwhile: reload the page to see it, then change it again.`
+    : `${ruleName(row)}: ${problem(data)}`, "bad");
+  return false;
+}
+
+// A waiver needs a reason: asked in a dialog, kept in the rule's history.
+function askWhy(rowsToWaive) {
+  const dialog = document.getElementById("waive-dialog");
+  document.getElementById("waive-number").textContent = rowsToWaive.map((row) => row.dataset.number).join(", ");
+  document.getElementById("waive-comment").value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const comment = document.getElementById("waive-comment").value.trim();
+      resolve(dialog.returnValue === "waive" && comment ? comment : null);
+    }, { once: true });
+  });
+}
+
+table.addEventListener("change", async (event) => {
+  const select = event.target.closest("select.status-select");
+  if (select) {
+    const row = select.closest("tr");
+    let comment = "";
+    if (select.value === "waived") {
+      comment = await askWhy([row]);
+      if (comment === null) { select.value = row.dataset.status; return; }
+    }
+    if (await setStatus(row, select.value, comment)) {
+      say(`${ruleName(row)}: ${select.selectedOptions[0].textContent}.`, "good");
+      refreshPanel();
+    }
+  }
+  if (event.target.matches("input.pick")) countPicked();
 });
 
-const selectedRows = () => [...document.querySelectorAll("input.pick:checked")].map((box) => box.closest("tr"));
+function countPicked() {
+  const picked = pickedRows().length;
+  document.getElementById("picked").textContent = `${picked} selected`;
+  document.querySelectorAll(".picked-count").forEach((span) => { span.textContent = picked; });
+  const all = document.getElementById("pick-all");
+  all.checked = picked > 0 && picked === rows().length;
+  all.indeterminate = picked > 0 && picked < rows().length;
+}
 
-document.querySelectorAll("[data-bulk]").forEach((button) => button.addEventListener("click", async () => {
-  const rows = selectedRows();
-  if (!rows.length) return say("Select rules first.");
+document.getElementById("pick-all").addEventListener("change", (event) => {
+  rows().forEach((row) => { row.querySelector("input.pick").checked = event.target.checked; });
+  countPicked();
+});
+
+document.getElementById("bulk-apply").addEventListener("click", async () => {
+  const picked = pickedRows();
+  if (!picked.length) return say("Select rules first.");
+  const select = document.getElementById("bulk-status");
+  let comment = "";
+  if (select.value === "waived") {
+    comment = await askWhy(picked);
+    if (comment === null) return;
+  }
   let done = 0;
-  for (const row of rows) if (await setStatus(row, button.dataset.bulk)) done += 1;
-  say(`${done} of ${rows.length} rules marked ${button.dataset.bulk}.`);
-}));
+  for (const row of picked) if (await setStatus(row, select.value, comment)) done += 1;
+  say(`${done} of ${picked.length} rules marked ${select.selectedOptions[0].textContent.toLowerCase()}.`, done === picked.length ? "good" : "bad");
+  refreshPanel();
+});
+
+document.getElementById("verify-open").addEventListener("click", async () => {
+  const { response, data } = await api("POST", `/api/deployments/${deploymentId}/checklist/verify-open/`, {});
+  if (!response.ok) return say(problem(data), "bad");
+  say(data.verified ? `${data.verified} rules with an open probe marked verified. Reloading…` : "No rule with an open probe is waiting to be verified.", "good");
+  if (data.verified) setTimeout(() => location.reload(), 1200);
+  else refreshPanel();
+});
+
+// --- Probes ------------------------------------------------------------------------------
 
 function showResult(result) {
   const row = document.getElementById(`item-${result.item}`);
   if (!row || result.state === "pending") return;
+  row.dataset.state = result.state;
   const cell = row.querySelector("td.probe");
-  const details = document.createElement("details");
-  const summary = document.createElement("summary");
-  summary.className = `state state-${result.state}`;
-  summary.textContent = result.regression ? `${result.state} (was ${result.previous_state})` : result.state;
-  const text = document.createElement("p");
-  text.textContent = result.summary;
-  const facts = document.createElement("p");
-  facts.innerHTML = "<small></small>";
-  facts.firstChild.textContent = `${result.latency_ms ?? "–"} ms · ${result.site} · ${result.worker || ""}`;
-  const evidence = document.createElement("pre");
-  evidence.textContent = JSON.stringify(result.evidence, null, 1);
-  details.append(summary, text, facts, evidence);
-  cell.replaceChildren(details);
+  const state = document.createElement("span");
+  state.className = `state state-${result.state}`;
+  state.textContent = result.regression ? `${result.state} (was ${result.previous_state})` : result.state;
+  const parts = [state];
+  if (result.summary) {
+    const summary = document.createElement("span");
+    summary.className = "summary-text";
+    summary.textContent = ` ${result.summary}`;
+    parts.push(summary);
+  }
+  const facts = document.createElement("small");
+  facts.textContent = `${(result.checked_at ?? "").slice(0, 16).replace("T", " ")} UTC · ${result.site}`;
+  const details = cell.querySelector("details.evidence");
+  details.querySelector(".loaded").replaceChildren();
+  delete details.dataset.loaded;
+  cell.replaceChildren(...parts, document.createElement("br"), facts, details);
   row.classList.toggle("regression", Boolean(result.regression));
+  flag(row);
 }
 
+const probeButtons = () => [document.getElementById("probe-all"), document.getElementById("probe-selected")];
+
 async function probe(body) {
-  const { response, data } = await api("POST", `/api/deployments/${deploymentId}/probe-runs/`, body);
-  if (!response.ok) return say(data.detail ?? JSON.stringify(data));
-  const run = document.getElementById("run");
-  const bar = document.getElementById("run-progress");
-  const text = document.getElementById("run-text");
-  run.hidden = false;
-  for (;;) {
-    const { data: state } = await api("GET", `/api/probe-runs/${data.id}/`);
-    bar.max = state.progress.total || 1;
-    bar.value = state.progress.done;
-    text.textContent = `${state.progress.done} / ${state.progress.total} · ${state.status.replace("_", " ")}`;
-    state.results.forEach(showResult);
+  probeButtons().forEach((button) => { button.disabled = true; });
+  try {
+    const { response, data } = await api("POST", `/api/deployments/${deploymentId}/probe-runs/`, body);
+    if (!response.ok) return say(problem(data), "bad");
+    const run = document.getElementById("run");
+    const bar = document.getElementById("run-progress");
+    const text = document.getElementById("run-text");
+    run.hidden = false;
+    say("Probe run started.");
+    let state;
+    for (;;) {
+      ({ data: state } = await api("GET", `/api/probe-runs/${data.id}/`));
+      bar.max = state.progress.total || 1;
+      bar.value = state.progress.done;
+      text.textContent = `${state.progress.done} / ${state.progress.total} · ${state.status.replace("_", " ")}`;
+      state.results.forEach(showResult);
+      if (!["queued", "running"].includes(state.status)) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    const counts = Object.entries(state.by_state ?? {}).filter(([s, n]) => n && s !== "pending").map(([s, n]) => `${n} ${s.replace("_", " ")}`);
     const dead = state.sites.filter((s) => !s.live_worker).map((s) => s.site);
-    if (dead.length) say(`No live probe worker in site ${dead.join(", ")}: those rules are not probed.`);
-    if (!["queued", "running"].includes(state.status)) break;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    say(`Probe run ${state.status.replace("_", " ")}: ${counts.join(", ") || "no results"}.` + (dead.length ? ` No live worker in site ${dead.join(", ")}.` : ""),
+      state.status === "done" ? "good" : "bad");
+    refreshPanel();
+  } finally {
+    probeButtons().forEach((button) => { button.disabled = false; });
   }
 }
 
-document.getElementById("probe-all")?.addEventListener("click", () => probe({}));
-document.getElementById("probe-selected")?.addEventListener("click", () => {
-  const rows = selectedRows();
-  if (!rows.length) return say("Select rules first.");
-  probe({ items: rows.map((row) => Number(row.dataset.item)) });
+document.getElementById("probe-all").addEventListener("click", () => probe({}));
+document.getElementById("probe-selected").addEventListener("click", () => {
+  const picked = pickedRows();
+  if (!picked.length) return say("Select rules first.");
+  probe({ items: picked.map((row) => Number(row.dataset.item)) });
 });
 
-// A result's history, fetched when its details are first opened.
-document.addEventListener("toggle", async (event) => {
+// Evidence in words and history, newest first, fetched when first opened.
+const when = (text) => (text ?? "").slice(0, 16).replace("T", " ");
+table.addEventListener("toggle", async (event) => {
   const details = event.target;
   if (!(details instanceof HTMLDetailsElement) || !details.open || details.dataset.loaded) return;
   const row = details.closest("tr[data-item]");
-  if (!row) return;
   details.dataset.loaded = "1";
   const { response, data } = await api("GET", `/api/checklist-items/${row.dataset.item}/`);
-  if (!response.ok) return;
-  const list = document.createElement("ul");
-  list.className = "history";
-  list.setAttribute("aria-label", "History");
-  for (const entry of data.probe_history) {
-    const li = document.createElement("li");
-    li.textContent = `${entry.checked_at?.slice(0, 19).replace("T", " ")} ${entry.state}${entry.changed ? " (changed)" : ""} from ${entry.site}`;
-    list.append(li);
+  const box = details.querySelector(".loaded");
+  if (!response.ok) { box.textContent = problem(data); return; }
+  const latest = data.probe_history[0];
+  if (latest?.evidence_words?.length) {
+    const evidence = document.createElement("ul");
+    evidence.setAttribute("aria-label", "Evidence of the latest probe");
+    for (const sentence of latest.evidence_words) {
+      const li = document.createElement("li");
+      li.textContent = sentence;
+      evidence.append(li);
+    }
+    box.append(evidence);
   }
-  for (const change of data.history) {
+  const entries = [
+    ...data.probe_history.map((entry) => ({ at: entry.checked_at, text: `probe ${entry.state}${entry.changed ? " (changed)" : ""} from ${entry.site}` })),
+    ...data.history.map((change) => ({ at: change.at, text: `status ${change.from_status} → ${change.to_status} by ${change.user ?? "?"}${change.comment ? ` (${change.comment})` : ""}` })),
+  ].sort((a, b) => (b.at ?? "").localeCompare(a.at ?? ""));
+  const history = document.createElement("ol");
+  history.className = "history";
+  history.setAttribute("aria-label", "History, newest first");
+  for (const entry of entries) {
     const li = document.createElement("li");
-    li.textContent = `${change.at.slice(0, 19).replace("T", " ")} status ${change.from_status} → ${change.to_status} by ${change.user ?? "?"}${change.comment ? `: ${change.comment}` : ""}`;
-    list.append(li);
+    li.textContent = `${when(entry.at)} ${entry.text}`;
+    history.append(li);
   }
-  details.append(list);
+  if (!entries.length) history.textContent = "No history yet.";
+  box.append(history);
 }, true);
+
+// --- Exports and change requests -----------------------------------------------------------
+
+const exportDialog = document.getElementById("export-dialog");
+const exportForm = document.getElementById("export-form");
+const exportStatus = document.getElementById("export-status");
+const exportLink = document.getElementById("export-link");
+const exportProgress = document.getElementById("export-progress");
+
+function showFields() {
+  const format = exportForm.elements.format.value;
+  exportForm.querySelectorAll(".for-pdf").forEach((label) => { label.hidden = format !== "pdf"; });
+  exportForm.querySelectorAll(".for-zones").forEach((label) => { label.hidden = !["asa", "panos", "pdf"].includes(format); });
+}
+exportForm.elements.format.addEventListener("change", showFields);
+document.getElementById("open-export").addEventListener("click", () => {
+  countPicked();
+  showFields();
+  exportStatus.textContent = "";
+  exportLink.hidden = true;
+  exportProgress.hidden = true;
+  exportDialog.showModal();
+});
+
+const EXPORT_URLS = {
+  pdf: "change-request.pdf", csv: "checklist.csv", xlsx: "checklist.xlsx",
+  nftables: "firewall/nftables/", iptables: "firewall/iptables/", ip6tables: "firewall/ip6tables/", asa: "firewall/asa/", panos: "firewall/panos/",
+};
+
+function exportParams() {
+  const fields = Object.fromEntries(new FormData(exportForm));
+  const params = { scope: fields.scope };
+  if (fields.scope === "selection") params.items = pickedRows().map((row) => row.dataset.item).join(",");
+  for (const name of ["reference", "requester", "justification", "requested_date", "expiry", "rollback", "syntax", "zones"]) {
+    const field = exportForm.elements[name];
+    if (fields[name] && !field.closest("label").hidden) params[name] = fields[name];
+  }
+  return params;
+}
+
+function offer(blob, name) {
+  exportLink.href = URL.createObjectURL(blob);
+  exportLink.download = name;
+  exportLink.textContent = `Download ${name}`;
+  exportLink.hidden = false;
+  exportLink.click();
+}
+
+async function backgroundChangeRequest(params) {
+  const body = { ...params };
+  if (body.items) body.items = body.items.split(",").map(Number);
+  const { response, data } = await api("POST", `/api/deployments/${deploymentId}/change-requests/`, body);
+  if (!response.ok) { exportStatus.textContent = problem(data); return; }
+  exportProgress.hidden = false;
+  let job = data;
+  while (["queued", "running"].includes(job.status)) {
+    exportProgress.value = job.progress;
+    exportStatus.textContent = `Change request ${job.id}: ${job.stage || job.status} (${job.progress} %)`;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    ({ data: job } = await api("GET", `/api/change-requests/${job.id}/`));
+  }
+  exportProgress.value = job.progress;
+  if (job.status !== "done") { exportStatus.textContent = `Change request ${job.id} failed: ${job.error}`; return; }
+  exportStatus.textContent = `Change request ${job.id} is ready: ${job.rule_count} rules.`;
+  exportLink.href = `/api/change-requests/${job.id}/pdf/`;
+  exportLink.removeAttribute("download");
+  exportLink.textContent = "Download the change request (PDF)";
+  exportLink.hidden = false;
+}
+
+document.getElementById("export-go").addEventListener("click", async () => {
+  const format = exportForm.elements.format.value;
+  const params = exportParams();
+  if (params.scope === "selection" && !params.items) { exportStatus.textContent = "Select rules on the page first, or choose other rules."; return; }
+  exportLink.hidden = true;
+  exportStatus.textContent = "Preparing…";
+  const url = `/api/deployments/${deploymentId}/${EXPORT_URLS[format]}`;
+  const response = await fetch(`${url}?${new URLSearchParams(params)}`, { credentials: "same-origin" });
+  if (response.ok) {
+    const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "")?.[1] ?? `export.${format}`;
+    offer(await response.blob(), name);
+    exportStatus.textContent = `Ready: ${name}.`;
+    return;
+  }
+  const data = response.headers.get("Content-Type")?.includes("json") ? await response.json() : {};
+  if (format === "pdf" && response.status === 400 && String(data.scope ?? "").includes("change-requests")) {
+    exportStatus.textContent = "A large change request: rendered in the background.";
+    return backgroundChangeRequest(params);
+  }
+  exportStatus.textContent = problem(data);
+});
+
+countPicked();

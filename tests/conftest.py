@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,6 +11,9 @@ from rest_framework.test import APIClient
 
 from ports.deployments import save_deployment
 from ports.models import CatalogVersion, Deployment, Team
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
 
 # Three appliances, a host for every role and both kinds of peer network; loopback only.
 FULL_DEPLOYMENT = {
@@ -96,3 +100,18 @@ def create_deployment(document: dict, team: str = "Mail team") -> Deployment:
 @pytest.fixture
 def deployment(catalog, user, full_document) -> Deployment:
     return create_deployment(full_document)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        yield chromium
+        chromium.close()

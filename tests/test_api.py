@@ -455,7 +455,7 @@ def test_status_change_with_if_match_and_its_history(deployment, api, user):
     ]
 
     # The same tag again is stale: 412, and nothing changes.
-    stale = api.patch(url, {"status": "waived"}, format="json", HTTP_IF_MATCH=tag)
+    stale = api.patch(url, {"status": "waived", "comment": "not used here"}, format="json", HTTP_IF_MATCH=tag)
     assert stale.status_code == 412
     assert "changed meanwhile" in stale.json()["detail"]
     assert stale.headers["ETag"] == response.headers["ETag"]

@@ -4,43 +4,25 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 
 from ports.models import ChecklistItem, Deployment
+from probes.responders import Listeners
 
-from .conftest import make_member
-from .listeners import Listeners
+from .conftest import ARTIFACTS, CHROMIUM, make_member
 from .probe_worker import Worker, flush_broker
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (make test installs it)"),
     pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (make test starts Redis)"),
 ]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
-        yield chromium
-        chromium.close()
 
 
 def log_in(page, base: str, username: str) -> None:
@@ -93,14 +75,14 @@ def test_an_admin_creates_a_deployment_works_its_checklist_and_probes_it(live_se
     # One click changes a status, and records who did it.
     smtp = deployment.checklist.get(requirement__uid="fes.appliance.25-tcp", destination="127.79.1.2")
     row = page.locator(f"#item-{smtp.pk}")
-    row.get_by_role("button", name="Opened").click()
+    row.locator("select.status-select").select_option("opened")
     page.wait_for_function(f"document.querySelector('#item-{smtp.pk}').dataset.status === 'opened'")
     smtp.refresh_from_db()
     assert smtp.status == "opened" and smtp.history.get().user == alice
     # A change made elsewhere meanwhile is not overwritten.
     other = ChecklistItem.objects.get(requirement__uid="fes.off-appliance.53-udp", source="127.79.1.2")
     other.change_status("requested", alice, comment="by the API")
-    page.locator(f"#item-{other.pk}").get_by_role("button", name="Verified").click()
+    page.locator(f"#item-{other.pk} select.status-select").select_option("verified")
     page.get_by_text("was changed by someone else meanwhile").wait_for()
     other.refresh_from_db()
     assert other.status == "requested"
@@ -120,13 +102,17 @@ def test_an_admin_creates_a_deployment_works_its_checklist_and_probes_it(live_se
         worker.stop()
         listeners.close()
     dns_row = page.locator(f"#item-{other.pk}")
-    assert dns_row.locator("td.probe summary").inner_text() == "open"
-    dns_row.locator("td.probe summary").click()
+    assert dns_row.locator("td.probe .state").inner_text() == "open"
     assert "DNS answered NOERROR" in dns_row.locator("td.probe").inner_text()
-    # Its history comes on demand: the probe, and the status changes with who made them.
-    dns_row.locator("ul.history li", has_text="status todo → requested by alice: by the API").wait_for()
-    assert "open from default" in dns_row.locator("ul.history").inner_text()
-    assert page.locator(f"#item-{smtp.pk} td.probe summary").inner_text() == "refused"
+    dns_row.locator("details.evidence summary").click()
+    # Evidence in words, and the history on demand, newest first: the probe, then the status changes.
+    dns_row.locator("ol.history li", has_text="status todo → requested by alice (by the API)").wait_for()
+    assert "DNS answered NOERROR with 1 answers." in dns_row.locator(".loaded").inner_text()
+    history = dns_row.locator("ol.history li").all_inner_texts()
+    assert "probe open" in history[0] and "status todo → requested" in history[-1]
+    assert page.locator(f"#item-{smtp.pk} td.probe .state").inner_text() == "refused"
+    # Marked opened, but the probe is refused: flagged.
+    assert page.locator(f"#item-{smtp.pk} .flag").inner_text() == "Opened, but the probe fails"
     page.screenshot(path=ARTIFACTS / "checklist-probed.png", full_page=True)
 
     # Filter the checklist.

@@ -105,8 +105,8 @@ def test_only_features_in_use_and_roles_with_hosts_give_rules(catalog, user, ful
     assert not uids & {"fes.off-appliance.443-tcp", "fes.off-appliance.162-udp", "fes.off-appliance.15868-tcp"}
     assert {"fes.appliance.6643-tcp", "fes.appliance.9449-tcp.peer-appliances"} <= uids
     assert not uids & {"fes.off-appliance.389-tcp", "fes.off-appliance.636-tcp"}
-    assert "No LDAP server is defined: fes.off-appliance.389-tcp (LDAP server, 389/tcp) has no rule." in (
-        deployment.checklist_warnings
+    assert deployment.checklist_warnings[0] == (
+        "Missing roles: LDAP server (389/tcp, 636/tcp). Add a host for each: 2 requirements have no rule until then."
     )
 
 

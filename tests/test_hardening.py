@@ -308,8 +308,7 @@ def test_the_worker_refuses_targets_outside_its_sites_networks_after_resolving(d
     import ipaddress
 
     from probes.engine import Check, Engine, refusal
-
-    from .listeners import Listeners
+    from probes.responders import Listeners
 
     everything = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
     for address in ["0.0.0.0", "::", "169.254.169.254", "fe80::1", "224.0.0.251", "255.255.255.255", "fd00:ec2::254",

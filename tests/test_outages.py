@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from ports.deployments import save_deployment
 from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
+from probes.responders import Listeners, free_port
 
 from .conftest import make_member, token_client
-from .listeners import Listeners, free_port
 from .probe_worker import ROOT, Worker, needs_redis
 
 pytestmark = [needs_redis, pytest.mark.integration]

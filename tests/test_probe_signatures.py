@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from probes.engine import Check
+from probes.responders import Listeners, free_port, self_signed
 
-from .listeners import Listeners, free_port, self_signed
 from .test_probes import probe
 
 

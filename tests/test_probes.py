@@ -20,10 +20,10 @@ from rest_framework.test import APIClient
 from ports.models import Deployment
 from probes.engine import Check, Engine
 from probes.models import ProbeResult, ProbeRun, TlsPin, WorkerHeartbeat
+from probes.responders import Listeners, free_port, self_signed
 from probes.tasks import probe_site
 
 from .conftest import create_deployment, make_member, token_client
-from .listeners import Listeners, free_port, self_signed
 from .probe_worker import Worker, flush_broker, needs_redis
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,14 +18,13 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from probes.choices import FAILING_STATES
+
 from ..checklist import remember_rule_set
 from ..choices import ItemStatus
 from ..models import ChecklistItem, Deployment, Requirement
 from ..rules import IDENTITY_FIELDS, PortRange, Rule, fingerprint
 from ..strict import Strict
-
-# Latest probe states that mean the rule does not work (yet).
-FAILING_STATES = {"refused", "filtered", "unreachable", "dns_error", "intercepted", "error"}
 
 
 class Scope:
@@ -66,7 +65,7 @@ class ItemIdsField(serializers.Field):
 SYNTAX_NAMES = ["nftables", "iptables", "ip6tables", "asa", "panos"]
 
 # A firewall zone (PAN-OS) or interface name (ASA nameif): a token, never a live line.
-ZONE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
+ZONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}")
 
 
 @extend_schema_field({"type": "string", "example": "central:trust,dmz:dmz"})
@@ -84,7 +83,7 @@ class SiteZonesField(serializers.Field):
             data = {site.strip(): zone.strip() for site, _, zone in pairs}
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             self.fail("invalid")
-        wrong = [zone for zone in data.values() if not ZONE_NAME.match(zone)]
+        wrong = [zone for zone in data.values() if not ZONE_NAME.fullmatch(zone)]
         if wrong:
             raise serializers.ValidationError(
                 f"Not a zone or interface name: {wrong[0]!r}. Use up to 31 letters, digits, '_', '.' or '-'."

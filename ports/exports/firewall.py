@@ -66,7 +66,8 @@ def _comment(flow: Flow, limit: int) -> str:
     """Number, exemption, requirement ids and purposes, as one line of safe characters."""
     exempt = f" [{EXEMPT}]" if flow.carries_tls else ""
     text = f"#{flow.number}{exempt} {flow.uids}: {flow.purpose}"
-    return re.sub(r"[^\w .,:;#/()\[\]+-]", "", text)[:limit]
+    text = re.sub(r"[^\w .,:;#/()\[\]+-]", "", text)
+    return text.encode()[:limit].decode(errors="ignore")  # limits count bytes (nft: 128)
 
 
 def _header(rule_set: RuleSet, target: Target, mark: str) -> list[str]:
@@ -243,8 +244,9 @@ def cisco_asa(rule_set: RuleSet, target: Target) -> str:
     for value in addresses:
         group = _asa_group(acl, value)
         if _is_name(value):
-            lines += [f"object network {group}-FQDN", f" fqdn v4 {value}"]
-            lines += [f"object-group network {group}", f" network-object object {group}-FQDN"]
+            fqdn = _object_name(f"{acl}-FQDN", value, 64)
+            lines += [f"object network {fqdn}", f" fqdn v4 {value}"]
+            lines += [f"object-group network {group}", f" network-object object {fqdn}"]
         else:
             lines += [f"object-group network {group}", f" network-object {_asa_network(value)}"]
     services = {_asa_service(acl, flow): flow.rule for flow in flows}

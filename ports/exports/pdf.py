@@ -41,8 +41,9 @@ class ChangeRequest:
     params: dict
     requester: str
     flows: list[Flow]
-    delta: dict | None = None
-    removed: list[dict] = field(default_factory=list)
+    delta: dict | None = None  # {"since": fingerprint} of a delta request
+    removed: list[dict] = field(default_factory=list)  # flows of the earlier rule set that are gone
+    changed: list[tuple[Flow, list[str], list[str]]] = field(default_factory=list)  # requirements added, gone
     generated: str = ""
 
     @property
@@ -65,7 +66,7 @@ class ChangeRequest:
         return sorted(found.items())
 
     def tls_numbers(self) -> str:
-        return numbers_text([flow for flow in self.flows if flow.carries_tls])
+        return numbers_text([flow for flow in self.flows if flow.carries_tls], SHORT)
 
     def impact(self) -> list[tuple[str, str, str]]:
         """Per path of roles (who opens, who listens): its rules and the functions that stop without them."""
@@ -73,7 +74,7 @@ class ChangeRequest:
         for flow in self.flows:
             found[flow.rule.path].append(flow)
         return [
-            (path, numbers_text(members), "; ".join(dict.fromkeys(f.purpose for f in members)))
+            (path, numbers_text(members, SHORT), "; ".join(dict.fromkeys(f.purpose for f in members)))
             for path, members in sorted(found.items())
         ]
 
@@ -83,21 +84,21 @@ class ChangeRequest:
         anywhere = [f for f in flows if "any" in (f.rule.source.address, f.rule.destination.address)]
         if anywhere:
             found.append(
-                f"Rules {numbers_text(anywhere)} allow any address on one side (sending mail servers, end users): "
-                "that is what the product needs, and the only exposure beyond named hosts."
+                f"Rules {numbers_text(anywhere, SHORT)} allow any address on one side (sending mail servers, "
+                "end users): that is what the product needs, and the only exposure beyond named hosts."
             )
         ranges = [f for f in flows if f.rule.ports.count > 1]
         if ranges:
-            found.append(f"Rules {numbers_text(ranges)} open port ranges, as the vendor requires.")
+            found.append(f"Rules {numbers_text(ranges, SHORT)} open port ranges, as the vendor requires.")
         tls = [f for f in flows if f.carries_tls]
         if tls:
             found.append(
-                f"Rules {numbers_text(tls)} are exempt from SSL decryption: a middlebox does not see into that "
+                f"Rules {numbers_text(tls, SHORT)} are exempt from SSL decryption: a middlebox does not see into that "
                 "traffic. Decrypting it breaks the product (the vendor's warning)."
             )
         failing = [f for f in flows if f.latest_probe and f.latest_probe.state != "open"]
         if failing:
-            found.append(f"Rules {numbers_text(failing)} failed their last probe: still closed or intercepted.")
+            found.append(f"Rules {numbers_text(failing, SHORT)} failed their last probe: still closed or intercepted.")
         found.append("Each rule allows one protocol and port (range) between exactly the addresses given.")
         return found
 
@@ -105,6 +106,8 @@ class ChangeRequest:
         """The probe run that verifies the rules: its command, its API call and the sites it runs from."""
         pk = self.deployment.pk
         ids = ",".join(str(item.pk) for flow in self.flows for item in flow.items)
+        if not self.flows:
+            return {"command": "", "api": "", "body": "", "sites": []}
         whole = self.rule_set.scope == Scope.ALL and not self.delta
         return {
             "command": f"python manage.py probe {pk} --wait" + ("" if whole else f" --items {ids}"),
@@ -122,33 +125,59 @@ class ChangeRequest:
 
 def change_request(rule_set: RuleSet, params: dict, user: object) -> ChangeRequest:
     requester = params.get("requester") or (user.get_full_name() or user.get_username() if user else "")
-    flows, delta, removed = rule_set.flows, None, []
+    request = ChangeRequest(rule_set, params, requester, rule_set.flows, generated=when(timezone.now()))
     if params.get("since"):
-        delta = rule_set.diff(params["since"])
-        added = {rule.identity() for rule in delta["added"]}
-        flows = [flow for flow in flows if any(item.rule.identity() in added for item in flow.items)]
-        removed = merged_removals(delta["removed"])
-    return ChangeRequest(rule_set, params, requester, flows, delta, removed, when(timezone.now()))
+        request.delta = {"since": params["since"]}
+        request.flows, request.removed, request.changed = delta(rule_set, params["since"])
+    return request
 
 
-def numbers_text(flows: list[Flow]) -> str:
-    """Rule numbers as runs: "1-4, 7, 9-12"."""
+def delta(rule_set: RuleSet, since: str) -> tuple[list[Flow], list[dict], list[tuple[Flow, list[str], list[str]]]]:
+    """What changed since an earlier export, as a firewall sees it: flows added (whose source,
+    destination, protocol and ports were not allowed before), flows gone, and flows that stay
+    but now serve other requirements. A flow that loses one of its requirements is not removed."""
+    earlier = rule_set.deployment.exports.get(fingerprint=since).rules
+    before: dict[tuple, list[str]] = defaultdict(list)
+    for rule in earlier:
+        before[(rule["source"], rule["destination"], rule["protocol"], rule["port_start"], rule["port_end"])].append(
+            rule["requirement"]
+        )
+    now = {flow.rule.flow: flow for flow in rule_set.flows}
+    added = [flow for key, flow in now.items() if key not in before]
+    removed = [
+        {
+            "source": src,
+            "destination": dst,
+            "protocol": proto,
+            "ports": str(PortRange(start, end)),
+            "requirements": uids,
+        }
+        for (src, dst, proto, start, end), uids in before.items()
+        if (src, dst, proto, start, end) not in now
+    ]
+    changed = []
+    for key, flow in now.items():
+        uids = [requirement.uid for requirement in flow.requirements]
+        if key in before and set(uids) != set(before[key]):
+            changed.append((flow, sorted(set(uids) - set(before[key])), sorted(set(before[key]) - set(uids))))
+    return added, removed, changed
+
+
+SHORT = 240  # characters of a list of rule numbers in a table cell or a sentence
+
+
+def numbers_text(flows: list[Flow], limit: int | None = None) -> str:
+    """Rule numbers as runs: "1-4, 7, 9-12"; cut after `limit` characters with the count in all."""
     runs: list[list[int]] = []
     for number in sorted(flow.number for flow in flows):
         if runs and number == runs[-1][-1] + 1:
             runs[-1].append(number)
         else:
             runs.append([number])
-    return ", ".join(str(PortRange(run[0], run[-1])) for run in runs)
-
-
-def merged_removals(removed: list[dict]) -> list[dict]:
-    """Rules removed since an earlier export (identities), merged by flow as every export does."""
-    merged: dict[tuple, dict] = {}
-    for rule in removed:
-        key = (rule["source"], rule["destination"], rule["protocol"], rule["ports"])
-        merged.setdefault(key, {**rule, "requirements": []})["requirements"].append(rule["requirement"])
-    return list(merged.values())
+    text = ", ".join(str(PortRange(run[0], run[-1])) for run in runs)
+    if limit and len(text) > limit:
+        text = f"{text[: text.rfind(', ', 0, limit)]}, … ({len(flows)} rules in all)"
+    return text
 
 
 # --- Layout ------------------------------------------------------------------------------
@@ -355,8 +384,9 @@ def render_pdf(request: ChangeRequest) -> bytes:
         _table(
             [
                 ["Destination", "Address", "Rules"],
-                *([fit(n, 8, 200), a, str(c)] for (n, a), c in sorted(destinations.items())),
-            ]
+                *([fit(n, 8, 280), fit(a, 8, 400), str(c)] for (n, a), c in sorted(destinations.items())),
+            ],
+            [100 * mm, 145 * mm, 20 * mm],
         )
     )
 
@@ -382,17 +412,31 @@ def render_pdf(request: ChangeRequest) -> bytes:
         if request.removed:
             rows = [
                 [
-                    r["source"],
-                    r["destination"],
+                    fit(r["source"], 8, 200),
+                    fit(r["destination"], 8, 200),
                     r["protocol"].upper(),
                     r["ports"],
-                    fit(", ".join(r["requirements"]), 8, 300),
+                    fit(", ".join(r["requirements"]), 8, 250),
                 ]
                 for r in request.removed
             ]
-            story.append(_table([["Source", "Destination", "Protocol", "Port(s)", "Required by"], *rows]))
+            widths = [75 * mm, 75 * mm, 20 * mm, 25 * mm, 70 * mm]
+            story.append(_table([["Source", "Destination", "Protocol", "Port(s)", "Required by"], *rows], widths))
         else:
             story.append(_p("None.", s.body))
+        if request.changed:
+            story.append(_p("Rules that stay, for other requirements", s.h2))
+            rows = [
+                [
+                    str(flow.number),
+                    fit(flow.uids, 8, 300),
+                    fit(", ".join(new) or "—", 8, 190),
+                    fit(", ".join(gone) or "—", 8, 190),
+                ]
+                for flow, new, gone in request.changed
+            ]
+            widths = [15 * mm, 110 * mm, 70 * mm, 70 * mm]
+            story.append(_table([["#", "Required by now", "Requirements added", "Requirements gone"], *rows], widths))
         story.append(_p("Rules to add", s.h2))
     else:
         story.append(_p("Rules", s.h2))
@@ -438,21 +482,27 @@ def render_pdf(request: ChangeRequest) -> bytes:
     story += [_p(f"{n}. {step}", s.body) for n, step in enumerate(steps, start=1)]
 
     plan = request.test_plan()
-    sites = ", ".join(f"{site} ({count} rule{'s' * (count != 1)})" for site, count in plan["sites"]) or "none"
-    story += [
-        _p("Test plan", s.h2),
-        _p(
-            "The portal's probes test each rule from its source's site and record the evidence. A rule is verified "
-            "when its probe reports open (for one-way UDP such as SNMP traps, when the receiver logs a test "
-            "message); intercepted means a middlebox still decrypts or inspects it.",
-            s.body,
-        ),
-        _p(f"• Sites that probe: {sites}. Each needs a live probe worker.", s.body),
-        _p(f"• API: {plan['api']} with this body (a token of the team):", s.body),
-        _p(plan["body"], s.code),
-        _p("• Or on the portal's host:", s.body),
-        _p(plan["command"], s.code),
-    ]
+    sites = ", ".join(f"{site} ({count} rule{'s' * (count != 1)})" for site, count in plan["sites"])
+    story.append(_p("Test plan", s.h2))
+    if not flows:
+        story.append(_p("No rules to add: nothing to probe.", s.body))
+    story += (
+        []
+        if not flows
+        else [
+            _p(
+                "The portal's probes test each rule from its source's site and record the evidence. A rule is verified "
+                "when its probe reports open (for one-way UDP such as SNMP traps, when the receiver logs a test "
+                "message); intercepted means a middlebox still decrypts or inspects it.",
+                s.body,
+            ),
+            _p(f"• Sites that probe: {sites}. Each needs a live probe worker.", s.body),
+            _p(f"• API: {plan['api']} with this body (a token of the team):", s.body),
+            _p(plan["body"], s.code),
+            _p("• Or on the portal's host:", s.body),
+            _p(plan["command"], s.code),
+        ]
+    )
 
     story.append(_p("Rollback", s.h2))
     syntax = params.get("syntax")
@@ -460,7 +510,11 @@ def render_pdf(request: ChangeRequest) -> bytes:
         _p(
             f"To back the change out, remove rules {numbers_text(flows) or '—'}"
             + (f" ({syntax} below)" if syntax else "")
-            + "; nothing else changes.",
+            + (
+                f", and allow again the {len(request.removed)} rules this request removes (Rules to remove)."
+                if request.removed
+                else "; nothing else changes."
+            ),
             s.body,
         )
     )

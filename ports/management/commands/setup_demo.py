@@ -1,3 +1,5 @@
+import os
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
@@ -8,6 +10,7 @@ from ports.deployments import save_deployment
 from ports.models import Deployment, Team
 
 USERNAME, PASSWORD = "demo", "portal-demo"
+ADMIN, ADMIN_PASSWORD = "demo-admin", "portal-demo-admin"  # the demo's Django admin (all teams)
 
 # Every host on loopback: probes of the demo may only ever reach this machine.
 DEMO_DEPLOYMENT = {
@@ -48,9 +51,16 @@ DEMO_DEPLOYMENT = {
 
 
 class Command(BaseCommand):
-    help = "Create the demo team, user and loopback deployment (left as they are if present)."
+    help = "Create the demo team, user, admin and loopback deployment (left as they are if present)."
 
-    def handle(self, *args: object, **options: object) -> None:
+    def add_arguments(self, parser: object) -> None:
+        parser.add_argument(
+            "--address",
+            default=os.environ.get("PORTAL_ADDRESS", "127.0.0.1:8000"),
+            help="host:port the portal is served on, for the printed links (default $PORTAL_ADDRESS)",
+        )
+
+    def handle(self, *args: object, address: str, **options: object) -> None:
         user, created = get_user_model().objects.get_or_create(username=USERNAME)
         if created:
             user.set_password(PASSWORD)
@@ -64,8 +74,16 @@ class Command(BaseCommand):
             except ValidationError as invalid:
                 raise CommandError(f"The demo deployment does not validate: {invalid.detail}") from invalid
         deployment = Deployment.objects.get(team=team, name=DEMO_DEPLOYMENT["name"])
+        admin, created = get_user_model().objects.get_or_create(
+            username=ADMIN, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            admin.set_password(ADMIN_PASSWORD)
+            admin.save()
+            team.members.add(admin)
         self.stdout.write(
-            f"Demo: open http://127.0.0.1:8000/ and log in as {USERNAME} / {PASSWORD}\n"
+            f"Demo: open http://{address}/ and log in as {USERNAME} / {PASSWORD}\n"
+            f"      the admin, http://{address}/admin/, as {ADMIN} / {ADMIN_PASSWORD}\n"
             f"      API token {token.key} (header 'Authorization: Token {token.key}')\n"
             f"      deployment {deployment.pk} ({deployment.checklist.count()} checklist items): "
             f"/api/deployments/{deployment.pk}/checklist/"

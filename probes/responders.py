@@ -1,7 +1,8 @@
 """Real services on loopback for the probes to find: each case a probe must tell apart.
 
-They run in an event loop on a thread of the test process, so a Celery worker in
-another process probes them over real sockets. Every address is on 127.0.0.0/8.
+The tests serve them, and `manage.py demo_responders` (started by `make run`) serves a few
+for the demo. They run in an event loop on a thread of the calling process, so a Celery
+worker in another process probes them over real sockets. Every address is on 127.0.0.0/8.
 """
 
 from __future__ import annotations

@@ -1,0 +1,246 @@
+"""The pages an admin works in, in Chromium at desktop and phone widths: what they say stays true
+after every click, nothing comes from another host, and axe finds no serious accessibility fault."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from ports.models import ChecklistItem
+from probes.responders import Listeners
+
+from .conftest import ARTIFACTS, FULL_DEPLOYMENT, create_deployment, make_member
+from .probe_worker import Worker, flush_broker
+from .test_browser import log_in, pytestmark  # noqa: F401 (the same marks: Chromium and Redis)
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
+
+
+class Visits:
+    """A browser page that refuses every request to another host (and records it), and checks each
+    page it visits with axe-core: no serious or critical violation."""
+
+    def __init__(self, browser, base: str, viewport: dict) -> None:
+        self.base, self.viewport = base, viewport
+        self.page = browser.new_page(viewport=viewport, accept_downloads=True)
+        self.outside: list[str] = []
+        self.page.route("**/*", self.route)
+
+    def route(self, route) -> None:
+        url = route.request.url
+        if url.startswith((self.base, "data:", "blob:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def check(self, name: str, axe: bool = True) -> None:
+        page = self.page
+        assert not self.outside, (name, self.outside)
+        page.screenshot(path=ARTIFACTS / f"{name}-{self.viewport['width']}.png", full_page=True)
+        if not axe:
+            return
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+        serious = [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in found
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert not serious, (name, json.dumps(serious, indent=1))
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= self.viewport["width"], (name, width, "scrolls sideways")
+
+    def visit(self, path: str, name: str, axe: bool = True) -> None:
+        response = self.page.goto(f"{self.base}{path}")
+        assert response.status == 200, (path, response.status)
+        self.check(name, axe)
+
+
+@pytest.fixture
+def lab(live_server):
+    call_command("load_catalog", verbosity=0)
+    make_member("alice", "Mail team")
+    document = {**FULL_DEPLOYMENT, "name": "Pages lab"}
+    document["hosts"] = [{**host, "site": "default"} for host in document["hosts"]]
+    document["peer_networks"] = [{**network, "site": "default"} for network in document["peer_networks"]]
+    return create_deployment(document), live_server.url
+
+
+def test_every_page_at_both_sizes_is_accessible_and_loads_nothing_from_outside(lab, browser):
+    deployment, base = lab
+    for viewport in (DESKTOP, PHONE):
+        visits = Visits(browser, base, viewport)
+        visits.visit("/accounts/login/", "login")
+        log_in(visits.page, base, "alice")
+        visits.check("deployments")
+        visits.visit(f"/deployments/{deployment.pk}/", "checklist")
+        visits.visit(f"/deployments/{deployment.pk}/?sort=-destination&size=25&page=2", "checklist-sorted")
+        visits.visit(f"/deployments/{deployment.pk}/edit/", "deployment-form")
+        visits.visit("/catalog/?search=389", "catalog")
+        # Swagger UI is a third party's page: checked for outside requests (its assets are the
+        # sidecar's), not by axe, which finds its own contrast and nested-control faults.
+        visits.visit("/api/docs/", "api-docs", axe=False)
+        visits.page.wait_for_selector(".swagger-ui .opblock")
+        visits.check("api-docs", axe=False)
+        visits.page.close()
+
+
+def test_the_checklist_pages_sorts_and_filters_at_any_size(lab, browser):
+    deployment, base = lab
+    visits = Visits(browser, base, DESKTOP)
+    log_in(visits.page, base, "alice")
+    page = visits.page
+    page.goto(f"{base}/deployments/{deployment.pk}/?size=25")
+    assert page.locator("#count").inner_text().startswith("Rules 1–25 of 81")
+    page.locator("a[rel=next]").click()
+    assert page.locator("#count").inner_text().startswith("Rules 26–50 of 81")
+    # One sort parameter, its direction shown; addresses sort as numbers (.2 before .10).
+    page.get_by_role("link", name="Destination").click()
+    header = page.locator("th[aria-sort]")
+    assert header.get_attribute("aria-sort") == "ascending" and "▲" in header.inner_text()
+    page.goto(f"{base}/deployments/{deployment.pk}/?sort=destination&size=500&q=dns")
+    destinations = page.locator("tbody td[data-label=Destination] .mono").all_inner_texts()
+    assert destinations == sorted(destinations, key=lambda a: [int(x) for x in a.split(".")])
+    assert destinations.index("127.0.4.9") < destinations.index("127.0.4.10")
+    page.locator("th[aria-sort] a").click()
+    assert page.locator("th[aria-sort]").get_attribute("aria-sort") == "descending"
+    assert "sort=-destination" in page.url and page.url.count("sort=") == 1
+    # A filter that does not parse says so next to its field, and shows nothing.
+    page.goto(f"{base}/deployments/{deployment.pk}/?port=abc")
+    assert "Enter a number." in page.locator(".filters label.invalid").inner_text()
+    assert page.locator("tbody tr[data-item]").count() == 0
+    visits.check("checklist-bad-filter")
+
+
+def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, browser, settings):
+    deployment, base = lab
+    listeners = Listeners()
+    listeners.dns("127.0.4.9", 53)
+    listeners.open_tcp("127.0.4.2", 50800)
+    flush_broker()
+    worker = Worker(["default"], name="pages", extra_queues=("celery",))
+    try:
+        worker.wait_until_live()
+        visits = Visits(browser, base, DESKTOP)
+        log_in(visits.page, base, "alice")
+        page = visits.page
+        page.goto(f"{base}/deployments/{deployment.pk}/?size=100")
+        panel = page.locator("#panel")
+        assert "Not probed yet" in panel.inner_text() and "Last run: never" in panel.inner_text()
+
+        # A status change: the summary follows at once, and a message says what happened.
+        first = page.locator("tbody tr[data-item]").first
+        first.locator("select.status-select").select_option("opened")
+        page.locator("#toast", has_text="Opened.").wait_for()
+        page.wait_for_function("document.querySelector('#panel').innerText.includes('Opened\\n1')")
+
+        # Waived needs a reason, kept in the history; cancelling changes nothing.
+        second = page.locator("tbody tr[data-item]").nth(1)
+        second.locator("select.status-select").select_option("waived")
+        page.locator("#waive-dialog").get_by_role("button", name="Cancel").click()
+        assert second.get_attribute("data-status") == "todo"
+        second.locator("select.status-select").select_option("waived")
+        page.fill("#waive-comment", "this site has no hybrid service")
+        page.locator("#waive-dialog").get_by_role("button", name="Waive").click()
+        page.locator("#toast", has_text="Waived.").wait_for()
+        item = ChecklistItem.objects.get(pk=second.get_attribute("data-item"))
+        assert item.status == "waived" and item.history.get().comment == "this site has no hybrid service"
+
+        # Select all, a count, and a bulk change.
+        page.check("#pick-all")
+        assert page.locator("#picked").inner_text() == "81 selected"
+        page.uncheck("#pick-all")
+        for row in page.locator("tbody tr[data-item]").all()[2:6]:
+            row.locator("input.pick").check()
+        assert page.locator("#picked").inner_text() == "4 selected"
+        page.select_option("#bulk-status", "requested")
+        page.click("#bulk-apply")
+        page.locator("#toast", has_text="4 of 4 rules marked requested.").wait_for()
+        page.wait_for_function("document.querySelector('#panel').innerText.includes('Requested\\n4')")
+
+        # Probe all: the button waits for the run; the end is said with its counts.
+        page.get_by_role("button", name="Probe all").click()
+        page.wait_for_function("document.getElementById('probe-all').disabled")
+        page.locator("#toast", has_text="Probe run done:").wait_for(timeout=90_000)
+        toast = page.locator("#toast").inner_text()
+        assert "open" in toast and "refused" in toast
+        assert not page.locator("#probe-all").is_disabled()
+        assert "Last run: never" not in panel.inner_text() and "Never probed" in panel.inner_text()
+        # The rule marked opened whose probe is refused is flagged, now and after a reload.
+        opened = ChecklistItem.objects.get(pk=first.get_attribute("data-item"))
+        assert opened.latest_probe.state == "refused" and "flagged" in first.get_attribute("class")
+        page.goto(f"{base}/deployments/{deployment.pk}/?flag=opened_failing")
+        assert page.locator("tbody tr[data-item] .flag").all_inner_texts() == ["Opened, but the probe fails"]
+        visits.check("checklist-after-probe")
+        page.goto(f"{base}/deployments/{deployment.pk}/?size=100")
+
+        # Mark open rules verified, on every page.
+        page.click("#verify-open")
+        page.locator("#toast", has_text="with an open probe marked verified").wait_for()
+        page.wait_for_load_state()
+        verified = deployment.checklist.filter(status="verified")
+        assert verified.exists() and all(item.latest_probe.state == "open" for item in verified)
+        assert verified.first().history.last().comment.startswith("latest probe open")
+
+        # A large change request runs in the background with a progress bar, then downloads.
+        settings.EXPORT_SYNC_RULES = 10
+        page.goto(f"{base}/deployments/{deployment.pk}/")
+        page.click("#open-export")
+        dialog = page.locator("#export-dialog")
+        dialog.get_by_label("Change reference").fill("CHG-77")
+        dialog.get_by_label("Justification").fill("New gateways")
+        dialog.get_by_label("Rollback commands").select_option("asa")
+        dialog.get_by_role("button", name="Export").click()
+        dialog.get_by_role("link", name="Download the change request (PDF)").wait_for(timeout=90_000)
+        assert "is ready: 75 rules" in dialog.locator("#export-status").inner_text()
+        visits.check("export-dialog")
+        # A small export downloads at once, with the selection.
+        page.keyboard.press("Escape")
+        for row in page.locator("tbody tr[data-item]").all()[:3]:
+            row.locator("input.pick").check()
+        page.click("#open-export")
+        dialog.get_by_label("Format").select_option("nftables")
+        dialog.get_by_label("Selected (3)").check()
+        with page.expect_download() as download:
+            dialog.get_by_role("button", name="Export").click()
+        text = Path(download.value.path()).read_text()
+        assert text.count(" accept comment ") == 3
+    finally:
+        worker.stop()
+        listeners.close()
+
+
+def test_at_phone_width_rules_are_cards_and_nothing_scrolls_sideways(lab, browser):
+    deployment, base = lab
+    visits = Visits(browser, base, PHONE)
+    log_in(visits.page, base, "alice")
+    visits.visit(f"/deployments/{deployment.pk}/", "checklist-phone")
+    row = visits.page.locator("tbody tr[data-item]").first
+    box = row.bounding_box()
+    assert box["width"] <= PHONE["width"] and row.locator("select.status-select").is_visible()
+    assert row.locator("td[data-label=Source]").evaluate("e => getComputedStyle(e, '::before').content") == '"Source"'
+
+
+def test_the_form_adds_rows_without_a_reload_and_says_it_saved(lab, browser):
+    deployment, base = lab
+    visits = Visits(browser, base, DESKTOP)
+    log_in(visits.page, base, "alice")
+    page = visits.page
+    page.goto(f"{base}/deployments/{deployment.pk}/edit/")
+    hosts = page.locator("fieldset", has_text="Hosts of the other roles")
+    before = hosts.locator("tbody tr").count()
+    hosts.get_by_role("button", name="Add a row").click()
+    assert hosts.locator("tbody tr").count() == before + 1
+    index = before
+    page.fill(f"#id_hosts-{index}-name", "dns3")
+    page.fill(f"#id_hosts-{index}-address", "127.0.4.12")
+    page.select_option(f"#id_hosts-{index}-role", "dns")
+    page.get_by_role("button", name="Save and show the checklist").click()
+    page.locator(".message.success", has_text="Pages lab saved (updated)").wait_for()
+    assert deployment.hosts.filter(name="dns3").exists()
+    visits.check("checklist-saved")
