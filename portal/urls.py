@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from portal import health
 from ports import views
 
 urlpatterns = [
@@ -15,4 +16,7 @@ urlpatterns = [
     path("api/", include("ports.urls")),
     path("api/", include("probes.urls")),
     path("api-auth/", include("rest_framework.urls")),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
 ]

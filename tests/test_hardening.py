@@ -160,9 +160,12 @@ def test_the_compose_file_is_valid_and_its_production_settings_pass_check_deploy
 
     services = compose_services()
     assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
+    assert "http://localhost:8000/healthz" in str(services["web"].healthcheck.test)
+    assert "inspect ping" in str(services["worker"].healthcheck.test)
     variables = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "POSTGRES_PASSWORD": "not-used"}
     web = {name: interpolate(str(value), variables) for name, value in services["web"].environment.items()}
     assert web["DJANGO_SSL_REDIRECT"] == "1" and int(web["DJANGO_HSTS_SECONDS"]) >= 31536000
+    assert web["DJANGO_ALLOWED_HOSTS"].split(",")[-1] == "localhost"  # what the health check calls
     checked = manage(web, "check", "--deploy", "--fail-level", "WARNING")
     assert checked.returncode == 0 and "no issues" in checked.stdout, checked.stdout + checked.stderr
 

@@ -1,0 +1,134 @@
+"""Health and metrics for the operators' tools: /healthz (the process answers), /readyz (what it
+needs is there, or 503 naming what is missing) and /metrics (Prometheus text format).
+
+None of them needs a login: they say nothing of any team's rules beyond counts. Set
+METRICS_TOKEN to require `Authorization: Bearer <token>` on /metrics.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterator
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Sum
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+
+from ports.models import CatalogVersion, ChecklistItem
+from probes.choices import FINISHED_STATUSES
+from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+def missing() -> dict[str, str]:
+    """What the portal needs and lacks now: {name: why}."""
+    found: dict[str, str] = {}
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as failed:
+        return {"database": f"not reachable: {failed}".strip()}  # nothing else can be asked without it
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        found["migrations"] = f"{len(plan)} not applied (manage.py migrate)"
+    elif not CatalogVersion.objects.exists():
+        found["catalog"] = "no catalog loaded (manage.py load_catalog)"
+    if settings.REDIS_URL:
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2).ping()
+        except redis.RedisError as failed:
+            found["redis"] = f"not reachable: {failed}"
+    return found
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    found = missing()
+    return JsonResponse({"ready": not found, "missing": found}, status=503 if found else 200)
+
+
+class PortalCollector:
+    """The portal's state, read from the database (and the broker) at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        items = GaugeMetricFamily("portal_checklist_items", "Checklist items by status.", labels=["status"])
+        for status, n in ChecklistItem.objects.order_by().values_list("status").annotate(n=Count("pk")):
+            items.add_metric([status], n)
+        yield items
+
+        latest = GaugeMetricFamily(
+            "portal_probe_latest_results", "Items by the state of their latest probe.", labels=["state"]
+        )
+        states = ProbeResult.objects.filter(is_latest=True).order_by().values_list("state").annotate(n=Count("pk"))
+        for state, n in states:
+            latest.add_metric([state], n)
+        yield latest
+
+        runs = GaugeMetricFamily("portal_probe_runs", "Probe runs by status.", labels=["status"])
+        for status, n in ProbeRun.objects.order_by().values_list("status").annotate(n=Count("pk")):
+            runs.add_metric([status], n)
+        yield runs
+
+        took = ExpressionWrapper(F("finished") - F("started"), output_field=DurationField())
+        finished = ProbeRun.objects.filter(status__in=FINISHED_STATUSES, started__isnull=False, finished__isnull=False)
+        totals = finished.aggregate(count=Count("pk"), seconds=Sum(took))
+        durations = SummaryMetricFamily("portal_probe_run_duration_seconds", "Time from a run's start to its end.")
+        seconds = totals["seconds"].total_seconds() if totals["seconds"] else 0.0
+        durations.add_metric([], count_value=totals["count"], sum_value=seconds)
+        yield durations
+
+        now = timezone.now()
+        age = GaugeMetricFamily(
+            "portal_site_heartbeat_age_seconds",
+            "Seconds since a worker of the site was last heard from.",
+            labels=["site"],
+        )
+        for site, seen in WorkerHeartbeat.objects.order_by().values_list("site").annotate(seen=Max("last_seen")):
+            age.add_metric([site], (now - seen).total_seconds())
+        yield age
+
+        if settings.REDIS_URL:
+            depth = GaugeMetricFamily(
+                "portal_queue_depth", "Messages waiting in a site's probe queue.", labels=["site"]
+            )
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+            sites = set(WorkerHeartbeat.objects.values_list("site", flat=True)) | set(
+                ChecklistItem.objects.order_by().values_list("source_site", flat=True).distinct()
+            )
+            try:
+                for site in sorted(sites):
+                    depth.add_metric([site], client.llen(f"probes.{site}"))
+            except redis.RedisError:
+                pass  # the broker is down: /readyz says so; the other figures still come
+            else:
+                yield depth
+
+        scraped = GaugeMetricFamily("portal_metrics_scraped_at_seconds", "When these figures were read.")
+        scraped.add_metric([], time.time())
+        yield scraped
+
+
+REGISTRY = CollectorRegistry(auto_describe=False)
+REGISTRY.register(PortalCollector())
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    token = settings.METRICS_TOKEN
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return HttpResponse("Send Authorization: Bearer <METRICS_TOKEN>.\n", status=401, content_type="text/plain")
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
