@@ -276,19 +276,39 @@ class Deployment(models.Model):
 
     def verify_open(self, user: object) -> int:
         """Mark verified the rules whose latest probe is open (neither verified nor waived yet),
-        each with the probe that proves it in its history; returns how many."""
-        items = self.checklist.with_latest_probe().filter(latest_probe_state="open")
-        items = items.exclude(status__in=[ItemStatus.VERIFIED, ItemStatus.WAIVED]).order_by("pk")
-        done = 0
-        for item in items:
-            checked = item.latest_probe_checked_at
-            comment = f"latest probe open ({item.latest_probe_site}, {checked:%Y-%m-%d %H:%M} UTC)"
-            try:
-                item.change_status(ItemStatus.VERIFIED, user, comment)
-            except ChecklistItem.DoesNotExist:  # the deployment changed meanwhile; the rule went
-                continue
-            done += 1
-        return done
+        each with the probe that proves it in its history; returns how many.
+
+        One transaction: the items are locked in pk order (as every writer of items locks them)
+        and read again under the lock, so a waiver or a failing probe that lands meanwhile wins.
+        """
+        with transaction.atomic():
+            locked = self.checklist.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True)
+            list(locked)  # the lock, taken before anything is read
+            items = list(
+                self.checklist.with_latest_probe()
+                .filter(latest_probe_state="open")
+                .exclude(status__in=[ItemStatus.VERIFIED, ItemStatus.WAIVED])
+                .order_by("pk")
+            )
+            if not items:
+                return 0
+            now = timezone.now()
+            StatusChange.objects.bulk_create(
+                StatusChange(
+                    item=item,
+                    from_status=item.status,
+                    to_status=ItemStatus.VERIFIED,
+                    user=user,
+                    comment=f"latest probe open ({item.latest_probe_site}, "
+                    f"{item.latest_probe_checked_at:%Y-%m-%d %H:%M} UTC)",
+                )
+                for item in items
+            )
+            ChecklistItem.objects.filter(pk__in=[item.pk for item in items]).update(
+                status=ItemStatus.VERIFIED, status_changed_at=now, revision=F("revision") + 1
+            )
+            Deployment.objects.filter(pk=self.pk).checklist_changed()
+        return len(items)
 
     @property
     def dlp_range(self) -> PortRange | None:

@@ -43,6 +43,15 @@ SORTS = {
     "result": ["latest_probe_state"],
 }
 PAGE_SIZES = [25, 50, 100, 250, 500]
+SORT_LABELS = [
+    ("number", "Rule number"),
+    ("source", "Source"),
+    ("destination", "Destination"),
+    ("port", "Port"),
+    ("protocol", "Protocol"),
+    ("status", "Status"),
+    ("result", "Latest probe"),
+]
 COLUMNS = [
     ("number", "#"),
     ("source", "Source"),
@@ -212,6 +221,14 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
         "size": int(request.GET["size"]) if request.GET.get("size") in map(str, PAGE_SIZES) else PAGE_SIZES[1],
         "query": query.urlencode(),
         "query_sorted": sorted_query,
+        "sort_options": options(
+            [
+                (f"{prefix}{name}", f"{label}{suffix}")
+                for name, label in SORT_LABELS
+                for prefix, suffix in (("", ""), ("-", ", descending"))
+            ],
+            [request.GET.get("sort", "number")],
+        ),
         "filtered": filtered,
         "statuses": ItemStatus.choices,
         "legend": [(state.value, state.label, meaning) for state, meaning in STATE_MEANINGS.items()],
@@ -225,7 +242,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     key = f"checklist-page-{deployment.pk}-{deployment.checklist_revision}-{digest}"
     rows = caches["checklists"].get(key)
     if rows is None:
-        items = ChecklistItem.objects.none() if errors else filterset.qs if filterset else items
+        items = items.none() if errors else filterset.qs if filterset else items
         items = items.select_related("requirement").order_by(*order)
         page = Paginator(items, context["size"]).get_page(request.GET.get("page"))
         items = list(page.object_list)

@@ -57,6 +57,8 @@ def in_words(evidence: dict) -> list[str]:
         words.append(f"{evidence['tls_version']}.")
     if evidence.get("rcode"):
         words.append(f"DNS answered {evidence['rcode']} with {evidence.get('answers', 0)} answers.")
+    if evidence.get("reason"):
+        words.append(f"{evidence['reason']}.")
     if evidence.get("cause"):
         words.append(f"Cause: {evidence['cause']}.")
     return words

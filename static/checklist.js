@@ -33,12 +33,19 @@ async function api(method, url, body, headers = {}) {
 }
 
 // An API error as one sentence: {"comment": ["..."]} or {"detail": "..."}.
-const problem = (data) => data.detail ?? Object.entries(data).map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`).join("; ");
+const problem = (data) => data.detail
+  ?? (Object.entries(data).map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`).join("; ") || "The portal could not do it.");
 
 async function refreshPanel() {
   const panel = document.getElementById("panel");
-  const response = await fetch(panel.dataset.url, { credentials: "same-origin" });
-  if (response.ok) panel.innerHTML = await response.text();
+  try {
+    // A redirect is the login page (the session ended): say so, never paste it into the panel.
+    const response = await fetch(panel.dataset.url, { credentials: "same-origin", redirect: "error" });
+    if (response.ok) panel.innerHTML = await response.text();
+    else say("The summary could not be updated: reload the page.", "bad");
+  } catch {
+    say("Your session has ended: reload the page and log in again.", "bad");
+  }
 }
 
 // Marked opened, yet its latest probe fails: flagged, with a label beside the status.
@@ -89,19 +96,40 @@ function askWhy(rowsToWaive) {
   });
 }
 
-table.addEventListener("change", async (event) => {
+async function applyStatus(select) {
+  const row = select.closest("tr");
+  delete select.dataset.pending;
+  if (select.value === row.dataset.status) return;
+  let comment = "";
+  if (select.value === "waived") {
+    comment = await askWhy([row]);
+    if (comment === null) {
+      select.value = row.dataset.status;
+      return say("Not waived: a waiver needs a reason.", "bad");
+    }
+  }
+  if (await setStatus(row, select.value, comment)) {
+    say(`${ruleName(row)}: ${select.selectedOptions[0].textContent}.`, "good");
+    refreshPanel();
+  }
+}
+
+// Arrow keys move through a closed select and fire "change" at each step: from the keyboard,
+// a status applies on Enter or when the control is left; a pick with the mouse applies at once.
+table.addEventListener("keydown", (event) => {
+  const select = event.target.closest("select.status-select");
+  if (!select) return;
+  if (event.key === "Enter") { event.preventDefault(); applyStatus(select); } else select.dataset.keyboard = "1";
+});
+table.addEventListener("focusout", (event) => {
+  const select = event.target.closest("select.status-select");
+  if (select) { delete select.dataset.keyboard; if (select.dataset.pending) applyStatus(select); }
+});
+table.addEventListener("change", (event) => {
   const select = event.target.closest("select.status-select");
   if (select) {
-    const row = select.closest("tr");
-    let comment = "";
-    if (select.value === "waived") {
-      comment = await askWhy([row]);
-      if (comment === null) { select.value = row.dataset.status; return; }
-    }
-    if (await setStatus(row, select.value, comment)) {
-      say(`${ruleName(row)}: ${select.selectedOptions[0].textContent}.`, "good");
-      refreshPanel();
-    }
+    if (select.dataset.keyboard) select.dataset.pending = "1";
+    else applyStatus(select);
   }
   if (event.target.matches("input.pick")) countPicked();
 });
@@ -135,8 +163,15 @@ document.getElementById("bulk-apply").addEventListener("click", async () => {
   refreshPanel();
 });
 
-document.getElementById("verify-open").addEventListener("click", async () => {
-  const { response, data } = await api("POST", `/api/deployments/${deploymentId}/checklist/verify-open/`, {});
+document.getElementById("verify-open").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  let response, data;
+  try {
+    ({ response, data } = await api("POST", `/api/deployments/${deploymentId}/checklist/verify-open/`, {}));
+  } finally {
+    button.disabled = false;
+  }
   if (!response.ok) return say(problem(data), "bad");
   say(data.verified ? `${data.verified} rules with an open probe marked verified. Reloading…` : "No rule with an open probe is waiting to be verified.", "good");
   if (data.verified) setTimeout(() => location.reload(), 1200);
@@ -184,7 +219,12 @@ async function probe(body) {
     say("Probe run started.");
     let state;
     for (;;) {
-      ({ data: state } = await api("GET", `/api/probe-runs/${data.id}/`));
+      const poll = await api("GET", `/api/probe-runs/${data.id}/`);
+      if (!poll.response.ok) {
+        text.textContent += " · no answer";
+        return say(`Probe run ${data.id}: the portal did not answer (${poll.response.status}); reload to see its results.`, "bad");
+      }
+      state = poll.data;
       bar.max = state.progress.total || 1;
       bar.value = state.progress.done;
       text.textContent = `${state.progress.done} / ${state.progress.total} · ${state.status.replace("_", " ")}`;
@@ -219,7 +259,8 @@ table.addEventListener("toggle", async (event) => {
   const { response, data } = await api("GET", `/api/checklist-items/${row.dataset.item}/`);
   const box = details.querySelector(".loaded");
   if (!response.ok) { box.textContent = problem(data); return; }
-  const latest = data.probe_history[0];
+  // The evidence of the result the row shows (a later "not probed" is not a result about the path).
+  const latest = data.probe_history.find((entry) => entry.state === row.dataset.state) ?? data.probe_history[0];
   if (latest?.evidence_words?.length) {
     const evidence = document.createElement("ul");
     evidence.setAttribute("aria-label", "Evidence of the latest probe");
@@ -260,6 +301,7 @@ function showFields() {
   exportForm.querySelectorAll(".for-zones").forEach((label) => { label.hidden = !["asa", "panos", "pdf"].includes(format); });
 }
 exportForm.elements.format.addEventListener("change", showFields);
+document.getElementById("export-close").addEventListener("click", () => exportDialog.close());
 document.getElementById("open-export").addEventListener("click", () => {
   countPicked();
   showFields();
@@ -304,7 +346,9 @@ async function backgroundChangeRequest(params) {
     exportProgress.value = job.progress;
     exportStatus.textContent = `Change request ${job.id}: ${job.stage || job.status} (${job.progress} %)`;
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    ({ data: job } = await api("GET", `/api/change-requests/${job.id}/`));
+    const poll = await api("GET", `/api/change-requests/${job.id}/`);
+    if (!poll.response.ok) { exportStatus.textContent = `Change request ${job.id}: the portal did not answer (${poll.response.status}).`; return; }
+    job = poll.data;
   }
   exportProgress.value = job.progress;
   if (job.status !== "done") { exportStatus.textContent = `Change request ${job.id} failed: ${job.error}`; return; }
@@ -315,7 +359,19 @@ async function backgroundChangeRequest(params) {
   exportLink.hidden = false;
 }
 
-document.getElementById("export-go").addEventListener("click", async () => {
+exportForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const go = document.getElementById("export-go");
+  if (go.disabled) return;
+  go.disabled = true;
+  try {
+    await exportNow();
+  } finally {
+    go.disabled = false;
+  }
+});
+
+async function exportNow() {
   const format = exportForm.elements.format.value;
   const params = exportParams();
   if (params.scope === "selection" && !params.items) { exportStatus.textContent = "Select rules on the page first, or choose other rules."; return; }
@@ -334,7 +390,7 @@ document.getElementById("export-go").addEventListener("click", async () => {
     exportStatus.textContent = "A large change request: rendered in the background.";
     return backgroundChangeRequest(params);
   }
-  exportStatus.textContent = problem(data);
-});
+  exportStatus.textContent = Object.keys(data).length ? problem(data) : `The portal answered ${response.status}.`;
+}
 
 countPicked();

@@ -511,3 +511,33 @@ def test_api_docs_use_self_hosted_assets(db, client):
     html = response.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "cdn" not in html and "https://" not in html
+
+
+def test_open_rules_are_verified_in_one_write_and_a_waiver_stays(deployment, api, user, django_assert_max_num_queries):
+    from probes.models import ProbeResult, ProbeRun
+
+    items = list(deployment.checklist.order_by("pk")[:4])
+    run = ProbeRun.objects.create(deployment=deployment, timeout=1, deadline="2100-01-01T00:00Z")
+    for item, state in zip(items, ["open", "open", "open", "refused"], strict=True):
+        ProbeResult.objects.create(
+            run=run, item=item, site="default", state=state, is_latest=True, checked_at=run.created
+        )
+    items[1].change_status("waived", user, "no DLP at this site")
+    with django_assert_max_num_queries(12):  # whatever the number of rules
+        response = api.post(f"/api/deployments/{deployment.pk}/checklist/verify-open/", {}, format="json")
+    assert response.status_code == 200 and response.json() == {"verified": 2}
+    statuses = dict(deployment.checklist.filter(pk__in=[i.pk for i in items]).values_list("pk", "status"))
+    assert [statuses[i.pk] for i in items] == ["verified", "waived", "verified", "todo"]
+    assert items[0].history.get().comment.startswith("latest probe open (default, ")
+    again = api.post(f"/api/deployments/{deployment.pk}/checklist/verify-open/", {}, format="json")
+    assert again.json() == {"verified": 0} and items[0].history.count() == 1  # nothing written twice
+
+
+def test_a_filter_that_does_not_parse_is_said_whatever_the_sort(deployment, user):
+    from django.test import Client
+
+    page = Client()
+    page.force_login(user)
+    for sort in ["result", "-result", "destination"]:
+        response = page.get(f"/deployments/{deployment.pk}/", {"port": "abc", "sort": sort})
+        assert response.status_code == 200 and "Enter a number." in response.content.decode()

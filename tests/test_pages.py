@@ -244,3 +244,36 @@ def test_the_form_adds_rows_without_a_reload_and_says_it_saved(lab, browser):
     page.locator(".message.success", has_text="Pages lab saved (updated)").wait_for()
     assert deployment.hosts.filter(name="dns3").exists()
     visits.check("checklist-saved")
+
+
+def test_the_keyboard_changes_a_status_only_when_asked_and_enter_exports(lab, browser):
+    deployment, base = lab
+    visits = Visits(browser, base, DESKTOP)
+    log_in(visits.page, base, "alice")
+    page = visits.page
+    page.goto(f"{base}/deployments/{deployment.pk}/")
+    row = page.locator("tbody tr[data-item]").first
+    item = ChecklistItem.objects.get(pk=row.get_attribute("data-item"))
+    select = row.locator("select.status-select")
+    select.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")  # passing through "requested" on the way: nothing is written
+    page.wait_for_timeout(300)
+    item.refresh_from_db()
+    assert item.status == "todo" and not item.history.exists()
+    page.keyboard.press("Enter")
+    page.locator("#toast", has_text="Opened.").wait_for()
+    item.refresh_from_db()
+    assert item.status == "opened" and item.history.count() == 1
+
+    # Enter in a field of the export dialog exports; it does not close the dialog.
+    page.click("#open-export")
+    dialog = page.locator("#export-dialog")
+    dialog.get_by_label("Format").select_option("asa")
+    dialog.get_by_label("Zones per site").fill("default:inside")
+    with page.expect_download() as download:
+        dialog.get_by_label("Zones per site").press("Enter")
+    assert "access-group FES_" in Path(download.value.path()).read_text()
+    assert dialog.is_visible()
+    dialog.get_by_role("button", name="Close").click()
+    assert not dialog.is_visible()
