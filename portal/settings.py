@@ -217,8 +217,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = int(CELERY_VISIBILITY_TIMEOUT * 0.8)
 CELERY_TASK_SOFT_TIME_LIMIT = int(CELERY_VISIBILITY_TIMEOUT * 0.7)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# How often beat looks for deployments whose probe schedule has come (seconds).
+PROBE_SCHEDULE_TICK = float(os.environ.get("PROBE_SCHEDULE_TICK", "60"))
 CELERY_BEAT_SCHEDULE = {
     "expire-overdue-probe-runs": {"task": "probes.tasks.expire_overdue_runs", "schedule": 15.0},
+    "start-due-probe-runs": {"task": "probes.tasks.start_due_runs", "schedule": PROBE_SCHEDULE_TICK},
 }
 
 # A change request of more rules than this is rendered by a worker (POST .../change-requests/):

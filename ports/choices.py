@@ -79,6 +79,15 @@ class Service(models.TextChoices):
     SNMP_TRAP = "snmp_trap", "SNMP trap"
 
 
+class ProbeSchedule(models.TextChoices):
+    """How often a deployment's rules are probed again: continuous verification."""
+
+    OFF = "off", "Off"
+    HOURLY = "hourly", "Hourly"
+    DAILY = "daily", "Daily"
+    CRON = "cron", "Cron expression"
+
+
 class ItemStatus(models.TextChoices):
     """Where a rule stands in the firewall change process, moved along by a person."""
 

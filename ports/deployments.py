@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from .checklist import SyncResult, TooManyRules, regenerate_checklist
@@ -55,6 +56,9 @@ def save_deployment(
                 model.objects.filter(deployment=deployment).delete()
                 model.objects.bulk_create(model(deployment=deployment, **row) for row in rows)
             sync = regenerate_checklist(deployment)
+            # A saved schedule starts its clock now.
+            deployment.next_probe_at = deployment.next_probe(timezone.now())
+            Deployment.objects.filter(pk=deployment.pk).update(next_probe_at=deployment.next_probe_at)
     except TooManyRules as limit:
         raise ValidationError({"non_field_errors": [str(limit)]}) from limit
     except IntegrityError as exc:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import ipaddress
 
 from django.conf import settings
@@ -10,9 +11,17 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
+from .choices import CatalogTable, Feature, Interface, ItemStatus, ProbeSchedule, Protocol, Role, Service
 from .rules import FOOTNOTE_MARKS, Endpoint, PortRange, Rule
-from .validators import validate_host, validate_name, validate_network, validate_site, validate_text
+from .validators import (
+    parse_cron,
+    validate_cron,
+    validate_host,
+    validate_name,
+    validate_network,
+    validate_site,
+    validate_text,
+)
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
 
@@ -35,6 +44,9 @@ class DeploymentPartQuerySet(TeamScopedQuerySet):
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True, validators=[validate_name])
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    # The probe schedule of the team's deployments that do not set their own.
+    probe_schedule = models.CharField(max_length=10, choices=ProbeSchedule.choices, default=ProbeSchedule.OFF)
+    probe_cron = models.CharField(max_length=100, blank=True, validators=[validate_cron])
 
     class Meta:
         ordering = ["name"]
@@ -237,6 +249,11 @@ class Deployment(models.Model):
     # Bumped whenever what the checklist shows changes (rules, a status, a latest probe), so
     # that a rendering of it can be kept and reused until then (and answered with 304).
     checklist_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    # Continuous verification: blank takes the team's schedule. Beat starts a run when
+    # next_probe_at has come, claiming it with a conditional update (Deployment.claim_probe).
+    probe_schedule = models.CharField(max_length=10, choices=ProbeSchedule.choices, blank=True, default="")
+    probe_cron = models.CharField(max_length=100, blank=True, validators=[validate_cron])
+    next_probe_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     # The highest rule number ever given to one of its flows: a number is never given twice,
     # so "rule 73" of an earlier change request never names another flow.
     last_rule_number = models.PositiveIntegerField(default=0, editable=False)
@@ -268,6 +285,32 @@ class Deployment(models.Model):
     @property
     def dlp_offset(self) -> int:
         return self.dlp_base_port - (self.catalog_version.configurable_base_default or self.dlp_base_port)
+
+    def schedule(self) -> tuple[str, str]:
+        """The probe schedule in force, and its cron expression: the deployment's, or its team's."""
+        if self.probe_schedule:
+            return self.probe_schedule, self.probe_cron
+        return self.team.probe_schedule, self.team.probe_cron
+
+    def next_probe(self, after: datetime.datetime) -> datetime.datetime | None:
+        """When the schedule in force next asks for a probe run after `after`; None when off."""
+        schedule, cron = self.schedule()
+        if schedule == ProbeSchedule.HOURLY:
+            return after + datetime.timedelta(hours=1)
+        if schedule == ProbeSchedule.DAILY:
+            return after + datetime.timedelta(days=1)
+        if schedule == ProbeSchedule.CRON and cron:
+            due = after + parse_cron(cron).remaining_estimate(after)
+            return due.replace(microsecond=0) + datetime.timedelta(seconds=1)
+        return None
+
+    def claim_probe(self, now: datetime.datetime) -> bool:
+        """Take this due run for the caller: moves next_probe_at on only if nobody else did since
+        it was read, so two beats (or two workers of one beat) never start the same run twice."""
+        claimed = Deployment.objects.filter(pk=self.pk, next_probe_at=self.next_probe_at).update(
+            next_probe_at=self.next_probe(now)
+        )
+        return bool(claimed)
 
     def sites(self) -> set[str]:
         """The network sites its appliances, hosts and peer networks are in."""

@@ -11,7 +11,18 @@ from rest_framework import serializers
 from probes.choices import ProbeState
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
-from .choices import HOST_ROLES, NETWORK_ROLES, CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, Service
+from .choices import (
+    HOST_ROLES,
+    NETWORK_ROLES,
+    CatalogTable,
+    Feature,
+    Interface,
+    ItemStatus,
+    ProbeSchedule,
+    Protocol,
+    Role,
+    Service,
+)
 from .models import (
     Appliance,
     CatalogVersion,
@@ -27,7 +38,7 @@ from .models import (
 )
 from .rules import FROM_APPLIANCE, TO_APPLIANCE, Rule
 from .strict import Strict
-from .validators import is_ip_address, normalize_address
+from .validators import is_ip_address, normalize_address, validate_cron
 
 # --- Catalog ------------------------------------------------------------------------
 
@@ -253,6 +264,8 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
             "catalog_version",
             "dlp_base_port",
             "features",
+            "probe_schedule",
+            "probe_cron",
             "appliances",
             "hosts",
             "peer_networks",
@@ -269,6 +282,14 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
         user = self.context.get("user") or (request.user if request is not None else None)
         if user is not None and user.is_authenticated:
             self.fields["team"].queryset = Team.objects.filter(members=user)
+
+    def validate_probe_cron(self, value: str) -> str:
+        if value:
+            try:
+                validate_cron(value)
+            except DjangoValidationError as invalid:
+                raise serializers.ValidationError(invalid.messages) from invalid
+        return value
 
     def save(self, **kwargs: object) -> None:
         raise NotImplementedError("Deployments are saved by ports.deployments.save_deployment().")
@@ -304,6 +325,10 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
             if len(teams) != 1:
                 raise serializers.ValidationError({"team": "Name the team: you belong to none or to several."})
             team = attrs["team"] = teams[0]
+        schedule = attrs.get("probe_schedule", instance.probe_schedule if instance else "")
+        cron = attrs.get("probe_cron", instance.probe_cron if instance else "")
+        if schedule == ProbeSchedule.CRON and not cron:
+            raise serializers.ValidationError({"probe_cron": ["Give the cron expression of the schedule."]})
         name = attrs.get("name", instance.name if instance else None)
         clash = Deployment.objects.filter(team=team, name=name).exclude(pk=instance.pk if instance else None)
         if clash.exists():

@@ -4,11 +4,28 @@ import ipaddress
 import re
 import socket
 
+from celery.schedules import crontab
 from django.core.exceptions import ValidationError
 
 # RFC 1123 labels; a name must not look like a (mistyped) dotted IPv4 address.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
+
+
+def parse_cron(value: str) -> crontab:
+    """Five cron fields (minute, hour, day of month, month, day of week) as Celery's schedule."""
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValidationError("Give five fields: minute hour day-of-month month day-of-week, e.g. '15 */4 * * *'.")
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+    except (ValueError, KeyError, IndexError) as wrong:
+        raise ValidationError(f"Not a cron expression: {str(wrong).rstrip('.')}.") from wrong
+
+
+def validate_cron(value: str) -> None:
+    parse_cron(value)
 
 
 def is_ip_address(value: str) -> bool:

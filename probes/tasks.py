@@ -15,6 +15,9 @@ from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
+from ports.choices import ProbeSchedule
+from ports.models import Deployment
+
 from .choices import PinSource, ProbeState, RunStatus
 from .engine import Check, CheckResult, Engine, Network
 from .models import ProbeResult, ProbeRun, TlsPin
@@ -161,3 +164,32 @@ def expire_overdue_runs() -> int:
     for run in overdue:
         run.expire_if_overdue()
     return len(overdue)
+
+
+@shared_task
+def start_due_runs() -> int:
+    """Continuous verification, run by beat: start the probe run of every deployment whose
+    schedule has come. Each is claimed with a conditional update first (Deployment.claim_probe),
+    so that two beats never start the same run twice. Returns how many runs were started."""
+    now = timezone.now()
+    # Schedules turned on since (a team's default): their clock starts now.
+    waiting = Deployment.objects.filter(next_probe_at__isnull=True).select_related("team")
+    for deployment in waiting.filter(~Q(probe_schedule=ProbeSchedule.OFF)):
+        if (due := deployment.next_probe(now)) is not None:
+            Deployment.objects.filter(pk=deployment.pk, next_probe_at__isnull=True).update(next_probe_at=due)
+    started = 0
+    for deployment in (
+        Deployment.objects.filter(next_probe_at__lte=now).select_related("team").order_by("next_probe_at")
+    ):
+        if not deployment.claim_probe(now):
+            continue  # another beat took it
+        items = list(deployment.checklist.all())
+        if not items:
+            continue
+        try:
+            ProbeRun.start(deployment, None, items, limited=False)
+        except Exception:  # one deployment's failure must not stop the others' runs
+            log.exception("scheduled probe run of deployment %s could not start", deployment.pk)
+            continue
+        started += 1
+    return started
