@@ -17,7 +17,8 @@ from ports.models import Deployment, Team
 from probes.models import ProbeRun
 
 from .conftest import create_deployment, make_member
-from .probe_worker import ROOT, Worker, flush_broker, needs_redis, test_database_url
+from .probe_worker import ROOT, Worker, flush_broker, needs_redis
+from .probe_worker import test_database_url as database_url
 
 
 def test_a_schedule_is_set_checked_and_read_back(deployment, api):
@@ -80,7 +81,7 @@ def test_two_beats_start_each_due_run_exactly_once(transactional_db, full_docume
         subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "portal", "beat", "--schedule", f"/tmp/beat-{os.getpid()}-{n}"],
             cwd=ROOT,
-            env=os.environ | {"DATABASE_URL": test_database_url(), **env},
+            env=os.environ | {"DATABASE_URL": database_url(), **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
