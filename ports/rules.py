@@ -177,6 +177,17 @@ RULE_COLUMNS: list[tuple[str, str]] = [
 IDENTITY_FIELDS = ["requirement", "source", "destination", "protocol", "port_start", "port_end"]
 
 
+def number_runs(numbers: Iterable[int]) -> str:
+    """Numbers (ports, rule numbers) as runs: 17500, 17501, 17502, 17510 -> "17500-17502, 17510"."""
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    return ", ".join(str(PortRange(run[0], run[-1])) for run in runs)
+
+
 def address_key(value: str) -> str:
     """Text that sorts addresses as numbers (.3 before .29), a network by its first address and
     length, "any" first and hostnames last: the checklist's sort, the same on every database."""

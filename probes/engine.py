@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from ports.rules import number_runs
 from ports.validators import is_ip_address, never_probed
 
 OPEN, REFUSED, FILTERED, UNREACHABLE = "open", "refused", "filtered", "unreachable"
@@ -331,7 +332,7 @@ def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResul
         by_state[result.state].append(result.port)
     state = min(by_state, key=SEVERITY.index)
     opened = len(by_state.get(OPEN, []))
-    others = "; ".join(f"{s}: {_port_list(p)}" for s, p in sorted(by_state.items()) if s != OPEN)
+    others = "; ".join(f"{s}: {number_runs(p)}" for s, p in sorted(by_state.items()) if s != OPEN)
     summary = f"{opened} of {len(ports)} open" + (f"; {others}" if others else "")
     latencies = [r.latency_ms for r in ports if r.latency_ms is not None]
     evidence = {
@@ -350,17 +351,6 @@ def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResul
     if state != OPEN:  # the range's verdict, with the cause of its first port in that state
         evidence["cause"] = next(r.evidence.get("cause") for r in ports if r.state == state)
     return CheckResult(state, summary, address, max(latencies) if latencies else None, evidence)
-
-
-def _port_list(ports: list[int]) -> str:
-    """17500, 17501, 17502, 17510 -> "17500-17502, 17510"."""
-    runs: list[list[int]] = []
-    for port in sorted(ports):
-        if runs and port == runs[-1][-1] + 1:
-            runs[-1].append(port)
-        else:
-            runs.append([port])
-    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 # --- Services over TCP ----------------------------------------------------------------

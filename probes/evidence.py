@@ -4,20 +4,11 @@ in the API for tools."""
 
 from __future__ import annotations
 
+from ports.rules import number_runs
+
 
 def _lines(value: object) -> str:
     return " / ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def _runs(ports: list[int]) -> str:
-    """17500, 17501, 17502, 17510 -> "17500-17502, 17510"."""
-    runs: list[list[int]] = []
-    for port in sorted(ports):
-        if runs and port == runs[-1][-1] + 1:
-            runs[-1].append(port)
-        else:
-            runs.append([port])
-    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def in_words(evidence: dict) -> list[str]:
@@ -29,7 +20,7 @@ def in_words(evidence: dict) -> list[str]:
         by_state: dict[str, list[int]] = {}
         for port, result in evidence["ports"].items():
             by_state.setdefault(result.get("state", "?"), []).append(int(port))
-        answered = ", ".join(f"{state}: {_runs(ports)}" for state, ports in sorted(by_state.items()))
+        answered = ", ".join(f"{state}: {number_runs(ports)}" for state, ports in sorted(by_state.items()))
         total = evidence.get("total", len(evidence["ports"]))
         words.append(f"{evidence.get('open', 0)} of {total} ports open ({answered}).")
     elif "port" in evidence:

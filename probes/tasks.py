@@ -173,8 +173,10 @@ def start_due_runs() -> int:
     so that two beats never start the same run twice. Returns how many runs were started."""
     now = timezone.now()
     # Schedules turned on since (a team's default): their clock starts now.
+    # Only those whose schedule in force is on: the others (most, at scale) are not read every tick.
+    on = [ProbeSchedule.HOURLY, ProbeSchedule.DAILY, ProbeSchedule.CRON]
     waiting = Deployment.objects.filter(next_probe_at__isnull=True).select_related("team")
-    for deployment in waiting.filter(~Q(probe_schedule=ProbeSchedule.OFF)):
+    for deployment in waiting.filter(Q(probe_schedule__in=on) | Q(probe_schedule="", team__probe_schedule__in=on)):
         if (due := deployment.next_probe(now)) is not None:
             Deployment.objects.filter(pk=deployment.pk, next_probe_at__isnull=True).update(next_probe_at=due)
     started = 0

@@ -55,6 +55,10 @@ class Visits:
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= self.viewport["width"], (name, width, "scrolls sideways")
 
+    def logged_in(self, username: str) -> Visits:
+        log_in(self.page, self.base, username)
+        return self
+
     def visit(self, path: str, name: str, axe: bool = True) -> None:
         response = self.page.goto(f"{self.base}{path}")
         assert response.status == 200, (path, response.status)
@@ -92,8 +96,7 @@ def test_every_page_at_both_sizes_is_accessible_and_loads_nothing_from_outside(l
 
 def test_the_checklist_pages_sorts_and_filters_at_any_size(lab, browser):
     deployment, base = lab
-    visits = Visits(browser, base, DESKTOP)
-    log_in(visits.page, base, "alice")
+    visits = Visits(browser, base, DESKTOP).logged_in("alice")
     page = visits.page
     page.goto(f"{base}/deployments/{deployment.pk}/?size=25")
     assert page.locator("#count").inner_text().startswith("Rules 1–25 of 81")
@@ -126,8 +129,7 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
     worker = Worker(["default"], name="pages", extra_queues=("celery",))
     try:
         worker.wait_until_live()
-        visits = Visits(browser, base, DESKTOP)
-        log_in(visits.page, base, "alice")
+        visits = Visits(browser, base, DESKTOP).logged_in("alice")
         page = visits.page
         page.goto(f"{base}/deployments/{deployment.pk}/?size=100")
         panel = page.locator("#panel")
@@ -217,8 +219,7 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
 
 def test_at_phone_width_rules_are_cards_and_nothing_scrolls_sideways(lab, browser):
     deployment, base = lab
-    visits = Visits(browser, base, PHONE)
-    log_in(visits.page, base, "alice")
+    visits = Visits(browser, base, PHONE).logged_in("alice")
     visits.visit(f"/deployments/{deployment.pk}/", "checklist-phone")
     row = visits.page.locator("tbody tr[data-item]").first
     box = row.bounding_box()
@@ -228,8 +229,7 @@ def test_at_phone_width_rules_are_cards_and_nothing_scrolls_sideways(lab, browse
 
 def test_the_form_adds_rows_without_a_reload_and_says_it_saved(lab, browser):
     deployment, base = lab
-    visits = Visits(browser, base, DESKTOP)
-    log_in(visits.page, base, "alice")
+    visits = Visits(browser, base, DESKTOP).logged_in("alice")
     page = visits.page
     page.goto(f"{base}/deployments/{deployment.pk}/edit/")
     hosts = page.locator("fieldset", has_text="Hosts of the other roles")
@@ -248,8 +248,7 @@ def test_the_form_adds_rows_without_a_reload_and_says_it_saved(lab, browser):
 
 def test_the_keyboard_changes_a_status_only_when_asked_and_enter_exports(lab, browser):
     deployment, base = lab
-    visits = Visits(browser, base, DESKTOP)
-    log_in(visits.page, base, "alice")
+    visits = Visits(browser, base, DESKTOP).logged_in("alice")
     page = visits.page
     page.goto(f"{base}/deployments/{deployment.pk}/")
     row = page.locator("tbody tr[data-item]").first

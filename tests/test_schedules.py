@@ -52,6 +52,20 @@ def test_a_team_default_applies_where_a_deployment_sets_none(deployment):
     assert deployment.schedule() == ("daily", "") and deployment.next_probe(now) == now + datetime.timedelta(days=1)
 
 
+def test_beat_starts_the_clock_of_a_team_default_turned_on(deployment, full_document):
+    from probes.tasks import start_due_runs
+
+    Team.objects.create(name="Quiet team")
+    quiet = create_deployment({**full_document, "name": "Quiet"}, team="Quiet team")
+    Team.objects.filter(pk=deployment.team_id).update(probe_schedule="daily")
+    before = timezone.now()
+    assert start_due_runs() == 0  # nothing was due yet: the clock starts now
+    deployment.refresh_from_db()
+    quiet.refresh_from_db()
+    assert before + datetime.timedelta(hours=23) < deployment.next_probe_at < before + datetime.timedelta(hours=25)
+    assert quiet.next_probe_at is None and not ProbeRun.objects.exists()
+
+
 def test_a_due_run_is_claimed_once(deployment):
     due = timezone.now() - datetime.timedelta(seconds=5)
     Deployment.objects.filter(pk=deployment.pk).update(probe_schedule="hourly", next_probe_at=due)
