@@ -1,13 +1,27 @@
 import os
 
-from celery import Celery
+from celery import Celery, Task
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from probes.worker import Heartbeat
+from probes.worker import RECORDER_QUEUE, RECORDER_TASKS, Heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-app = Celery("portal")
+
+class QueueBoundTask(Task):
+    """Site workers may write to the recorder's queue and nothing else: whatever arrives there
+    that is not a recorder task is refused, so a compromised site cannot run the central
+    workers' other tasks (exports, schedules) by naming them."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        if queue == RECORDER_QUEUE and self.name not in RECORDER_TASKS:
+            raise Reject(f"{self.name} is not taken from {RECORDER_QUEUE}", requeue=False)
+        return super().__call__(*args, **kwargs)
+
+
+app = Celery("portal", task_cls=QueueBoundTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add(Heartbeat)
@@ -23,3 +37,29 @@ def send(task: object, args: tuple, **options: object) -> None:
         task.apply_async(args, **options)
     except OperationalError as exc:
         raise BrokerUnavailable(f"the message broker cannot be reached ({exc})") from exc
+
+
+# Flags are keys on the broker (Redis) that site workers can read without a database: "this
+# run is closed". The embedded broker of `make run` has no keys; there a run closes centrally
+# and its worker simply probes to the end.
+FLAG_SECONDS = 24 * 3600
+
+
+def _redis_client(connection: object) -> object | None:
+    return getattr(connection.default_channel, "client", None)
+
+
+def raise_flag(key: str) -> None:
+    try:
+        with app.connection_for_write() as connection:
+            if (client := _redis_client(connection)) is not None:
+                client.set(key, "1", ex=FLAG_SECONDS)
+    except Exception:  # a flag is a courtesy to the site workers: the run is closed anyway
+        import logging
+
+        logging.getLogger(__name__).warning("could not raise flag %s", key, exc_info=True)
+
+
+def flag_raised(connection: object, key: str) -> bool:
+    client = _redis_client(connection)
+    return bool(client is not None and client.exists(key))

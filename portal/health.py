@@ -24,7 +24,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamil
 
 from ports.models import CatalogVersion, ChecklistItem
 from probes.choices import FINISHED_STATUSES
-from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
+from probes.models import AlertDelivery, LatestProbe, ProbeRun, WorkerHeartbeat
+from probes.worker import RECORDER_QUEUE, site_queue
 
 
 @require_GET
@@ -87,7 +88,7 @@ class PortalCollector:
         latest = GaugeMetricFamily(
             "portal_probe_latest_results", "Items by the state of their latest probe.", labels=["state"]
         )
-        states = ProbeResult.objects.filter(is_latest=True).order_by().values_list("state").annotate(n=Count("pk"))
+        states = LatestProbe.objects.order_by().values_list("state").annotate(n=Count("pk"))
         for state, n in states:
             latest.add_metric([state], n)
         yield latest
@@ -105,6 +106,13 @@ class PortalCollector:
         durations.add_metric([], count_value=totals["count"], sum_value=seconds)
         yield durations
 
+        deliveries = GaugeMetricFamily(
+            "portal_alert_deliveries", "Alert deliveries by status (sent, failed, pending).", labels=["status"]
+        )
+        for status, n in AlertDelivery.objects.order_by().values_list("status").annotate(n=Count("pk")):
+            deliveries.add_metric([status], n)
+        yield deliveries
+
         now = timezone.now()
         age = GaugeMetricFamily(
             "portal_site_heartbeat_age_seconds",
@@ -117,7 +125,9 @@ class PortalCollector:
 
         if settings.REDIS_URL:
             depth = GaugeMetricFamily(
-                "portal_queue_depth", "Messages waiting in a site's probe queue.", labels=["site"]
+                "portal_queue_depth",
+                "Messages waiting in a site's probe queue, and (site '(recorder)') for the recorder.",
+                labels=["site"],
             )
             client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
             sites = set(WorkerHeartbeat.objects.values_list("site", flat=True)) | set(
@@ -125,7 +135,8 @@ class PortalCollector:
             )
             try:
                 for site in sorted(sites):
-                    depth.add_metric([site], client.llen(f"probes.{site}"))
+                    depth.add_metric([site], client.llen(site_queue(site)))
+                depth.add_metric(["(recorder)"], client.llen(RECORDER_QUEUE))
             except redis.RedisError:
                 pass  # the broker is down: /readyz says so; the other figures still come
             else:

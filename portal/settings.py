@@ -194,6 +194,13 @@ if REDIS_URL:
         # Look for such tasks every few seconds (kombu's default sweep is every 100 s).
         "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
         "unacked_restore_throttle": 1,
+        # Where this worker keeps the messages it holds. A site worker sets its own
+        # (BROKER_UNACKED_KEY=unacked.<site>), so that its broker user needs no access to the
+        # central one, which holds other sites' tasks (README, "Broker users per site").
+        **{
+            f"unacked{suffix}_key": os.environ.get("BROKER_UNACKED_KEY", "unacked") + suffix
+            for suffix in ("", "_index", "_mutex")
+        },
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
@@ -217,11 +224,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = int(CELERY_VISIBILITY_TIMEOUT * 0.8)
 CELERY_TASK_SOFT_TIME_LIMIT = int(CELERY_VISIBILITY_TIMEOUT * 0.7)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Remote control (inspect, ping) uses broker pub/sub, which a site's broker user is not given:
+# site workers run with WORKER_REMOTE_CONTROL=0 (README, "Broker users per site").
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = os.environ.get("WORKER_REMOTE_CONTROL", "1") != "0"
 # How often beat looks for deployments whose probe schedule has come (seconds).
 PROBE_SCHEDULE_TICK = float(os.environ.get("PROBE_SCHEDULE_TICK", "60"))
 CELERY_BEAT_SCHEDULE = {
     "expire-overdue-probe-runs": {"task": "probes.tasks.expire_overdue_runs", "schedule": 15.0},
     "start-due-probe-runs": {"task": "probes.tasks.start_due_runs", "schedule": PROBE_SCHEDULE_TICK},
+    "purge-old-probe-results": {"task": "probes.tasks.purge_old_results", "schedule": 3600.0},
+    "check-silent-probe-sites": {"task": "probes.tasks.check_silent_sites", "schedule": 60.0},
 }
 
 # A change request of more rules than this is rendered by a worker (POST .../change-requests/):
@@ -251,6 +263,32 @@ PROBE_HEARTBEAT_TIMEOUT = float(os.environ.get("PROBE_HEARTBEAT_TIMEOUT", "30"))
 # How long a run waits for its sites' workers beyond the probing itself.
 PROBE_QUEUE_GRACE = float(os.environ.get("PROBE_QUEUE_GRACE", "120"))
 PROBE_RUNS_PER_MINUTE = int(os.environ.get("PROBE_RUNS_PER_MINUTE", "10"))
+# How long each run's raw results are kept; the items' current state and state changes stay.
+PROBE_RESULT_RETENTION_DAYS = float(os.environ.get("PROBE_RESULT_RETENTION_DAYS", "30"))
+# Alerts (README, "Alerts"): a rule that broke, an interception, a silent site, a failed run.
+# A rule that keeps changing state alerts at most once per window (seconds).
+ALERT_FLAP_WINDOW = float(os.environ.get("ALERT_FLAP_WINDOW", "3600"))
+ALERT_SITE_SILENT_AFTER = float(os.environ.get("ALERT_SITE_SILENT_AFTER", "300"))
+# A failed delivery is tried again after 30 s, 60 s, 120 s, ... (ALERT_MAX_RETRIES times).
+ALERT_RETRY_BASE = float(os.environ.get("ALERT_RETRY_BASE", "30"))
+ALERT_MAX_RETRIES = int(os.environ.get("ALERT_MAX_RETRIES", "5"))
+ALERT_WEBHOOK_TIMEOUT = float(os.environ.get("ALERT_WEBHOOK_TIMEOUT", "10"))
+# Where webhooks may go: the networks of your chat and ticket systems' receivers.
+ALERT_WEBHOOK_ALLOWED_NETWORKS = [
+    network.strip()
+    for network in os.environ.get("ALERT_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128").split(",")
+    if network.strip()
+]
+ALERT_FROM_EMAIL = os.environ.get("ALERT_FROM_EMAIL", "portal@localhost")
+# Django's SMTP backend: the mail relay alerts go through.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "0") == "1"
+EMAIL_TIMEOUT = 10
+
 # Limits on what one request may ask for; each answered with a 4xx that names it.
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
 MAX_APPLIANCES = int(os.environ.get("MAX_APPLIANCES", "200"))

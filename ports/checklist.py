@@ -146,7 +146,7 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     rules, warnings = derive_rules(deployment)
     if len(rules) > settings.MAX_RULES:
         raise TooManyRules(len(rules))
-    # The items too, in pk order as every other writer of items locks them (ProbeResult.record,
+    # The items too, in pk order as every other writer of items locks them (LatestProbe.record,
     # ChecklistItem.change_status): nobody writes a result or a status of an item being removed.
     items = deployment.checklist.select_related("requirement").select_for_update(of=("self",)).order_by("pk")
     existing = {item.key: item for item in items}

@@ -2,7 +2,7 @@ import django_filters as filters
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from probes.choices import FAILING_STATES, ProbeState
-from probes.models import ProbeResult
+from probes.models import LatestProbe
 
 from .choices import CatalogTable, Interface, ItemStatus, Protocol, Role
 from .models import ChecklistItem, Deployment, Requirement
@@ -91,13 +91,13 @@ class ChecklistItemFilterSet(filters.FilterSet):
         fields = ["deployment", "status", "protocol", "interface", "role", "port", "q", "result", "flag"]
 
     def filter_result(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        latest = ProbeResult.objects.filter(item=OuterRef("pk"), is_latest=True)
+        latest = LatestProbe.objects.filter(item=OuterRef("pk"))
         if value == NEVER_PROBED:
             return queryset.filter(~Exists(latest))
         return queryset.filter(Exists(latest.filter(state=value)))
 
     def filter_flag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        failing = ProbeResult.objects.filter(item=OuterRef("pk"), is_latest=True, state__in=FAILING_STATES)
+        failing = LatestProbe.objects.filter(item=OuterRef("pk"), state__in=FAILING_STATES)
         return queryset.filter(Exists(failing), status=ItemStatus.OPENED)
 
     def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

@@ -6,7 +6,7 @@ import ipaddress
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import Exists, F, FilteredRelation, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -488,22 +488,16 @@ class RuleColumns(models.Model):
 RULE_COLUMN_NAMES = [field.attname for field in RuleColumns._meta.fields]
 
 
-# The latest probe result's columns that with_latest_probe() brings along.
-LATEST_PROBE_FIELDS = ["id", "run_id", "state", "summary", "latency_ms", "site", "checked_at", "previous_state"]
+# The columns of an item's current probe state that with_latest_probe() brings along.
+LATEST_PROBE_FIELDS = ["run_id", "state", "summary", "latency_ms", "site", "checked_at", "since", "previous_state"]
 
 
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
     def with_latest_probe(self) -> ChecklistItemQuerySet:
-        """Each item's latest probe result as `latest_probe` (None if never probed): the one join
-        of an item and its latest probe, for the API, the pages and the exports.
-
-        A join, not a prefetch: an item has at most one latest result (a constraint says so),
-        and a prefetch of thousands of items would send thousands of ids back to the database.
-        """
-        latest = FilteredRelation("probe_results", condition=Q(probe_results__is_latest=True))
-        return self.annotate(latest_probe_row=latest).annotate(
-            **{f"latest_probe_{name}": F(f"latest_probe_row__{name}") for name in LATEST_PROBE_FIELDS}
-        )
+        """Each item's current probe state as `latest_probe` (None if never probed): the one join
+        of an item and its latest probe, for the API, the pages and the exports. Only the columns
+        shown are read, never the evidence."""
+        return self.annotate(**{f"latest_probe_{name}": F(f"current_probe__{name}") for name in LATEST_PROBE_FIELDS})
 
 
 class ChecklistItem(RuleColumns):
@@ -547,14 +541,14 @@ class ChecklistItem(RuleColumns):
 
     @cached_property
     def latest_probe(self) -> object | None:
-        """The latest probe result (joined by ChecklistItemQuerySet.with_latest_probe()), or None."""
-        results = ChecklistItem.probe_results.rel.related_model  # the class: no related manager per item
-        if not hasattr(self, "latest_probe_id"):
-            return results.objects.filter(item=self, is_latest=True).first()
-        if self.latest_probe_id is None:
+        """The current probe state (joined by ChecklistItemQuerySet.with_latest_probe()), or None."""
+        latest = ChecklistItem.current_probe.related.related_model  # probes.LatestProbe
+        if not hasattr(self, "latest_probe_state"):
+            return latest.objects.filter(item=self).first()
+        if self.latest_probe_state is None:
             return None
         columns = {name: getattr(self, f"latest_probe_{name}") for name in LATEST_PROBE_FIELDS}
-        return results(item=self, is_latest=True, **columns)
+        return latest(item=self, **columns)
 
     @property
     def etag(self) -> str:

@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from probes.choices import ProbeState
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
 from .choices import (
@@ -475,10 +474,12 @@ class StatusChangeSerializer(serializers.ModelSerializer):
 
 class ChecklistItemDetailSerializer(ChecklistItemSerializer):
     history = StatusChangeSerializer(many=True, help_text="Status changes, oldest first.")
-    probe_history = ResultHistorySerializer(many=True, help_text="Probe results, newest first (at most 50).")
+    probe_history = ResultHistorySerializer(
+        many=True, help_text="Changes of the probe state, newest first (at most 50)."
+    )
 
     def to_representation(self, item: ChecklistItem) -> dict:
-        results = item.probe_results.exclude(state=ProbeState.PENDING).order_by("-checked_at", "-pk")[:50]
+        results = item.probe_flips.all()[:50]
         return super().to_representation(item) | {
             "history": StatusChangeSerializer(item.history.all(), many=True).data,
             "probe_history": ResultHistorySerializer(results, many=True).data,

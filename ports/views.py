@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 from rest_framework.exceptions import ValidationError
 
 from probes.choices import FAILING_STATES, STATE_MEANINGS, ProbeState
-from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
+from probes.models import LatestProbe, ProbeRun, WorkerHeartbeat
 
 from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
 from .deployments import save_deployment
@@ -74,7 +74,7 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     by_status: dict[int, Counter] = {pk: Counter() for pk in shown}
     for pk, status, n in counts.annotate(n=Count("pk")):
         by_status[pk][status] = n
-    failing = ProbeResult.objects.filter(item__deployment__in=shown, is_latest=True, state__in=FAILING_STATES)
+    failing = LatestProbe.objects.filter(item__deployment__in=shown, state__in=FAILING_STATES)
     failing = dict(failing.order_by().values_list("item__deployment").annotate(n=Count("pk")))
     last_run = ProbeRun.objects.filter(deployment__in=shown).order_by().values_list("deployment")
     last_run = dict(last_run.annotate(last=Max("created")))
@@ -121,7 +121,7 @@ def checklist_summary(deployment: Deployment) -> dict:
     counts = cache.get(key)
     if counts is None:
         statuses = dict(deployment.checklist.order_by().values_list("status").annotate(n=Count("pk")))
-        latest = ProbeResult.objects.filter(item__deployment=deployment, is_latest=True).order_by()
+        latest = LatestProbe.objects.filter(item__deployment=deployment).order_by()
         states = dict(latest.values_list("state").annotate(n=Count("pk")))
         total = sum(statuses.values())
         never = total - sum(states.values())

@@ -12,8 +12,11 @@ from portal.errors import ServiceUnavailable
 from ports.models import Appliance, Deployment, Host, PeerNetwork
 from ports.scoping import TeamScoped
 
-from .models import ProbeRun, TlsPin, TooManyRuns, WorkerHeartbeat
+from .alerts import send_test_alert
+from .models import Alert, AlertChannel, ProbeRun, TlsPin, TooManyRuns, WorkerHeartbeat
 from .serializers import (
+    AlertChannelSerializer,
+    AlertSerializer,
     ProbeRunDetailSerializer,
     ProbeRunRequestSerializer,
     ProbeRunSerializer,
@@ -31,7 +34,7 @@ class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
     def get_queryset(self) -> QuerySet[ProbeRun]:
         if getattr(self, "swagger_fake_view", False):
             return ProbeRun.objects.none()
-        return self.deployment.probe_runs.with_progress()
+        return self.deployment.probe_runs.all()
 
     @extend_schema(request=ProbeRunRequestSerializer, responses={202: ProbeRunSerializer})
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
@@ -49,7 +52,7 @@ class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
 
 
 class ProbeRunViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    queryset = ProbeRun.objects.with_progress()
+    queryset = ProbeRun.objects.all()
 
     def get_serializer_class(self) -> type:
         return ProbeRunSerializer if self.action == "list" else ProbeRunDetailSerializer
@@ -59,11 +62,6 @@ class ProbeRunViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMix
         # Without a beat process the deadline is still kept: reading an overdue run closes it.
         run.expire_if_overdue()
         return run
-
-    def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
-        run = self.get_object()
-        run = ProbeRun.objects.prefetch_related("results__item__requirement").get(pk=run.pk)
-        return Response(self.get_serializer(run).data)
 
     @extend_schema(request=None, responses={200: ProbeRunSerializer})
     @action(detail=True, methods=["post"])
@@ -125,3 +123,24 @@ class TlsPinViewSet(TeamScoped, mixins.DestroyModelMixin, viewsets.GenericViewSe
 
     queryset = TlsPin.objects.all()
     serializer_class = TlsPinSerializer
+
+
+class AlertChannelViewSet(TeamScoped, viewsets.ModelViewSet):
+    """Your teams' alert channels: email addresses and signed webhooks."""
+
+    queryset = AlertChannel.objects.select_related("team")
+    serializer_class = AlertChannelSerializer
+
+    @extend_schema(request=None, responses={202: AlertSerializer})
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str) -> Response:
+        """Send a test alert to this channel only; its delivery shows in GET /api/alerts/{id}/."""
+        alert = send_test_alert(self.get_object(), request.user)
+        return Response(AlertSerializer(alert).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AlertViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your teams' alerts, newest first, with each channel's delivery."""
+
+    queryset = Alert.objects.select_related("team").prefetch_related("deliveries__channel")
+    serializer_class = AlertSerializer

@@ -56,3 +56,22 @@ FINISHED_STATUSES = [RunStatus.DONE, RunStatus.PARTLY_DONE, RunStatus.FAILED, Ru
 class PinSource(models.TextChoices):
     EXPECTED = "expected", "Expected (set by an admin)"
     FIRST_SEEN = "first_seen", "First seen by a probe"
+
+
+class AlertKind(models.TextChoices):
+    REGRESSION = "regression", "A rule that worked stopped working"
+    INTERCEPTION = "interception", "Something in the path answers for the server"
+    SITE_SILENT = "site_silent", "A probe site has no live worker"
+    RUN_FAILED = "run_failed", "A probe run failed"
+    TEST = "test", "Test alert"
+
+
+class ChannelKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # being sent, or waiting for its next try
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # every try failed

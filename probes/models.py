@@ -1,18 +1,25 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
+import secrets
 from collections import Counter
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
-from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team
+from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
+from ports.validators import validate_name
 
-from .choices import FINISHED_STATUSES, PinSource, ProbeState, RunStatus
+from .choices import FINISHED_STATUSES, AlertKind, ChannelKind, DeliveryStatus, PinSource, ProbeState, RunStatus
+from .engine import Check
 from .evidence import in_words
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
 
 
 def heartbeat_cutoff() -> datetime.datetime:
@@ -44,14 +51,19 @@ class WorkerHeartbeat(models.Model):
     def __str__(self) -> str:
         return f"{self.worker} in {self.site}"
 
+    @classmethod
+    def record(cls, site: str, worker: str, started: datetime.datetime, seen: datetime.datetime) -> None:
+        """A heartbeat as the recorder takes it from the broker: the newest one wins, so that a
+        beat delivered late never moves last_seen back."""
+        with transaction.atomic():
+            row, created = cls.objects.select_for_update().get_or_create(
+                site=site, worker=worker, defaults={"started": started, "last_seen": seen}
+            )
+            if not created and (seen > row.last_seen or started != row.started):
+                cls.objects.filter(pk=row.pk).update(last_seen=max(seen, row.last_seen), started=started)
+
 
 class ProbeRunQuerySet(DeploymentPartQuerySet):
-    def with_progress(self) -> ProbeRunQuerySet:
-        # Meta.ordering does not apply to aggregating queries: order explicitly.
-        return self.annotate(
-            n_total=Count("results"), n_pending=Count("results", filter=Q(results__state=ProbeState.PENDING))
-        ).order_by("-created", "-pk")
-
     def started_recently_by(self, team_id: int) -> int:
         since = timezone.now() - datetime.timedelta(minutes=1)
         return self.filter(deployment__team_id=team_id, created__gte=since).count()
@@ -62,7 +74,12 @@ class TooManyRuns(Exception):
 
 
 class ProbeRun(models.Model):
-    """One request to probe some of a deployment's rules; results are ProbeResult rows."""
+    """One request to probe some of a deployment's rules.
+
+    The run keeps its own progress (`pending` item ids by site, `by_state` counts), because the
+    results come back through the broker from site workers that never see the database: the
+    recorder (ProbeRun.record) writes them, once each, into the items' current state.
+    """
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="probe_runs")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -75,19 +92,30 @@ class ProbeRun(models.Model):
     # cannot hold the run open forever.
     deadline = models.DateTimeField()
     cancel_requested = models.BooleanField(default=False)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    # The item ids not recorded yet, by site ({"hq": [12, 13]}): emptied as results arrive.
+    pending = models.JSONField(default=dict)
+    # Items by the state this run found ({"open": 40, "refused": 2}).
+    by_state = models.JSONField(default=dict)
+    # Why the broker did not take a site's task, once send() has found it (not stored).
+    unsent = ""
 
     objects = ProbeRunQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created"]
-        indexes = [models.Index(fields=["status", "deadline"], name="proberun_open_runs")]
+        ordering = ["-created", "-pk"]
+        indexes = [
+            models.Index(fields=["status", "deadline"], name="proberun_open_runs"),
+            models.Index(fields=["deployment", "-created", "-id"], name="proberun_ordering"),
+        ]
 
     def __str__(self) -> str:
         return f"Probe run {self.pk} of {self.deployment}"
 
     @classmethod
     def start(cls, deployment: Deployment, user: object, items: list[ChecklistItem], limited: bool = True) -> ProbeRun:
-        """Create the run and its pending results, then enqueue one task per site on commit.
+        """Create the run, then enqueue one task per site on commit.
 
         Items whose site has no live worker are reported as not probed at once. A team starts
         at most PROBE_RUNS_PER_MINUTE runs (TooManyRuns), unless `limited` is False (a command).
@@ -95,8 +123,10 @@ class ProbeRun(models.Model):
         timeout = settings.PROBE_TIMEOUT
         ports = sum(item.port_end - item.port_start + 1 for item in items)
         per_destination = Counter()
+        pending: dict[str, list[int]] = {}
         for item in items:
             per_destination[item.destination] += item.port_end - item.port_start + 1
+            pending.setdefault(item.source_site, []).append(item.pk)
         rounds = max(
             math.ceil(ports / settings.PROBE_CONCURRENCY),
             *(math.ceil(n / settings.PROBE_PER_DESTINATION) for n in per_destination.values()),
@@ -111,22 +141,26 @@ class ProbeRun(models.Model):
             Team.objects.select_for_update(no_key=True).filter(pk=deployment.team_id).exists()
             if limited and cls.objects.started_recently_by(deployment.team_id) >= settings.PROBE_RUNS_PER_MINUTE:
                 raise TooManyRuns(f"Your team started {settings.PROBE_RUNS_PER_MINUTE} probe runs in the last minute.")
-            run = cls.objects.create(deployment=deployment, requested_by=user, timeout=timeout, deadline=deadline)
-            ProbeResult.objects.bulk_create(ProbeResult(run=run, item=item, site=item.source_site) for item in items)
-            sites = sorted({item.source_site for item in items})
-            for site in sites:
+            run = cls.objects.create(
+                deployment=deployment,
+                requested_by=user,
+                timeout=timeout,
+                deadline=deadline,
+                total=len(items),
+                pending={site: sorted(ids) for site, ids in sorted(pending.items())},
+            )
+            for site in sorted(pending):
                 if site not in live:
                     run.abandon_pending(f"no live probe worker in site {site!r}", sites=[site])
-            run.finish_if_complete()
-            run.unsent = ""
-            for site in sites:
+            for site in sorted(pending):
                 if site in live:
                     transaction.on_commit(lambda site=site: run.send(site))
         return run
 
     def send(self, site: str) -> None:
-        """Hand the site's task to the broker; if it cannot take it, close the site's items with
-        that reason (and say so in `unsent`), rather than wait for a deadline that blames the workers."""
+        """Hand the site's task, with its checks, to the broker; if it cannot take it, close the
+        site's items with that reason (and say so in `unsent`), rather than wait for a deadline
+        that blames the workers."""
         from portal.celery import BrokerUnavailable, send
 
         from .tasks import probe_site
@@ -134,57 +168,120 @@ class ProbeRun(models.Model):
 
         if self.unsent:  # the broker did not take the previous site: no more waiting on it
             self.abandon_pending(self.unsent, sites=[site])
-            self.finish_if_complete()
+            return
+        checks, refused = self.checks(site)
+        if refused:
+            ProbeRun.record(self.pk, "portal", refused)
+        if not checks:
             return
         try:
-            send(probe_site, (self.pk, site), queue=site_queue(site), task_id=f"probe-run-{self.pk}-{site}")
+            send(
+                probe_site,
+                (self.pk, site, checks, self.timeout),
+                queue=site_queue(site),
+                task_id=f"probe-run-{self.pk}-{site}",
+            )
         except BrokerUnavailable as unavailable:
             self.unsent = f"not sent to the probe workers: {unavailable}"
             self.abandon_pending(self.unsent, sites=[site])
-            self.finish_if_complete()
+
+    def checks(self, site: str) -> tuple[list[dict], dict[int, dict]]:
+        """The engine's checks of the site's pending items, as the task carries them; anything that
+        is not a rule of this deployment (any more) is refused, so that the portal can never be
+        turned into a port scanner, whatever a run row says."""
+        ids = self.pending.get(site, [])
+        items = {item.pk: item for item in ChecklistItem.objects.filter(pk__in=ids).select_related("requirement")}
+        pins = dict(
+            ((host, port), pin) for host, port, pin in self.deployment.tls_pins.values_list("host", "port", "pin")
+        )
+        checks, refused = [], {}
+        for item_id in ids:
+            item = items.get(item_id)
+            if item is None or item.deployment_id != self.deployment_id:
+                reason = "refused: not a rule of this deployment's checklist"
+                refused[item_id] = {"state": ProbeState.ERROR, "summary": reason, "evidence": {"reason": reason}}
+                continue
+            check = Check(
+                key=item.pk,
+                host=item.destination,
+                port_start=item.port_start,
+                port_end=item.port_end,
+                protocol=item.protocol,
+                service=item.requirement.service,
+                expected_pin=pins.get((item.destination, item.port_start), ""),
+            )
+            checks.append(dataclasses.asdict(check))
+        return checks, refused
 
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
     def progress(self) -> dict[str, int]:
-        """Items done and in all (from with_progress() annotations when present)."""
-        if hasattr(self, "n_total"):
-            total, pending = self.n_total, self.n_pending
-        else:
-            counts = self.counts()
-            total, pending = sum(counts.values()), counts.get(ProbeState.PENDING, 0)
-        return {"done": total - pending, "total": total}
-
-    def counts(self) -> dict[str, int]:
-        rows = self.results.order_by().values_list("state").annotate(n=Count("pk"))
-        return dict(rows)
+        return {"done": self.done, "total": self.total}
 
     def mark_running(self) -> None:
-        """queued -> running, once, whichever site's task gets there first."""
+        """queued -> running, once, whichever site's results get there first."""
         ProbeRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.RUNNING, started=timezone.now()
         )
 
+    @classmethod
+    def record(cls, run_id: int, worker: str, outcomes: dict[int, dict]) -> int:
+        """The recorder: write the outcomes of some of a run's items (by item id), as a site's
+        worker sent them; returns how many were new.
+
+        Only items still pending in the run are written, so a batch sent twice (a redelivered
+        task probes again) changes nothing. Each item's current state (LatestProbe) is updated
+        in one statement, a ProbeFlip row is added only where the state changed, and the batch
+        is kept as one ProbeBatch row until it is purged: a handful of rows per thousand results.
+        """
+        outcomes = {int(item_id): outcome for item_id, outcome in outcomes.items()}
+        now = timezone.now()
+        with transaction.atomic():
+            run = cls.objects.select_for_update(of=("self",)).filter(pk=run_id, finished__isnull=True).first()
+            if run is None:
+                return 0  # unknown or closed (deadline, cancel): nothing more is recorded
+            written = {item_id: site for site, ids in run.pending.items() for item_id in ids if item_id in outcomes}
+            if not written:
+                return 0
+            run.pending = {
+                site: rest for site, ids in run.pending.items() if (rest := [i for i in ids if i not in written])
+            }
+            results = {item_id: outcomes[item_id] | {"site": site} for item_id, site in written.items()}
+            for result in results.values():
+                run.by_state[result["state"]] = run.by_state.get(result["state"], 0) + 1
+            run.done += len(written)
+            if run.status == RunStatus.QUEUED:
+                run.status, run.started = RunStatus.RUNNING, now
+            run.save(update_fields=["pending", "by_state", "done", "status", "started"])
+            probed = {i: r for i, r in results.items() if r["state"] != ProbeState.NOT_PROBED}
+            before, flips = LatestProbe.record(run, worker, now, probed)
+            if flips:
+                from .alerts import on_flips
+
+                on_flips(run, flips)
+            for item_id, result in results.items():
+                result["previous_state"] = before.get(item_id, "")
+            ProbeBatch.objects.create(run=run, worker=worker, received=now, results=results)
+            if probed:
+                Deployment.objects.filter(pk=run.deployment_id).checklist_changed()
+            if not run.pending:
+                run.finish()
+        return len(written)
+
     def abandon_pending(self, reason: str, sites: list[str] | None = None) -> int:
         """Report the pending items (of some sites) as not probed, saying why."""
-        pending = self.results.filter(state=ProbeState.PENDING)
-        if sites is not None:
-            pending = pending.filter(site__in=sites)
-        with transaction.atomic():
-            # The item locks of ProbeResult.record(), in the same order: the two take turns.
-            ids = pending.values_list("item_id", flat=True)
-            list(ChecklistItem.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-            return pending.update(
-                state=ProbeState.NOT_PROBED, summary=reason, evidence={"reason": reason}, checked_at=timezone.now()
-            )
+        self.refresh_from_db(fields=["pending"])
+        ids = [i for site, ids in self.pending.items() if sites is None or site in sites for i in ids]
+        outcome = {"state": ProbeState.NOT_PROBED, "summary": reason, "evidence": {"reason": reason}}
+        written = ProbeRun.record(self.pk, "portal", dict.fromkeys(ids, outcome)) if ids else 0
+        self.refresh_from_db()
+        return written
 
-    def finish_if_complete(self) -> bool:
-        """Close the run once no item is pending; its status says how far it got."""
-        counts = self.counts()
-        if counts.get(ProbeState.PENDING):
-            return False
-        not_probed, total = counts.get(ProbeState.NOT_PROBED, 0), sum(counts.values())
+    def finish(self) -> None:
+        """Close the run (no item is pending any more); its status says how far it got."""
+        not_probed, total = self.by_state.get(ProbeState.NOT_PROBED, 0), sum(self.by_state.values())
         if self.cancel_requested or ProbeRun.objects.filter(pk=self.pk, cancel_requested=True).exists():
             status = RunStatus.CANCELLED
         elif total and not_probed == total:
@@ -194,53 +291,56 @@ class ProbeRun(models.Model):
         else:
             status = RunStatus.DONE
         updated = ProbeRun.objects.filter(pk=self.pk, finished__isnull=True).update(
-            status=status, finished=timezone.now()
+            status=status, finished=timezone.now(), pending={}
         )
         if updated:
             self.status = status
-        return True
+            from portal.celery import raise_flag
+
+            if status == RunStatus.FAILED:
+                from .alerts import on_run_failed
+
+                on_run_failed(self)
+            # The site workers still probing stop at their next flush.
+            transaction.on_commit(lambda: raise_flag(closed_flag(self.pk)))
 
     def expire_if_overdue(self) -> None:
         if not self.is_finished and timezone.now() >= self.deadline:
             self.abandon_pending("no worker of the site answered before the run's deadline")
-            self.finish_if_complete()
-            self.refresh_from_db()
 
     def cancel(self) -> None:
         ProbeRun.objects.filter(pk=self.pk).update(cancel_requested=True)
         self.cancel_requested = True
         self.abandon_pending("cancelled")
-        self.finish_if_complete()
-        self.refresh_from_db()
 
-
-class ProbeResult(models.Model):
-    """What one run found for one checklist item. Created pending with the run; written once."""
-
-    run = models.ForeignKey(ProbeRun, on_delete=models.CASCADE, related_name="results")
-    item = models.ForeignKey(ChecklistItem, on_delete=models.CASCADE, related_name="probe_results")
-    site = models.CharField(max_length=50, help_text="The probe site of the item's source.")
-    state = models.CharField(max_length=12, choices=ProbeState.choices, default=ProbeState.PENDING)
-    summary = models.TextField(blank=True)
-    latency_ms = models.FloatField(null=True, blank=True)
-    address = models.CharField(max_length=64, blank=True, help_text="The address the probe connected to.")
-    worker = models.CharField(max_length=200, blank=True)
-    evidence = models.JSONField(default=dict)
-    checked_at = models.DateTimeField(null=True, blank=True)
-    # The item's state before this result, so that a change (open -> filtered) stands out.
-    previous_state = models.CharField(max_length=12, choices=ProbeState.choices, blank=True)
-    is_latest = models.BooleanField(default=False)
-
-    class Meta:
-        ordering = ["run", "item"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "item"], name="proberesult_unique_item"),
-            models.UniqueConstraint(fields=["item"], condition=Q(is_latest=True), name="proberesult_one_latest"),
+    def results(self) -> list[RunResult]:
+        """What this run found per item, from its batches (kept PROBE_RESULT_RETENTION_DAYS days),
+        then the items still pending."""
+        batches = list(self.batches.order_by("received", "pk"))
+        found = [(int(i), batch, result) for batch in batches for i, result in batch.results.items()]
+        pending = [(i, site) for site, ids in self.pending.items() for i in ids]
+        ids = {i for i, _, _ in found} | {i for i, _ in pending}
+        items = ChecklistItem.objects.filter(pk__in=ids).select_related("requirement").in_bulk()
+        results = [
+            RunResult(run=self.pk, item=items.get(i), worker=batch.worker, checked_at=batch.received, **result)
+            for i, batch, result in found
         ]
-        indexes = [models.Index(fields=["run", "state"], name="proberesult_progress")]
+        results += [RunResult(run=self.pk, item=items.get(i), site=site) for i, site in pending]
+        return sorted(results, key=lambda result: result.item.position if result.item else 0)
 
-    def __str__(self) -> str:
-        return f"{self.item}: {self.state}"
+
+def closed_flag(run_id: int) -> str:
+    """The broker key that tells site workers a run is closed (cancelled, past its deadline)."""
+    return f"portal.closed.{run_id}"
+
+
+class ProbeOutcome:
+    """What a probe found, with the state before it: the words shared by a run's results, an
+    item's current state and its state changes."""
+
+    state: str
+    previous_state: str
+    evidence: dict
 
     @property
     def changed(self) -> bool:
@@ -255,43 +355,140 @@ class ProbeResult(models.Model):
     def evidence_words(self) -> list[str]:
         return in_words(self.evidence)
 
-    @classmethod
-    @transaction.atomic
-    def record(cls, run_id: int, worker: str, outcomes: dict[int, dict]) -> int:
-        """Write the outcomes of some of a run's items, by item id; returns how many were written.
 
-        Only pending rows are written, so a redelivered task that probes an item again
-        changes nothing. Each item's previous latest result gives `previous_state`.
-        """
-        ids = sorted(outcomes)
-        # Lock the items so that two writers of the same item (a redelivered task, another
-        # run) take turns; the second finds nothing pending.
-        list(ChecklistItem.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-        pending = cls.objects.filter(run_id=run_id, item_id__in=ids, state=ProbeState.PENDING)
-        written = {item_id: site for item_id, site in pending.values_list("item_id", "site")}
-        if not written:
-            return 0
-        previous = cls.objects.filter(item_id__in=written, is_latest=True)
-        previous_state = dict(previous.values_list("item_id", "state"))
-        previous.update(is_latest=False)
-        # Replacing the pending rows is much faster than bulk_update() of a thousand of them.
-        pending.filter(item_id__in=written).delete()
-        now = timezone.now()
-        cls.objects.bulk_create(
-            cls(
-                run_id=run_id,
-                item_id=item_id,
-                site=site,
-                worker=worker,
-                checked_at=now,
-                previous_state=previous_state.get(item_id, ""),
-                is_latest=True,
-                **outcomes[item_id],
+@dataclasses.dataclass
+class RunResult(ProbeOutcome):
+    """One item's result in a run, as its batch kept it."""
+
+    run: int
+    item: ChecklistItem | None
+    site: str
+    state: str = ProbeState.PENDING
+    summary: str = ""
+    latency_ms: float | None = None
+    address: str = ""
+    worker: str = ""
+    evidence: dict = dataclasses.field(default_factory=dict)
+    checked_at: datetime.datetime | None = None
+    previous_state: str = ""
+
+
+class OutcomeColumns(models.Model):
+    """The columns of a probe's outcome, in an item's current state and in its state changes."""
+
+    run = models.ForeignKey(ProbeRun, on_delete=models.SET_NULL, null=True, related_name="+")
+    site = models.CharField(max_length=50, help_text="The probe site of the item's source.")
+    state = models.CharField(max_length=12, choices=ProbeState.choices)
+    # The state before this one, blank for an item's first: open -> filtered stands out.
+    previous_state = models.CharField(max_length=12, choices=ProbeState.choices, blank=True)
+    summary = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    address = models.CharField(max_length=64, blank=True, help_text="The address the probe connected to.")
+    worker = models.CharField(max_length=200, blank=True)
+    evidence = models.JSONField(default=dict)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+
+class LatestProbe(ProbeOutcome, OutcomeColumns):
+    """An item's current probe state: updated in place by each result (the healthchecks model:
+    current state apart from history), with `since` when the state last changed."""
+
+    item = models.OneToOneField(ChecklistItem, on_delete=models.CASCADE, primary_key=True, related_name="current_probe")
+    since = models.DateTimeField()
+    # The last time an alert was sent for this item: a flapping rule alerts once per window.
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {self.state} since {self.since}"
+
+    @property
+    def changed(self) -> bool:
+        """The latest check changed the state."""
+        return bool(self.previous_state) and self.checked_at == self.since
+
+    @classmethod
+    def record(
+        cls, run: ProbeRun, worker: str, now: datetime.datetime, results: dict[int, dict]
+    ) -> tuple[dict[int, str], list[ProbeFlip]]:
+        """Update the items' current state from a run's results (under the items' locks), adding a
+        ProbeFlip where the state changed. Returns each item's state before (blank if none), and
+        the changes."""
+        if not results:
+            return {}, []
+        # The items' locks, in pk order as every writer of items takes them; removed items are skipped.
+        items = ChecklistItem.objects.select_for_update(of=("self",)).filter(pk__in=results).order_by("pk")
+        targets = {pk: (host, port) for pk, host, port in items.values_list("pk", "destination", "port_start")}
+        current = {row.item_id: row for row in cls.objects.filter(item_id__in=targets)}
+        rows, flips, before = [], [], {}
+        for item_id in targets:
+            result, old = results[item_id], current.get(item_id)
+            before[item_id] = old.state if old else ""
+            if old and old.run_id and old.run_id > run.pk:
+                continue  # a later run's result stands
+            columns = {name: result.get(name, default) for name, default in OUTCOME_DEFAULTS.items()}
+            columns |= {"run_id": run.pk, "site": result["site"], "worker": worker, "checked_at": now}
+            if old is None or old.state != result["state"]:
+                previous, since = before[item_id], now
+                flips.append(ProbeFlip(item_id=item_id, previous_state=previous, **columns))
+            else:
+                previous, since = old.previous_state, old.since
+            rows.append(cls(item_id=item_id, previous_state=previous, since=since, **columns))
+        cls.objects.bulk_create(rows, update_conflicts=True, unique_fields=["item"], update_fields=UPDATED_ON_RECORD)
+        ProbeFlip.objects.bulk_create(flips)
+        remember_first_pins(run, targets, results)
+        return before, flips
+
+
+OUTCOME_DEFAULTS = {"state": "", "summary": "", "latency_ms": None, "address": "", "evidence": {}}
+UPDATED_ON_RECORD = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since"]
+
+
+class ProbeFlip(ProbeOutcome, OutcomeColumns):
+    """A change of an item's probe state (open -> filtered), with what the probe saw: the history
+    and the regressions come from these, one row per change rather than one per probe."""
+
+    item = models.ForeignKey(ChecklistItem, on_delete=models.CASCADE, related_name="probe_flips")
+
+    class Meta:
+        ordering = ["-checked_at", "-pk"]
+        indexes = [models.Index(fields=["item", "-checked_at", "-id"], name="probeflip_history")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {self.previous_state or 'new'} -> {self.state}"
+
+
+class ProbeBatch(models.Model):
+    """Results of a run as the recorder took them, one row per batch: kept for
+    PROBE_RESULT_RETENTION_DAYS days (purge_old_results), for the run's own page."""
+
+    run = models.ForeignKey(ProbeRun, on_delete=models.CASCADE, related_name="batches")
+    worker = models.CharField(max_length=200)
+    received = models.DateTimeField(db_index=True)
+    # {item id: {"state", "summary", "latency_ms", "address", "evidence", "site", "previous_state"}}
+    results = models.JSONField()
+
+    class Meta:
+        ordering = ["run", "received", "pk"]
+
+    def __str__(self) -> str:
+        return f"{len(self.results)} results of run {self.run_id}"
+
+
+def remember_first_pins(run: ProbeRun, targets: dict[int, tuple[str, int]], results: dict[int, dict]) -> None:
+    """Trust on first use: the first certificate a TLS service shows is the one expected later."""
+    for item_id, (host, port) in targets.items():
+        result = results[item_id]
+        evidence = result.get("evidence") or {}
+        if result["state"] == ProbeState.OPEN and "pin" in evidence:
+            TlsPin.objects.get_or_create(
+                deployment_id=run.deployment_id,
+                host=host,
+                port=port,
+                defaults={"pin": evidence["pin"], "issuer": evidence.get("issuer", ""), "source": PinSource.FIRST_SEEN},
             )
-            for item_id, site in written.items()
-        )
-        Deployment.objects.filter(probe_runs=run_id).checklist_changed()
-        return len(written)
 
 
 class TlsPin(models.Model):
@@ -313,3 +510,111 @@ class TlsPin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port} {self.pin}"
+
+
+class AlertChannel(models.Model):
+    """Where a team's alerts go: an email address (Django's SMTP backend) or a webhook URL
+    (JSON, signed with HMAC-SHA256 of `secret` in the X-Portal-Signature header)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alert_channels")
+    name = models.CharField(max_length=100, validators=[validate_name])
+    kind = models.CharField(max_length=10, choices=ChannelKind.choices)
+    target = models.CharField(max_length=500, help_text="An email address, or an http(s) URL.")
+    secret = models.CharField(max_length=64, default=new_secret, editable=False)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["team", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="alertchannel_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class Alert(models.Model):
+    """Something a team should hear about; delivered once to each of its enabled channels."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=15, choices=AlertKind.choices)
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    site = models.CharField(max_length=50, blank=True)
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    details = models.JSONField(default=dict)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["team", "kind", "site", "-created"], name="alert_by_kind")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+    @classmethod
+    def raise_for(
+        cls, team_id: int, kind: str, subject: str, body: str, channels: list[AlertChannel] | None = None, **fields
+    ) -> Alert:
+        """Create the alert and a delivery per channel (the team's enabled ones unless named),
+        and send each from a worker once the transaction commits."""
+        from portal.celery import BrokerUnavailable, send
+
+        from .tasks import deliver_alert
+
+        alert = cls.objects.create(team_id=team_id, kind=kind, subject=subject[:300], body=body, **fields)
+        if channels is None:
+            channels = list(AlertChannel.objects.filter(team_id=team_id, enabled=True))
+        deliveries = AlertDelivery.objects.bulk_create(AlertDelivery(alert=alert, channel=c) for c in channels)
+
+        def enqueue() -> None:
+            for delivery in deliveries:
+                try:
+                    send(deliver_alert, (delivery.pk,))
+                except BrokerUnavailable as unavailable:
+                    delivery.fail(str(unavailable))
+
+        transaction.on_commit(enqueue)
+        return alert
+
+    def payload(self) -> dict:
+        """The webhook's JSON body."""
+        return {
+            "id": self.pk,
+            "kind": self.kind,
+            "team": self.team.name,
+            "deployment": self.deployment_id,
+            "site": self.site or None,
+            "subject": self.subject,
+            "text": self.body,
+            "details": self.details,
+            "created": self.created.isoformat(),
+        }
+
+
+class AlertDelivery(models.Model):
+    """One alert to one channel: tried with exponential backoff until sent or out of tries."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["alert", "channel"]
+        constraints = [models.UniqueConstraint(fields=["alert", "channel"], name="alertdelivery_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.alert} to {self.channel}: {self.status}"
+
+    def fail(self, error: str, final: bool = True) -> None:
+        self.attempts += 1
+        self.last_error = error[:2000]
+        if final:
+            self.status = DeliveryStatus.FAILED
+        self.save(update_fields=["attempts", "last_error", "status"])

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ports.choices import ItemStatus
-from ports.models import ChecklistItem, Deployment
+from ports.models import ChecklistItem, Deployment, Team
 from ports.strict import Strict
 
 from .choices import ProbeState
 from .engine import parse_pin
-from .models import ProbeResult, ProbeRun, TlsPin, WorkerHeartbeat
+from .models import Alert, AlertChannel, AlertDelivery, LatestProbe, ProbeRun, TlsPin, WorkerHeartbeat
+from .validators import validate_channel_target
 
 DATETIME = serializers.DateTimeField()
 
@@ -25,93 +27,73 @@ class PreviousStateField(serializers.ChoiceField):
         return value or None
 
 
-class ProbeResultSerializer(serializers.ModelSerializer):
+OUTCOME_HELP = {
+    "changed": "The state differs from the item's previous one.",
+    "regression": "It was open and now is not.",
+    "evidence_words": "The evidence as sentences, for people.",
+}
+
+
+class OutcomeSerializer(serializers.Serializer):
+    """What a probe found (probes.models.ProbeOutcome): a run's result, an item's current state
+    or one of its state changes."""
+
+    run = serializers.IntegerField(source="run_id", allow_null=True, read_only=True)
+    site = serializers.CharField(read_only=True)
+    state = serializers.ChoiceField(ProbeState.choices, read_only=True)
+    summary = serializers.CharField(read_only=True)
+    latency_ms = serializers.FloatField(allow_null=True, read_only=True)
+    checked_at = serializers.DateTimeField(allow_null=True, read_only=True)
+    previous_state = PreviousStateField()
+    changed = serializers.BooleanField(read_only=True, help_text=OUTCOME_HELP["changed"])
+    regression = serializers.BooleanField(read_only=True, help_text=OUTCOME_HELP["regression"])
+
+
+class LatestResultSerializer(OutcomeSerializer):
+    """An item's current probe state, as the checklist shows it."""
+
+    since = serializers.DateTimeField(read_only=True, help_text="When the item came into this state.")
+
+    @staticmethod
+    def represent(result: LatestProbe) -> dict:
+        """The same as .data, built directly: a checklist shows thousands (a test holds them equal)."""
+        return {
+            "run": result.run_id,
+            "site": result.site,
+            "state": result.state,
+            "summary": result.summary,
+            "latency_ms": result.latency_ms,
+            "checked_at": DATETIME.to_representation(result.checked_at) if result.checked_at else None,
+            "previous_state": result.previous_state or None,
+            "changed": result.changed,
+            "regression": result.regression,
+            "since": DATETIME.to_representation(result.since) if result.since else None,
+        }
+
+
+class EvidenceSerializer(OutcomeSerializer):
+    address = serializers.CharField(read_only=True)
+    worker = serializers.CharField(read_only=True)
+    evidence = serializers.DictField(read_only=True)
+    evidence_words = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text=OUTCOME_HELP["evidence_words"]
+    )
+
+
+class ResultHistorySerializer(EvidenceSerializer):
+    """One change of an item's probe state, with what the probe saw: its history, newest first."""
+
+
+class ProbeResultSerializer(EvidenceSerializer):
+    """One item's result in a run."""
+
+    run = serializers.IntegerField(read_only=True)
+    item = serializers.IntegerField(source="item.pk", allow_null=True, read_only=True)
     requirement = serializers.CharField(source="item.requirement.uid", read_only=True)
     source = serializers.CharField(source="item.source", read_only=True)
     destination = serializers.CharField(source="item.destination", read_only=True)
     protocol = serializers.CharField(source="item.protocol", read_only=True)
     ports = serializers.CharField(source="item.ports", read_only=True)
-    previous_state = PreviousStateField()
-    changed = serializers.BooleanField(read_only=True, help_text="The state differs from the item's previous one.")
-    regression = serializers.BooleanField(read_only=True, help_text="It was open and now is not.")
-    evidence_words = serializers.ListField(
-        child=serializers.CharField(), read_only=True, help_text="The evidence as sentences, for people."
-    )
-
-    class Meta:
-        model = ProbeResult
-        fields = [
-            "run",
-            "item",
-            "requirement",
-            "source",
-            "destination",
-            "protocol",
-            "ports",
-            "site",
-            "state",
-            "summary",
-            "latency_ms",
-            "address",
-            "worker",
-            "evidence",
-            "evidence_words",
-            "checked_at",
-            "previous_state",
-            "changed",
-            "regression",
-        ]
-        read_only_fields = fields
-
-
-class LatestResultSerializer(serializers.ModelSerializer):
-    """An item's latest probe result, as the checklist shows it."""
-
-    previous_state = PreviousStateField()
-    changed = serializers.BooleanField(read_only=True)
-    regression = serializers.BooleanField(read_only=True)
-
-    @staticmethod
-    def represent(result: ProbeResult) -> dict:
-        """The same as .data, built directly: a checklist shows thousands (a test holds them equal)."""
-        return {
-            "run": result.run_id,
-            "state": result.state,
-            "summary": result.summary,
-            "latency_ms": result.latency_ms,
-            "site": result.site,
-            "checked_at": DATETIME.to_representation(result.checked_at) if result.checked_at else None,
-            "previous_state": result.previous_state or None,
-            "changed": result.changed,
-            "regression": result.regression,
-        }
-
-    class Meta:
-        model = ProbeResult
-        fields = [
-            "run",
-            "state",
-            "summary",
-            "latency_ms",
-            "site",
-            "checked_at",
-            "previous_state",
-            "changed",
-            "regression",
-        ]
-        read_only_fields = fields
-
-
-class ResultHistorySerializer(LatestResultSerializer):
-    """One entry of an item's probe history, with its evidence."""
-
-    evidence_words = serializers.ListField(
-        child=serializers.CharField(), read_only=True, help_text="The evidence as sentences, for people."
-    )
-
-    class Meta(LatestResultSerializer.Meta):
-        fields = [*LatestResultSerializer.Meta.fields, "address", "worker", "evidence", "evidence_words"]
-        read_only_fields = fields
 
 
 class ProbeRunSerializer(serializers.ModelSerializer):
@@ -139,16 +121,24 @@ class ProbeRunSerializer(serializers.ModelSerializer):
 
 
 class ProbeRunDetailSerializer(ProbeRunSerializer):
-    by_state = serializers.SerializerMethodField(help_text="Items per probe state.")
+    by_state = serializers.DictField(child=serializers.IntegerField(), read_only=True, help_text="Items per state.")
     sites = serializers.SerializerMethodField(help_text="The run's sites, and whether a worker serves each now.")
-    results = ProbeResultSerializer(many=True, read_only=True)
+    results = serializers.SerializerMethodField(
+        help_text=f"Each item's result (kept {settings.PROBE_RESULT_RETENTION_DAYS:g} days), pending ones last."
+    )
 
     class Meta(ProbeRunSerializer.Meta):
         fields = [*ProbeRunSerializer.Meta.fields, "by_state", "sites", "results"]
         read_only_fields = fields
 
-    def get_by_state(self, run: ProbeRun) -> dict[str, int]:
-        return run.counts()
+    @extend_schema_field(ProbeResultSerializer(many=True))
+    def get_results(self, run: ProbeRun) -> list[dict]:
+        return ProbeResultSerializer(self.results_of(run), many=True).data
+
+    def results_of(self, run: ProbeRun) -> list:
+        if not hasattr(run, "_results"):
+            run._results = run.results()
+        return run._results
 
     @extend_schema_field(
         {
@@ -162,7 +152,7 @@ class ProbeRunDetailSerializer(ProbeRunSerializer):
     )
     def get_sites(self, run: ProbeRun) -> list[dict]:
         live = WorkerHeartbeat.objects.live_sites()
-        sites = sorted({result.site for result in run.results.all()})
+        sites = sorted({result.site for result in self.results_of(run)})
         return [{"site": site, "live_worker": site in live} for site in sites]
 
 
@@ -238,3 +228,61 @@ class TlsPinSerializer(Strict, serializers.ModelSerializer):
             return parse_pin(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
+
+
+class AlertChannelSerializer(Strict, serializers.ModelSerializer):
+    """Where a team's alerts go. A webhook's `secret` signs each body (X-Portal-Signature:
+    sha256=<HMAC-SHA256 of the body, hex>): check it on the receiving side."""
+
+    team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.none(), required=False)
+
+    class Meta:
+        model = AlertChannel
+        fields = ["id", "team", "name", "kind", "target", "enabled", "secret", "created"]
+        read_only_fields = ["id", "secret", "created"]
+        validators = []  # the team is optional here (yours, if you have one): validate() checks the name
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and request.user.is_authenticated:
+            self.fields["team"].queryset = Team.objects.filter(members=request.user)
+
+    def validate(self, attrs: dict) -> dict:
+        instance: AlertChannel | None = self.instance
+        team = attrs.get("team") or (instance.team if instance else None)
+        if team is None:
+            teams = list(self.fields["team"].queryset[:2])
+            if len(teams) != 1:
+                raise serializers.ValidationError({"team": "Name the team: you belong to none or to several."})
+            team = attrs["team"] = teams[0]
+        kind = attrs.get("kind", instance.kind if instance else None)
+        target = attrs.get("target", instance.target if instance else "")
+        try:
+            validate_channel_target(kind, target)
+        except DjangoValidationError as invalid:
+            raise serializers.ValidationError({"target": invalid.messages}) from invalid
+        name = attrs.get("name", instance.name if instance else None)
+        clash = AlertChannel.objects.filter(team=team, name=name).exclude(pk=instance.pk if instance else None)
+        if clash.exists():
+            raise serializers.ValidationError({"name": f"Team {team} already has a channel named {name!r}."})
+        return attrs
+
+
+class AlertDeliverySerializer(serializers.ModelSerializer):
+    channel = serializers.CharField(source="channel.name", read_only=True)
+
+    class Meta:
+        model = AlertDelivery
+        fields = ["channel", "status", "attempts", "last_error", "sent_at"]
+        read_only_fields = fields
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.name", read_only=True)
+    deliveries = AlertDeliverySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = ["id", "team", "kind", "deployment", "site", "subject", "body", "details", "created", "deliveries"]
+        read_only_fields = fields

@@ -1,97 +1,65 @@
-"""Celery tasks: probe a run's items of one site, from a worker in that site."""
+"""Celery tasks: probe a run's checks of one site, from a worker in that site (which holds no
+database credentials), and record what it sends back, centrally."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import logging
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connections
-from django.db.models import Q
+from django.db import DatabaseError
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ports.choices import ProbeSchedule
 from ports.models import Deployment
 
-from .choices import PinSource, ProbeState, RunStatus
+from .alerts import DeliveryError, alert_silent_sites, deliver
+from .choices import DeliveryStatus, ProbeState, RunStatus
 from .engine import Check, CheckResult, Engine, Network
-from .models import ProbeResult, ProbeRun, TlsPin
+from .models import AlertDelivery, ProbeBatch, ProbeRun, WorkerHeartbeat, closed_flag
+from .worker import RECORDER_QUEUE
 
 log = logging.getLogger(__name__)
 
-# How often results are written while a run is probed (and a cancel is noticed).
+# How often a site worker sends its results (and notices that the run was closed).
 FLUSH_INTERVAL = 0.25
+# At most this many results per message to the recorder.
+BATCH_SIZE = 500
 
 
 @shared_task(bind=True)
-def probe_site(self, run_id: int, site: str) -> None:
-    """Probe the run's pending items whose source sits in `site`.
+def probe_site(self, run_id: int, site: str, checks: list[dict], timeout: float) -> None:
+    """Probe the checks (the run's items whose source sits in `site`), and send the results to
+    the recorder in batches. Nothing here reads or writes the database.
 
-    Delivered again if its worker dies: only items still pending are probed, and a
-    result is written once, so nothing is lost and nothing is duplicated.
+    Delivered again if its worker dies: it probes everything again, and the recorder keeps only
+    the first result of each item, so nothing is lost and nothing is duplicated.
     """
-    run = ProbeRun.objects.select_related("deployment").filter(pk=run_id).first()
-    if run is None or run.is_finished:
-        return
-    run.mark_running()
-    pending = list(
-        run.results.filter(state=ProbeState.PENDING, site=site).select_related("item__requirement").order_by("item")
-    )
-    checks, refused = build_checks(run, pending)
     # The Celery node (name@host) that probed, so that a redelivered run shows who finished it.
     worker = f"{self.request.hostname or socket.gethostname()}:{site}"
-    if refused:
-        ProbeResult.record(run.pk, worker, refused)
     engine = Engine(
-        timeout=run.timeout,
+        timeout=timeout,
         concurrency=settings.PROBE_CONCURRENCY,
         per_destination=settings.PROBE_PER_DESTINATION,
         allowed=allowed_networks(site),
     )
     try:
-        seen_pins = asyncio.run(probe_and_record(run.pk, checks, engine, worker))
+        asyncio.run(probe_and_send(run_id, site, [Check(**check) for check in checks], engine, worker))
     except SoftTimeLimitExceeded:
-        seen_pins = {}
-    # Whatever is still pending now was cut short by the task's time budget.
-    run.abandon_pending(f"the probe task of site {site!r} ran out of time", sites=[site])
-    remember_first_pins(run, seen_pins)
-    run.finish_if_complete()
+        # The recorder takes only what is still pending: naming every check is safe.
+        send_results(run_id, worker, {}, [check["key"] for check in checks], ran_out(site))
 
 
 def allowed_networks(site: str) -> tuple[Network, ...]:
-    """The networks a probe site may reach (PROBE_ALLOWED_NETWORKS)."""
+    """The networks a probe site may reach (PROBE_ALLOWED_NETWORKS, the site worker's own setting)."""
     configured = settings.PROBE_ALLOWED_NETWORKS
     return tuple(ipaddress.ip_network(network) for network in configured.get(site, configured.get("*", [])))
-
-
-def build_checks(run: ProbeRun, pending: list[ProbeResult]) -> tuple[list[Check], dict[int, dict]]:
-    """The engine's checks for pending results; anything that is not a rule of the run's
-    deployment is refused, so the portal can never be turned into a port scanner."""
-    pins = dict(((host, port), pin) for host, port, pin in run.deployment.tls_pins.values_list("host", "port", "pin"))
-    checks, refused = [], {}
-    for result in pending:
-        item = result.item
-        if item.deployment_id != run.deployment_id:
-            reason = "refused: not a rule of this deployment's checklist"
-            refused[item.pk] = {"state": ProbeState.ERROR, "summary": reason, "evidence": {"reason": reason}}
-            continue
-        checks.append(
-            Check(
-                key=item.pk,
-                host=item.destination,
-                port_start=item.port_start,
-                port_end=item.port_end,
-                protocol=item.protocol,
-                service=item.requirement.service,
-                expected_pin=pins.get((item.destination, item.port_start), ""),
-            )
-        )
-    return checks, refused
 
 
 def outcome(result: CheckResult) -> dict:
@@ -104,57 +72,120 @@ def outcome(result: CheckResult) -> dict:
     }
 
 
-async def probe_and_record(run_id: int, checks: list[Check], engine: Engine, worker: str) -> dict[tuple, dict]:
-    """Run the engine, writing results as they come (every FLUSH_INTERVAL) from a database
-    thread, and stop when the run is cancelled. Returns the TLS certificates seen."""
+def ran_out(site: str) -> str:
+    return f"the probe task of site {site!r} ran out of time"
+
+
+def send_results(
+    run_id: int, worker: str, results: dict[int, dict], unfinished: list[int] = (), reason: str = ""
+) -> None:
+    """Hand results to the recorder's queue, at most BATCH_SIZE a message; the checks named
+    `unfinished` (with the reason) go with the last one."""
+    items = list(results.items())
+    for start in range(0, max(len(items), 1), BATCH_SIZE):
+        chunk, last = dict(items[start : start + BATCH_SIZE]), start + BATCH_SIZE >= len(items)
+        if chunk or (last and unfinished):
+            tail = (list(unfinished), reason) if last else ([], "")
+            # Not declared: the central workers do; a site's broker user may only write to it.
+            record_results.apply_async((run_id, worker, chunk, *tail), queue=RECORDER_QUEUE, declare=[])
+
+
+async def probe_and_send(run_id: int, site: str, checks: list[Check], engine: Engine, worker: str) -> None:
+    """Run the engine, sending results as they come (every FLUSH_INTERVAL), and stop when the run
+    is closed (a flag on the broker). The last message names the checks not finished."""
+    from portal.celery import app, flag_raised
+
     loop = asyncio.get_running_loop()
     buffer: dict[int, dict] = {}
-    seen_pins: dict[tuple, dict] = {}
-
-    def on_result(check: Check, result: CheckResult) -> None:
-        buffer[check.key] = outcome(result)
-        if "pin" in result.evidence and result.state == ProbeState.OPEN:
-            seen_pins[(check.host, check.port_start)] = result.evidence
-
-    def flush(batch: dict[int, dict]) -> bool:
-        if batch:
-            ProbeResult.record(run_id, worker, batch)
-        # Stop once the run is cancelled or closed (its deadline passed): nothing more is recorded.
-        return ProbeRun.objects.filter(pk=run_id).filter(Q(cancel_requested=True) | Q(finished__isnull=False)).exists()
-
+    sent: set[int] = set()
     # Stop in time, before Celery's soft time limit would interrupt the loop at a random point.
     soft_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
     budget_ends = loop.time() + soft_limit - min(5, soft_limit / 10)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-db") as database:
-        probing = asyncio.ensure_future(engine.run(checks, on_result))
+    probing = asyncio.ensure_future(
+        engine.run(checks, lambda check, result: buffer.update({check.key: outcome(result)}))
+    )
+    reason = f"the probe task of site {site!r} ended before this check"
+    with app.connection_for_read() as connection:
         try:
             while True:
                 await asyncio.wait({probing}, timeout=FLUSH_INTERVAL)
-                # Whether probing had ended before this flush: then the flush holds every result.
-                finished = probing.done()
+                finished = probing.done()  # before this flush: then the flush holds every result
                 batch = dict(buffer)
                 buffer.clear()
-                cancelled = await loop.run_in_executor(database, flush, batch)
+                sent |= set(batch)
                 if finished:
                     probing.result()
                     break
-                if cancelled or loop.time() > budget_ends:
-                    probing.cancel()
+                await loop.run_in_executor(None, send_results, run_id, worker, batch)
+                batch = {}
+                if await loop.run_in_executor(None, flag_raised, connection, closed_flag(run_id)):
+                    return  # closed (cancelled, past its deadline): the recorder takes nothing more
+                if loop.time() > budget_ends:
+                    reason = ran_out(site)
                     break
         finally:
-            await loop.run_in_executor(database, connections.close_all)
-    return seen_pins
+            probing.cancel()
+    unfinished = [check.key for check in checks if check.key not in sent]
+    await loop.run_in_executor(None, send_results, run_id, worker, batch, unfinished, reason)
 
 
-def remember_first_pins(run: ProbeRun, seen: dict[tuple, dict]) -> None:
-    """Trust on first use: the first certificate a TLS service shows is the one expected later."""
-    for (host, port), evidence in seen.items():
-        TlsPin.objects.get_or_create(
-            deployment=run.deployment,
-            host=host,
-            port=port,
-            defaults={"pin": evidence["pin"], "issuer": evidence["issuer"], "source": PinSource.FIRST_SEEN},
-        )
+@shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, retry_backoff_max=60, max_retries=30)
+def record_results(
+    run_id: int, worker: str, outcomes: dict[str, dict], unfinished: list[int] = (), reason: str = ""
+) -> int:
+    """The recorder, on a central worker: write a batch a site worker sent (ProbeRun.record).
+    A database outage is waited out with retries rather than losing the batch."""
+    written = dict(outcomes)
+    gone = {"state": ProbeState.NOT_PROBED, "summary": reason, "evidence": {"reason": reason}}
+    for item_id in unfinished:
+        written.setdefault(str(item_id), gone)
+    return ProbeRun.record(run_id, worker, written)
+
+
+@shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, retry_backoff_max=10, max_retries=5)
+def record_heartbeat(site: str, worker: str, started: str, seen: str, leaving: bool = False) -> None:
+    """The recorder's side of a site worker's heartbeat (probes.worker.Heartbeat)."""
+    if leaving:
+        WorkerHeartbeat.objects.filter(site=site, worker=worker).delete()
+        return
+    WorkerHeartbeat.record(
+        site, worker, datetime.datetime.fromisoformat(started), datetime.datetime.fromisoformat(seen)
+    )
+
+
+@shared_task(bind=True)
+def deliver_alert(self, delivery_id: int) -> None:
+    """Send one alert to one channel; on failure try again after ALERT_RETRY_BASE seconds, doubled
+    each time, ALERT_MAX_RETRIES times, then mark it failed."""
+    delivery = AlertDelivery.objects.select_related("alert__team", "channel").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return
+    try:
+        deliver(delivery)
+    except DeliveryError as exc:
+        final = exc.final or self.request.retries >= settings.ALERT_MAX_RETRIES
+        delivery.fail(str(exc), final=final)
+        if not final:
+            raise self.retry(countdown=settings.ALERT_RETRY_BASE * 2**self.request.retries, max_retries=None) from exc
+        return
+    AlertDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1
+    )
+
+
+@shared_task
+def check_silent_sites() -> int:
+    """Beat, every minute: alerts for probe sites without a live worker (alerts.alert_silent_sites)."""
+    return alert_silent_sites()
+
+
+@shared_task
+def purge_old_results() -> int:
+    """Delete the raw results older than PROBE_RESULT_RETENTION_DAYS (beat, hourly): the items'
+    current state and their state changes stay. Returns how many batches went."""
+    cutoff = timezone.now() - datetime.timedelta(days=settings.PROBE_RESULT_RETENTION_DAYS)
+    deleted, _ = ProbeBatch.objects.filter(received__lt=cutoff).delete()
+    return deleted
 
 
 @shared_task

@@ -6,6 +6,8 @@ from . import api
 router = SimpleRouter()
 router.register("probe-runs", api.ProbeRunViewSet, basename="proberun")
 router.register("tls-pins", api.TlsPinViewSet, basename="tlspin")
+router.register("alert-channels", api.AlertChannelViewSet, basename="alertchannel")
+router.register("alerts", api.AlertViewSet, basename="alert")
 
 urlpatterns = [
     path("deployments/<int:pk>/probe-runs/", api.DeploymentProbeRunsView.as_view(), name="deployment-probe-runs"),

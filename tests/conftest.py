@@ -93,6 +93,21 @@ def other_api(db) -> APIClient:
     return token_client(make_member("mallory", "Other team"))
 
 
+def recorded_run(deployment: Deployment, states: list[tuple[object, str]], **run: object) -> object:
+    """A probe run of these items (pairs of item and state) whose results the recorder took,
+    as a site worker sends them."""
+    from probes.models import ProbeRun
+
+    fields = {"timeout": 1, "deadline": "2100-01-01T00:00Z", **run}
+    run = ProbeRun.objects.create(
+        deployment=deployment, total=len(states), pending={"default": sorted(item.pk for item, _ in states)}, **fields
+    )
+    outcomes = {item.pk: {"state": state, "summary": f"{state} in test"} for item, state in states}
+    ProbeRun.record(run.pk, "w@default", outcomes)
+    run.refresh_from_db()
+    return run
+
+
 def create_deployment(document: dict, team: str = "Mail team") -> Deployment:
     return save_deployment({**document, "team": team}).deployment
 

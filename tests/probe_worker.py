@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from django.conf import settings
 from django.db import connection
 
 from probes.models import WorkerHeartbeat
+from probes.responders import free_port
+from probes.worker import RECORDER_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (make test starts Redis)")
@@ -26,19 +30,30 @@ def test_database_url() -> str:
 
 
 class Worker:
-    """`celery worker -Q probes.<site>,...` in its own process group, so it can be killed whole."""
+    """`celery worker -Q probes.<site>,...` in its own process group, so it can be killed whole.
 
-    def __init__(self, sites: list[str], name: str = "w1", extra_queues: tuple[str, ...] = (), **env: str) -> None:
+    A central worker (the default) also records results and heartbeats, with the database; a
+    site worker (`central=False`) has no DATABASE_URL at all, only its broker.
+    """
+
+    def __init__(
+        self,
+        sites: list[str],
+        name: str = "w1",
+        extra_queues: tuple[str, ...] = (),
+        central: bool = True,
+        prefix: tuple[str, ...] = (),
+        **env: str,
+    ) -> None:
         self.sites, self.name = sites, name
         self.log = Path(f"/tmp/probe-worker-{name}-{os.getpid()}.log")
-        environment = os.environ | {
-            "DATABASE_URL": test_database_url(),
-            "PROBE_HEARTBEAT_INTERVAL": "1",
-            "PROBE_TIMEOUT": "1",
-            **env,
-        }
+        environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        if central:
+            environment["DATABASE_URL"] = test_database_url()
+            extra_queues = (*extra_queues, RECORDER_QUEUE)
+        environment |= {"PROBE_HEARTBEAT_INTERVAL": "1", "PROBE_TIMEOUT": "1", **env}
         queues = ",".join([*(f"probes.{site}" for site in sites), *extra_queues])
-        command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues, "-n", f"{name}@%h"]
+        command = [*prefix, sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues, "-n", f"{name}@%h"]
         command += ["--concurrency=1", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
         self.process = subprocess.Popen(
             command,
@@ -60,6 +75,13 @@ class Worker:
             time.sleep(0.2)
         raise RuntimeError(f"worker not live in {timeout} s: {self.log.read_text()[-3000:]}")
 
+    def wait_until_ready(self, timeout: float = 30) -> None:
+        """For a worker of no site (no heartbeat): until it says it is ready."""
+        deadline = time.monotonic() + timeout
+        while "ready." not in self.log.read_text():
+            assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.2)
+
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool): no goodbye, no acknowledgement."""
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -76,3 +98,50 @@ class Worker:
 
 def flush_broker() -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+class OwnRedis:
+    """A Redis server of the test's own on loopback, to stop and start; the suite's stays up."""
+
+    def __init__(self, address: str = "127.0.0.1", *options: str, user: str = "") -> None:
+        self.port = free_port()
+        self.folder = tempfile.mkdtemp(prefix="own-redis-")
+        self.address, self.options = address, options
+        self.url = f"redis://{user}@{address}:{self.port}/0" if user else f"redis://{address}:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", self.address, "--save", "", "--dir", self.folder]
+        self.process = subprocess.Popen([*command, *self.options], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+@contextmanager
+def portal_broker(url: str):
+    """The portal's Celery app sends to `url` for a while (its connections made anew)."""
+    from portal.celery import app
+
+    def reconnect() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    # Read from Django's settings under their CELERY_ prefix, which wins over the plain name.
+    before = app.conf["CELERY_BROKER_URL"]
+    app.conf["CELERY_BROKER_URL"] = url
+    reconnect()
+    try:
+        yield
+    finally:
+        app.conf["CELERY_BROKER_URL"] = before
+        reconnect()

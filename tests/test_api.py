@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from ports.models import Appliance, ChecklistItem, Deployment
 
-from .conftest import create_deployment
+from .conftest import create_deployment, recorded_run
 
 # --- Permissions --------------------------------------------------------------------
 
@@ -514,14 +514,8 @@ def test_api_docs_use_self_hosted_assets(db, client):
 
 
 def test_open_rules_are_verified_in_one_write_and_a_waiver_stays(deployment, api, user, django_assert_max_num_queries):
-    from probes.models import ProbeResult, ProbeRun
-
     items = list(deployment.checklist.order_by("pk")[:4])
-    run = ProbeRun.objects.create(deployment=deployment, timeout=1, deadline="2100-01-01T00:00Z")
-    for item, state in zip(items, ["open", "open", "open", "refused"], strict=True):
-        ProbeResult.objects.create(
-            run=run, item=item, site="default", state=state, is_latest=True, checked_at=run.created
-        )
+    recorded_run(deployment, list(zip(items, ["open", "open", "open", "refused"], strict=True)))
     items[1].change_status("waived", user, "no DLP at this site")
     with django_assert_max_num_queries(12):  # whatever the number of rules
         response = api.post(f"/api/deployments/{deployment.pk}/checklist/verify-open/", {}, format="json")

@@ -21,9 +21,8 @@ from rest_framework.test import APIClient
 
 from ports.exports import RuleSet, Scope
 from ports.exports.firewall import Target, cisco_asa, panos
-from probes.models import ProbeResult, ProbeRun
 
-from .conftest import create_deployment, make_member, token_client
+from .conftest import create_deployment, make_member, recorded_run, token_client
 from .probe_worker import Worker, flush_broker, needs_redis
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -126,11 +125,7 @@ def test_scopes_select_the_rules(deployment, api, user):
     items = list(deployment.checklist.all())
     items[0].change_status("verified", user)
     items[1].change_status("waived", user)
-    run = ProbeRun.objects.create(deployment=deployment, timeout=1, deadline="2100-01-01T00:00Z")
-    for item, state in [(items[2], "filtered"), (items[3], "open"), (items[4], "intercepted")]:
-        ProbeResult.objects.create(
-            run=run, item=item, site="default", state=state, is_latest=True, checked_at="2026-11-29T10:00Z"
-        )
+    recorded_run(deployment, [(items[2], "filtered"), (items[3], "open"), (items[4], "intercepted")])
 
     def rules(scope: str, **extra) -> list[int]:
         return [item.pk for item in RuleSet.build(deployment, {"scope": scope, **extra}).items]

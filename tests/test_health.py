@@ -8,8 +8,10 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from probes.models import ProbeResult, ProbeRun, WorkerHeartbeat
+from probes.models import WorkerHeartbeat
 from probes.responders import free_port
+
+from .conftest import recorded_run
 
 
 def test_healthz_answers_whatever_else_is_down(db, settings):
@@ -37,16 +39,12 @@ def test_readyz_without_a_catalog_says_how_to_load_one(db):
 def test_metrics_parse_as_prometheus_text_and_count_what_is_there(deployment, settings):
     items = list(deployment.checklist.all()[:3])
     now = timezone.now()
-    run = ProbeRun.objects.create(
-        deployment=deployment,
-        timeout=1,
-        status="done",
+    recorded_run(
+        deployment,
+        list(zip(items, ["open", "refused", "open"], strict=True)),
+        status="running",
         started=now - datetime.timedelta(seconds=12),
-        finished=now,
-        deadline=now + datetime.timedelta(minutes=5),
     )
-    for item, state in zip(items, ["open", "refused", "open"], strict=True):
-        ProbeResult.objects.create(run=run, item=item, site="default", state=state, is_latest=True, checked_at=now)
     WorkerHeartbeat.objects.create(
         worker="w1@dmz", site="dmz", started=now, last_seen=now - datetime.timedelta(seconds=40)
     )

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from ports.models import Deployment
 from probes.engine import Check, Engine
-from probes.models import ProbeResult, ProbeRun, TlsPin, WorkerHeartbeat
+from probes.models import ProbeRun, TlsPin, WorkerHeartbeat
 from probes.responders import Listeners, free_port, self_signed
 from probes.tasks import probe_site
 
@@ -303,41 +303,44 @@ def test_a_run_goes_through_api_broker_worker_and_database(lab):
 
 @needs_redis
 @pytest.mark.integration
-def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(lab):
+def test_a_site_worker_killed_mid_run_loses_and_duplicates_nothing(lab):
+    """The site's worker has no database; it is killed mid-run, and its replacement finishes."""
     deployment, api = lab
-    worker = Worker(["default", "hq"], name="doomed", CELERY_VISIBILITY_TIMEOUT="8")
+    recorder = Worker([], name="recorder")
+    worker = Worker(["default", "hq"], name="doomed", central=False, CELERY_VISIBILITY_TIMEOUT="8")
     replacement = None
     try:
         worker.wait_until_live()
         with override_settings(PROBE_TIMEOUT=3):
             run_id = start_run(api, deployment)
         run = ProbeRun.objects.get(pk=run_id)
-        # Fast answers are written within a moment; the filtered log server port waits 3 s.
+        # Fast answers are recorded within a moment; the filtered log server port waits 3 s.
         deadline = time.monotonic() + 20
-        while run.results.filter(state="open").count() < 4:
+        while run.by_state.get("open", 0) < 4:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert run.results.filter(state="pending").exists()
-        before = {r.item_id: (r.state, r.checked_at) for r in run.results.exclude(state="pending")}
+            run.refresh_from_db()
+        assert run.pending
         worker.kill()
+        before = {r.item.pk: (r.state, r.checked_at) for r in run.results() if r.state != "pending"}
 
-        replacement = Worker(["default", "hq"], name="heir", CELERY_VISIBILITY_TIMEOUT="8")
+        replacement = Worker(["default", "hq"], name="heir", central=False, CELERY_VISIBILITY_TIMEOUT="8")
         replacement.wait_until_live()
         body = wait_for_run(api, run_id, timeout=90)
     finally:
-        worker.stop()
-        if replacement:
-            replacement.stop()
+        for process in (worker, replacement, recorder):
+            if process:
+                process.stop()
 
     assert body["status"] == "partly_done"
     assert body["progress"]["done"] == body["progress"]["total"] == 13
-    assert ProbeResult.objects.filter(run_id=run_id).count() == 13
-    after = {r.item_id: (r.state, r.checked_at) for r in ProbeResult.objects.filter(run_id=run_id)}
-    assert all(after[item] == written for item, written in before.items())  # not probed twice
-    assert by_requirement(body)["fes.off-appliance.50800-tcp"]["state"] == "filtered"
-    # What was pending at the kill was probed by the replacement.
-    finished_by = {r["worker"] for r in body["results"] if r["item"] not in before}
-    assert finished_by and all(worker.startswith("heir@") for worker in finished_by), finished_by
+    results = ProbeRun.objects.get(pk=run_id).results()
+    assert len(results) == 13 and len({r.item.pk for r in results}) == 13  # each recorded once
+    after = {r.item.pk: (r.state, r.checked_at) for r in results}
+    assert all(after[item] == written for item, written in before.items())  # not recorded twice
+    # The 3 s probe was still running at the kill: the replacement probed it.
+    log_server = by_requirement(body)["fes.off-appliance.50800-tcp"]
+    assert log_server["state"] == "filtered" and log_server["worker"].startswith("heir@"), log_server
 
 
 # --- Safety, limits and deadlines (no worker needed) ------------------------------------
@@ -367,11 +370,14 @@ def test_a_target_outside_the_deployment_is_refused(transactional_db, listeners,
     assert not ProbeRun.objects.exists()
     assert token_client(theirs_user).get(f"/api/deployments/{ours.pk}/probe-runs/").status_code == 404
 
-    # Even a forged result row cannot make a worker connect to another deployment's host.
-    run = ProbeRun.objects.create(deployment=ours, timeout=1, deadline="2100-01-01T00:00Z")
-    ProbeResult.objects.create(run=run, item=foreign, site="default")
-    probe_site(run.pk, "default")
-    forged = ProbeResult.objects.get(run=run, item=foreign)
+    # Even a forged run row cannot make a worker connect to another deployment's host.
+    run = ProbeRun.objects.create(
+        deployment=ours, timeout=1, deadline="2100-01-01T00:00Z", total=1, pending={"default": [foreign.pk]}
+    )
+    checks, refused = run.checks("default")
+    assert checks == [] and list(refused) == [foreign.pk]
+    run.send("default")
+    (forged,) = ProbeRun.objects.get(pk=run.pk).results()
     assert forged.state == "error" and forged.summary == "refused: not a rule of this deployment's checklist"
     assert listeners.accepted.get(("127.78.0.1", port), 0) == 0
 
@@ -388,8 +394,7 @@ def fake_live_site(db):
 def test_a_run_whose_workers_never_come_ends_at_its_deadline(deployment, api, fake_live_site):
     with override_settings(PROBE_QUEUE_GRACE=0, PROBE_TIMEOUT=0.05, CELERY_VISIBILITY_TIMEOUT=0):
         run_id = start_run(api, deployment)
-    pending = ProbeResult.objects.filter(run_id=run_id, state="pending").count()
-    assert pending == ProbeResult.objects.filter(run_id=run_id, site="default").count() > 0
+    assert ProbeRun.objects.get(pk=run_id).pending["default"]
     time.sleep(0.3)
     body = api.get(f"/api/probe-runs/{run_id}/").json()
     assert body["status"] == "failed"
@@ -402,8 +407,9 @@ def test_a_run_can_be_cancelled(deployment, api, fake_live_site):
     run_id = start_run(api, deployment, status=["todo"])
     response = api.post(f"/api/probe-runs/{run_id}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    assert set(ProbeResult.objects.filter(run_id=run_id).values_list("state", flat=True)) == {"not_probed"}
-    assert ProbeResult.objects.filter(run_id=run_id, summary="cancelled").exists()
+    results = ProbeRun.objects.get(pk=run_id).results()
+    assert {r.state for r in results} == {"not_probed"}
+    assert any(r.summary == "cancelled" for r in results)
 
 
 @override_settings(PROBE_RUNS_PER_MINUTE=2)
@@ -455,8 +461,19 @@ def test_run_lists_take_the_same_queries_for_one_run_or_many(deployment, api):
         assert [run["progress"]["total"] for run in body["results"]] == [1, 81, 81]
 
 
+@pytest.fixture
+def recorder_in_process():
+    """Tasks sent to the recorder run at once, in this process: a site task called directly
+    has its results recorded before it returns."""
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
 @override_settings(CELERY_TASK_SOFT_TIME_LIMIT=2)  # a budget of 1.8 s
-def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, listeners):
+def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, listeners, recorder_in_process):
     call_command("load_catalog", verbosity=0)
     make_member("alice", "Mail team")
     deployment = create_deployment(
@@ -468,10 +485,12 @@ def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, liste
     )
     listeners.filtered("127.80.0.2", 50800)
     item = deployment.checklist.get(requirement__uid="fes.off-appliance.50800-tcp")
-    run = ProbeRun.objects.create(deployment=deployment, timeout=3, deadline="2100-01-01T00:00Z")
-    ProbeResult.objects.create(run=run, item=item, site="default")
-    probe_site(run.pk, "default")
-    result = ProbeResult.objects.get(run=run)  # not "filtered": the 3 s probe was cut at 1.8 s
-    assert (result.state, result.summary) == ("not_probed", "the probe task of site 'default' ran out of time")
+    run = ProbeRun.objects.create(
+        deployment=deployment, timeout=3, deadline="2100-01-01T00:00Z", total=1, pending={"default": [item.pk]}
+    )
+    (check,), _ = run.checks("default")
+    probe_site(run.pk, "default", [check], run.timeout)
     run.refresh_from_db()
+    (result,) = run.results()  # not "filtered": the 3 s probe was cut at 1.8 s
+    assert (result.state, result.summary) == ("not_probed", "the probe task of site 'default' ran out of time")
     assert run.status == "failed"

@@ -16,7 +16,7 @@ from openapi_core.deserializing.media_types.util import plain_loads
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from probes.models import ProbeResult, WorkerHeartbeat
+from probes.models import LatestProbe, ProbeRun, WorkerHeartbeat
 from probes.serializers import LatestResultSerializer
 
 from .conftest import FULL_DEPLOYMENT, make_member
@@ -117,11 +117,11 @@ def test_every_answer_of_the_provisioning_flow_matches_the_schema(live_server):
     for state in ("open", "filtered"):
         run = api.call("POST", f"/api/deployments/{pk}/probe-runs/", 202, json={"items": items}).json()
         outcome = {"state": state, "summary": f"{state} in test", "latency_ms": 1.5, "evidence": {"seen": state}}
-        ProbeResult.record(run["id"], "w@default", dict.fromkeys(items, outcome))
+        ProbeRun.record(run["id"], "w@default", dict.fromkeys(items, outcome))
         detail = api.call("GET", f"/api/probe-runs/{run['id']}/", 200).json()
     assert {result["previous_state"] for result in detail["results"]} == {"open"}
     # The checklist builds its latest results directly; they read as the serializer's would.
-    for result in ProbeResult.objects.filter(is_latest=True):
+    for result in LatestProbe.objects.all():
         assert LatestResultSerializer.represent(result) == LatestResultSerializer(result).data
     api.call("GET", f"/api/deployments/{pk}/probe-runs/", 200)
     api.call("GET", "/api/probe-runs/", 200)

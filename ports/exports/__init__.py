@@ -152,7 +152,7 @@ def select_items(deployment: Deployment, scope: str, ids: list[int] | None = Non
     if scope == Scope.UNVERIFIED:
         return items.exclude(status__in=[ItemStatus.VERIFIED, ItemStatus.WAIVED])
     if scope == Scope.FAILED:
-        return items.filter(probe_results__is_latest=True, probe_results__state__in=FAILING_STATES)
+        return items.filter(current_probe__state__in=FAILING_STATES)
     if scope == Scope.SELECTION:
         return items.filter(pk__in=ids or [])
     return items

@@ -4,7 +4,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ports.choices import ItemStatus
 from ports.models import Deployment
-from probes.choices import ProbeState
 from probes.models import ProbeRun
 
 
@@ -40,12 +39,11 @@ class Command(BaseCommand):
             run.refresh_from_db()
             run.expire_if_overdue()
         if wait:
-            results = run.results.select_related("item").order_by("item__position")
-            for result in results:
+            for result in run.results():
                 item = result.item
                 self.stdout.write(
                     f"{item.source:>18} -> {item.destination:<18} {item.ports:>11}/{item.protocol:<3} "
                     f"{result.state:<12} {result.summary}"
                 )
-            pending = run.results.filter(state=ProbeState.PENDING).count()
+            pending = run.total - run.done
             self.stdout.write(f"Run {run.pk}: {run.get_status_display()} ({pending} pending)")

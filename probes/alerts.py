@@ -1,0 +1,189 @@
+"""Alerts: what raises them (a rule that broke, an interception, a silent site, a failed run)
+and how they reach people (email through Django's SMTP backend, webhooks signed with
+HMAC-SHA256). Deliveries are tried from a worker with exponential backoff (tasks.deliver_alert).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import json
+import smtplib
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from ports.models import Appliance, ChecklistItem, Host, PeerNetwork
+
+from .choices import AlertKind, ChannelKind, ProbeState
+from .models import Alert, AlertChannel, AlertDelivery, LatestProbe, ProbeFlip, ProbeRun, WorkerHeartbeat
+
+SIGNATURE_HEADER = "X-Portal-Signature"
+
+
+class DeliveryError(Exception):
+    """A delivery failed; `final` when trying again cannot help (a target not allowed)."""
+
+    def __init__(self, message: str, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
+
+
+# --- What raises alerts -------------------------------------------------------------------
+
+
+def on_flips(run: ProbeRun, flips: list[ProbeFlip]) -> None:
+    """In the recorder's transaction: an alert per state change that matters (open -> anything
+    else, anything -> intercepted), at most one per item per ALERT_FLAP_WINDOW."""
+    notable = [flip for flip in flips if flip.regression or flip.state == ProbeState.INTERCEPTED]
+    if not notable:
+        return
+    now = timezone.now()
+    quiet_since = now - datetime.timedelta(seconds=settings.ALERT_FLAP_WINDOW)
+    items = ChecklistItem.objects.select_related("deployment").in_bulk([flip.item_id for flip in notable])
+    for flip in notable:
+        # Claimed with a conditional update: a flapping rule (open, filtered, open, ...) alerts once a window.
+        window_open = Q(alerted_at__isnull=True) | Q(alerted_at__lte=quiet_since)
+        if not LatestProbe.objects.filter(Q(item_id=flip.item_id), window_open).update(alerted_at=now):
+            continue
+        item = items[flip.item_id]
+        deployment = item.deployment
+        rule = f"rule {item.number}: {item.source} -> {item.destination} {item.ports}/{item.protocol}"
+        kind = AlertKind.INTERCEPTION if flip.state == ProbeState.INTERCEPTED else AlertKind.REGRESSION
+        subject = f"{deployment.name}: {rule} is {flip.get_state_display().lower()}"
+        if flip.previous_state:
+            subject += f" (was {ProbeState(flip.previous_state).label.lower()})"
+        lines = [subject, "", f"Probe of run {run.pk} from site {flip.site}: {flip.summary}", *flip.evidence_words]
+        Alert.raise_for(
+            deployment.team_id,
+            kind,
+            subject,
+            "\n".join(lines),
+            deployment=deployment,
+            site=flip.site,
+            details={
+                "item": item.pk,
+                "rule_number": item.number,
+                "requirement": item.requirement_id,
+                "run": run.pk,
+                "state": flip.state,
+                "previous_state": flip.previous_state or None,
+                "summary": flip.summary,
+            },
+        )
+
+
+def on_run_failed(run: ProbeRun) -> None:
+    deployment = run.deployment
+    reasons = sorted({result.summary for result in run.results() if result.summary})
+    subject = f"{deployment.name}: probe run {run.pk} failed, no rule could be probed"
+    Alert.raise_for(
+        deployment.team_id,
+        AlertKind.RUN_FAILED,
+        subject,
+        "\n".join([subject, "", *reasons]),
+        deployment=deployment,
+        details={"run": run.pk, "reasons": reasons},
+    )
+
+
+def alert_silent_sites(now: datetime.datetime | None = None) -> int:
+    """An alert to each team using a site whose workers have all been silent longer than
+    ALERT_SITE_SILENT_AFTER; once per silence (none since its last heartbeat)."""
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(seconds=settings.ALERT_SITE_SILENT_AFTER)
+    silent = WorkerHeartbeat.objects.order_by().values_list("site").annotate(last=Max("last_seen"))
+    raised = 0
+    for site, last_seen in silent.filter(last__lt=cutoff):
+        teams = set()
+        for part in (Appliance, Host, PeerNetwork):
+            teams |= set(part.objects.filter(site=site).values_list("deployment__team", flat=True))
+        for team_id in sorted(teams):
+            if Alert.objects.filter(team_id=team_id, kind=AlertKind.SITE_SILENT, site=site, created__gte=last_seen):
+                continue
+            minutes = (now - last_seen).total_seconds() / 60
+            subject = f"Probe site {site!r} has had no live worker for {minutes:.0f} minutes"
+            text = f"{subject}; last heartbeat {last_seen:%Y-%m-%d %H:%M} UTC. Its rules cannot be probed."
+            Alert.raise_for(
+                team_id, AlertKind.SITE_SILENT, subject, text, site=site, details={"last_seen": str(last_seen)}
+            )
+            raised += 1
+    return raised
+
+
+def send_test_alert(channel: AlertChannel, user: object) -> Alert:
+    subject = f"Test alert to {channel.name}"
+    text = f"{subject}, sent by {user} from the port-requirement portal. Nothing is wrong."
+    return Alert.raise_for(channel.team_id, AlertKind.TEST, subject, text, channels=[channel])
+
+
+# --- How they are delivered ---------------------------------------------------------------
+
+
+def deliver(delivery: AlertDelivery) -> None:
+    channel, alert = delivery.channel, delivery.alert
+    if channel.kind == ChannelKind.EMAIL:
+        try:
+            send_mail(f"[portal] {alert.subject}", alert.body, settings.ALERT_FROM_EMAIL, [channel.target])
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"the mail server did not take it: {exc}") from exc
+    else:
+        post_webhook(channel, alert.payload())
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a redirect could lead anywhere: it is an answer like any other
+
+
+def post_webhook(channel: AlertChannel, payload: dict) -> None:
+    body = json.dumps(payload, sort_keys=True).encode()
+    check_webhook_target(channel.target, final=True)
+    request = urllib.request.Request(
+        channel.target,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature(channel.secret, body)},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+    try:
+        with opener.open(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeliveryError(f"the webhook did not answer: {exc}") from exc
+    if not 200 <= status < 300:
+        raise DeliveryError(f"the webhook answered HTTP {status}")
+
+
+def check_webhook_target(url: str, final: bool = False) -> None:
+    """A webhook goes only to addresses in ALERT_WEBHOOK_ALLOWED_NETWORKS: what a user types
+    must not turn the portal into a way to reach its own network's other services."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DeliveryError("A webhook is an http:// or https:// URL with a host.", final=True)
+    try:
+        found = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DeliveryError(f"{parts.hostname} does not resolve: {exc}", final=final) from exc
+    allowed = [ipaddress.ip_network(n) for n in settings.ALERT_WEBHOOK_ALLOWED_NETWORKS]
+    for *_, address in found:
+        ip = ipaddress.ip_address(address[0])
+        if not any(ip in network for network in allowed):
+            raise DeliveryError(
+                f"{parts.hostname} ({ip}) is outside the networks webhooks may reach (ALERT_WEBHOOK_ALLOWED_NETWORKS).",
+                final=True,
+            )

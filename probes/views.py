@@ -1,0 +1,65 @@
+"""The alerts page: a team's channels (add, test, turn off, remove) and its recent alerts."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from ports.models import Team
+
+from .alerts import send_test_alert
+from .models import Alert, AlertChannel
+from .validators import validate_channel_target
+
+
+class ChannelForm(forms.ModelForm):
+    class Meta:
+        model = AlertChannel
+        fields = ["team", "name", "kind", "target"]
+        labels = {"target": "Email address or webhook URL"}
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("kind") and data.get("target"):
+            try:
+                validate_channel_target(data["kind"], data["target"])
+            except ValidationError as invalid:
+                self.add_error("target", invalid)
+        return data
+
+
+@login_required
+def alert_channels(request: HttpRequest) -> HttpResponse:
+    form = ChannelForm(request.POST or None)
+    form.fields["team"].queryset = Team.objects.filter(members=request.user)
+    if request.method == "POST" and form.is_valid():
+        channel = form.save()
+        messages.success(request, f"Channel {channel.name} added: send it a test alert.")
+        return redirect("alerts")
+    channels = AlertChannel.objects.for_user(request.user).select_related("team")
+    alerts = Alert.objects.for_user(request.user).prefetch_related("deliveries__channel")[:25]
+    return render(request, "probes/alerts.html", {"form": form, "channels": channels, "alerts": alerts})
+
+
+@login_required
+@require_POST
+def alert_channel_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    channel = get_object_or_404(AlertChannel.objects.for_user(request.user), pk=pk)
+    if action == "test":
+        send_test_alert(channel, request.user)
+        messages.success(request, f"Test alert sent to {channel.name}: its delivery shows below.")
+    elif action == "toggle":
+        channel.enabled = not channel.enabled
+        channel.save(update_fields=["enabled"])
+        messages.success(request, f"Channel {channel.name} turned {'on' if channel.enabled else 'off'}.")
+    elif action == "delete":
+        channel.delete()
+        messages.success(request, f"Channel {channel.name} removed.")
+    else:
+        raise Http404("No such action.")
+    return redirect("alerts")
