@@ -3,7 +3,7 @@
 
 Builds, in a throwaway test database (PostgreSQL under `make bench`), a team of deployments
 of 40 appliances each (2,560 rules apiece) until the team has at least 110,000 rules, with a
-latest probe result for every tenth rule, then times the page and the API's first page
+current probe state for every tenth rule, then times the page and the API's first page
 against the login page and /api/me/ measured in the same run.
 
     make bench            # or: python bench/deployment_list.py [--rules N] [--requests N]
@@ -26,7 +26,7 @@ from rest_framework.authtoken.models import Token
 
 from ports.deployments import save_deployment
 from ports.models import ChecklistItem
-from probes.models import ProbeResult, ProbeRun
+from probes.models import ProbeRun
 
 
 def build(rules: int) -> int:
@@ -35,12 +35,12 @@ def build(rules: int) -> int:
     while made < rules:
         number += 1
         deployment = save_deployment({**document(), "name": f"Bench {number}", "team": "Bench"}).deployment
-        run = ProbeRun.objects.create(deployment=deployment, timeout=1, deadline=timezone.now(), status="done")
         items = list(ChecklistItem.objects.filter(deployment=deployment).values_list("pk", flat=True))
-        ProbeResult.objects.bulk_create(
-            ProbeResult(run=run, item_id=pk, site="default", state="refused", is_latest=True, checked_at=timezone.now())
-            for pk in items[::10]
+        probed = items[::10]
+        run = ProbeRun.objects.create(
+            deployment=deployment, timeout=1, deadline=timezone.now(), total=len(probed), pending={"default": probed}
         )
+        ProbeRun.record(run.pk, "bench", {pk: {"state": "refused", "summary": "refused"} for pk in probed})
         made += len(items)
     return made
 

@@ -260,6 +260,8 @@ PROBE_CONCURRENCY = int(os.environ.get("PROBE_CONCURRENCY", "1000"))
 PROBE_PER_DESTINATION = int(os.environ.get("PROBE_PER_DESTINATION", "64"))
 PROBE_HEARTBEAT_INTERVAL = float(os.environ.get("PROBE_HEARTBEAT_INTERVAL", "10"))
 PROBE_HEARTBEAT_TIMEOUT = float(os.environ.get("PROBE_HEARTBEAT_TIMEOUT", "30"))
+# Touched at each heartbeat sent: a site worker's container health check reads its age.
+PROBE_HEARTBEAT_FILE = os.environ.get("PROBE_HEARTBEAT_FILE", "/tmp/portal-heartbeat")
 # How long a run waits for its sites' workers beyond the probing itself.
 PROBE_QUEUE_GRACE = float(os.environ.get("PROBE_QUEUE_GRACE", "120"))
 PROBE_RUNS_PER_MINUTE = int(os.environ.get("PROBE_RUNS_PER_MINUTE", "10"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+from pathlib import Path
 
 from celery import bootsteps
 
@@ -105,6 +106,9 @@ class Heartbeat(bootsteps.StartStopStep):
                 )
         except Exception:  # the broker may be away for a moment; the next beat tries again
             log.warning("probe worker heartbeat not sent", exc_info=True)
+        else:
+            # For the container's health check: a site worker has no remote control to ping.
+            Path(settings.PROBE_HEARTBEAT_FILE).touch()
 
     def stop(self, worker) -> None:
         if self.thread is not None:

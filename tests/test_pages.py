@@ -86,12 +86,36 @@ def test_every_page_at_both_sizes_is_accessible_and_loads_nothing_from_outside(l
         visits.visit(f"/deployments/{deployment.pk}/?sort=-destination&size=25&page=2", "checklist-sorted")
         visits.visit(f"/deployments/{deployment.pk}/edit/", "deployment-form")
         visits.visit("/catalog/?search=389", "catalog")
+        visits.visit("/alerts/", "alerts")
         # Swagger UI is a third party's page: checked for outside requests (its assets are the
         # sidecar's), not by axe, which finds its own contrast and nested-control faults.
         visits.visit("/api/docs/", "api-docs", axe=False)
         visits.page.wait_for_selector(".swagger-ui .opblock")
         visits.check("api-docs", axe=False)
         visits.page.close()
+
+
+def test_alert_channels_are_added_tested_and_refused_in_the_browser(lab, browser):
+    from probes.models import Alert
+
+    visits = Visits(browser, lab[1], PHONE).logged_in("alice")
+    page = visits.page
+    page.goto(f"{lab[1]}/alerts/")
+    page.select_option("select[name=team]", label="Mail team")
+    page.fill("input[name=name]", "Ops mail")
+    page.select_option("select[name=kind]", "email")
+    page.fill("input[name=target]", "not an address")
+    page.click("text=Add channel")
+    assert "Give an email address." in page.inner_text("main")
+    page.fill("input[name=target]", "ops@example.test")
+    page.click("text=Add channel")
+    assert "Channel Ops mail added" in page.inner_text("main")
+    page.click("text=Send test alert")
+    assert "Test alert sent to Ops mail" in page.inner_text("main")
+    assert "Test alert to Ops mail" in page.inner_text("main")
+    assert Alert.objects.get().kind == "test"
+    visits.check("alerts-with-channel")
+    page.close()
 
 
 def test_the_checklist_pages_sorts_and_filters_at_any_size(lab, browser):
