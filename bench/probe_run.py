@@ -4,7 +4,8 @@
 1,000 loopback checks: 100 addresses (127.90.0.1-100) x 10 ports, of which 3 answer
 (open), 4 have nothing listening (refused) and 3 drop the SYN (filtered: a listener
 whose accept queue is full). The run goes through the whole path: the API starts it,
-Redis carries the task, a Celery worker process probes and writes to PostgreSQL, and
+Redis carries the task, the site's Celery worker (no database) probes and sends the results
+through Redis to a central worker that records them in PostgreSQL, and
 the API is polled until the run is finished. The references, measured in the same run
 with the same timeout: a bare asyncio connect sweep of the same 1,000 ports, and
 `nmap -sT` with the same fixed timeout and no retries (installed with apt if missing).
@@ -158,12 +159,14 @@ def main() -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "nmap"], check=True, env=apt)
     with bench_database() as user:
         listeners = Listeners()
-        worker = None
+        worker = recorder = None
         try:
             serve(listeners)
             deployment_id, client = prepare_deployment(user)
             flush_broker()
-            worker = Worker(["default"], name="bench", PROBE_TIMEOUT=str(ARGS.timeout))
+            # As in production: the site's worker probes (no database), a central one records.
+            recorder = Worker([], name="recorder")
+            worker = Worker(["default"], name="bench", central=False, PROBE_TIMEOUT=str(ARGS.timeout))
             worker.wait_until_live()
             connection.close()  # the worker writes; this process only reads through the API
             client.get("/api/me/")  # warm: URL configuration and the first connection
@@ -192,8 +195,9 @@ def main() -> None:
             print(f"whole path / bare sweep: {path / sweep_median:.2f} (target <= 1.3)")
             print(f"whole path / nmap:       {path / nmap_median:.2f} (target < 1)")
         finally:
-            if worker:
-                worker.stop()
+            for process in (worker, recorder):
+                if process:
+                    process.stop()
             listeners.close()
             flush_broker()
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.functional import cached_property
+from rest_framework import serializers
 
-from .models import Deployment
+from .models import Deployment, Team
 
 
 def team_deployment(user: object, pk: object) -> Deployment:
@@ -33,3 +34,15 @@ class TeamScoped:
     @cached_property
     def deployment(self) -> Deployment:
         return team_deployment(self.request.user, self.kwargs["pk"])
+
+
+def owning_team(serializer: serializers.Serializer, attrs: dict) -> Team:
+    """The team an object is written for: the one named, the instance's, or the user's only
+    team (the `team` field's queryset holds the user's teams); a 400 naming `team` otherwise."""
+    team = attrs.get("team") or getattr(serializer.instance, "team", None)
+    if team is None:
+        teams = list(serializer.fields["team"].queryset[:2])
+        if len(teams) != 1:
+            raise serializers.ValidationError({"team": "Name the team: you belong to none or to several."})
+        team = teams[0]
+    return team

@@ -36,6 +36,7 @@ from .models import (
     Team,
 )
 from .rules import FROM_APPLIANCE, TO_APPLIANCE, Rule
+from .scoping import owning_team
 from .strict import Strict
 from .validators import is_ip_address, normalize_address, validate_cron
 
@@ -318,12 +319,7 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         instance: Deployment | None = self.instance
-        team = attrs.get("team") or (instance.team if instance else None)
-        if team is None:
-            teams = list(self.fields["team"].queryset[:2])
-            if len(teams) != 1:
-                raise serializers.ValidationError({"team": "Name the team: you belong to none or to several."})
-            team = attrs["team"] = teams[0]
+        team = attrs["team"] = owning_team(self, attrs)
         schedule = attrs.get("probe_schedule", instance.probe_schedule if instance else "")
         cron = attrs.get("probe_cron", instance.probe_cron if instance else "")
         if schedule == ProbeSchedule.CRON and not cron:

@@ -40,45 +40,78 @@ class DeliveryError(Exception):
 # --- What raises alerts -------------------------------------------------------------------
 
 
+# An alert lists at most this many rules; the rest are counted ("and 12 more").
+LISTED_RULES = 50
+
+
 def on_flips(run: ProbeRun, flips: list[ProbeFlip]) -> None:
-    """In the recorder's transaction: an alert per state change that matters (open -> anything
-    else, anything -> intercepted), at most one per item per ALERT_FLAP_WINDOW."""
+    """In the recorder's transaction: alerts for the state changes that matter (open -> anything
+    else, anything -> intercepted). Each change alerts once, and a rule that flaps at most once
+    per ALERT_FLAP_WINDOW; the changes of one batch come as one alert per kind, so that a
+    firewall that drops a whole site's rules sends one message, not hundreds."""
     notable = [flip for flip in flips if flip.regression or flip.state == ProbeState.INTERCEPTED]
     if not notable:
         return
     now = timezone.now()
     quiet_since = now - datetime.timedelta(seconds=settings.ALERT_FLAP_WINDOW)
-    items = ChecklistItem.objects.select_related("deployment").in_bulk([flip.item_id for flip in notable])
-    for flip in notable:
-        # Claimed with a conditional update: a flapping rule (open, filtered, open, ...) alerts once a window.
-        window_open = Q(alerted_at__isnull=True) | Q(alerted_at__lte=quiet_since)
-        if not LatestProbe.objects.filter(Q(item_id=flip.item_id), window_open).update(alerted_at=now):
-            continue
+    # Claimed with a conditional update: a flapping rule (open, filtered, open, ...) alerts once a window.
+    window_open = Q(alerted_at__isnull=True) | Q(alerted_at__lte=quiet_since)
+    due = LatestProbe.objects.filter(window_open, item_id__in=[flip.item_id for flip in notable])
+    claimed = set(due.values_list("item_id", flat=True))
+    LatestProbe.objects.filter(item_id__in=claimed).update(alerted_at=now)
+    items = ChecklistItem.objects.select_related("deployment").in_bulk(claimed)
+    for kind in (AlertKind.REGRESSION, AlertKind.INTERCEPTION):
+        changes = [
+            flip
+            for flip in notable
+            if flip.item_id in claimed and (flip.state == ProbeState.INTERCEPTED) == (kind == AlertKind.INTERCEPTION)
+        ]
+        if changes:
+            raise_for_changes(run, kind, changes, items)
+
+
+def raise_for_changes(run: ProbeRun, kind: str, changes: list[ProbeFlip], items: dict) -> None:
+    deployment = items[changes[0].item_id].deployment
+
+    def change(flip: ProbeFlip) -> str:
         item = items[flip.item_id]
-        deployment = item.deployment
+        was = f" (was {ProbeState(flip.previous_state).label.lower()})" if flip.previous_state else ""
         rule = f"rule {item.number}: {item.source} -> {item.destination} {item.ports}/{item.protocol}"
-        kind = AlertKind.INTERCEPTION if flip.state == ProbeState.INTERCEPTED else AlertKind.REGRESSION
-        subject = f"{deployment.name}: {rule} is {flip.get_state_display().lower()}"
-        if flip.previous_state:
-            subject += f" (was {ProbeState(flip.previous_state).label.lower()})"
-        lines = [subject, "", f"Probe of run {run.pk} from site {flip.site}: {flip.summary}", *flip.evidence_words]
-        Alert.raise_for(
-            deployment.team_id,
-            kind,
-            subject,
-            "\n".join(lines),
-            deployment=deployment,
-            site=flip.site,
-            details={
-                "item": item.pk,
-                "rule_number": item.number,
-                "requirement": item.requirement_id,
-                "run": run.pk,
-                "state": flip.state,
-                "previous_state": flip.previous_state or None,
-                "summary": flip.summary,
-            },
-        )
+        return f"{rule} is {flip.get_state_display().lower()}{was}"
+
+    lines = [f"{change(flip)}: {flip.summary}" for flip in changes]
+    if len(changes) == 1:
+        subject = f"{deployment.name}: {change(changes[0])}"
+    else:
+        what = "stopped working" if kind == AlertKind.REGRESSION else "are intercepted"
+        subject = f"{deployment.name}: {len(changes)} rules {what}"
+    shown = lines[:LISTED_RULES]
+    if len(lines) > LISTED_RULES:
+        shown.append(f"... and {len(lines) - LISTED_RULES} more.")
+    body = [subject, "", f"Probe run {run.pk}, from site {changes[0].site}:", *shown]
+    if len(changes) == 1:
+        body += ["", *changes[0].evidence_words]
+    Alert.raise_for(
+        deployment.team_id,
+        kind,
+        subject,
+        "\n".join(body),
+        deployment=deployment,
+        site=changes[0].site,
+        details={
+            "run": run.pk,
+            "changes": [
+                {
+                    "item": flip.item_id,
+                    "rule_number": items[flip.item_id].number,
+                    "state": flip.state,
+                    "previous_state": flip.previous_state or None,
+                    "summary": flip.summary,
+                }
+                for flip in changes
+            ],
+        },
+    )
 
 
 def on_run_failed(run: ProbeRun) -> None:

@@ -220,12 +220,6 @@ class ProbeRun(models.Model):
     def progress(self) -> dict[str, int]:
         return {"done": self.done, "total": self.total}
 
-    def mark_running(self) -> None:
-        """queued -> running, once, whichever site's results get there first."""
-        ProbeRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started=timezone.now()
-        )
-
     @classmethod
     def record(cls, run_id: int, worker: str, outcomes: dict[int, dict]) -> int:
         """The recorder: write the outcomes of some of a run's items (by item id), as a site's
@@ -236,8 +230,8 @@ class ProbeRun(models.Model):
         in one statement, a ProbeFlip row is added only where the state changed, and the batch
         is kept as one ProbeBatch row until it is purged: a handful of rows per thousand results.
         """
-        outcomes = {int(item_id): outcome for item_id, outcome in outcomes.items()}
-        now = timezone.now()
+        outcomes = {int(item_id): clean_outcome(outcome) for item_id, outcome in outcomes.items()}
+        worker, now = str(worker)[:200], timezone.now()
         with transaction.atomic():
             run = cls.objects.select_for_update(of=("self",)).filter(pk=run_id, finished__isnull=True).first()
             if run is None:
@@ -327,6 +321,22 @@ class ProbeRun(models.Model):
         ]
         results += [RunResult(run=self.pk, item=items.get(i), site=site) for i, site in pending]
         return sorted(results, key=lambda result: result.item.position if result.item else 0)
+
+
+def clean_outcome(outcome: object) -> dict:
+    """An outcome as a site sent it, reduced to what a result holds: whatever else a message
+    carries (a faulty or compromised site) is dropped, and a malformed one is an error."""
+    if not isinstance(outcome, dict) or outcome.get("state") not in ProbeState.values:
+        return {"state": ProbeState.ERROR, "summary": "the probe site sent a malformed result", "evidence": {}}
+    latency = outcome.get("latency_ms")
+    evidence = outcome.get("evidence")
+    return {
+        "state": ProbeState.ERROR if outcome["state"] == ProbeState.PENDING else outcome["state"],
+        "summary": str(outcome.get("summary") or "")[:2000],
+        "latency_ms": float(latency) if isinstance(latency, int | float) else None,
+        "address": str(outcome.get("address") or "")[:64],
+        "evidence": evidence if isinstance(evidence, dict) else {},
+    }
 
 
 def closed_flag(run_id: int) -> str:

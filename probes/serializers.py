@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from ports.choices import ItemStatus
 from ports.models import ChecklistItem, Deployment, Team
+from ports.scoping import owning_team
 from ports.strict import Strict
 
 from .choices import ProbeState
@@ -250,12 +251,7 @@ class AlertChannelSerializer(Strict, serializers.ModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         instance: AlertChannel | None = self.instance
-        team = attrs.get("team") or (instance.team if instance else None)
-        if team is None:
-            teams = list(self.fields["team"].queryset[:2])
-            if len(teams) != 1:
-                raise serializers.ValidationError({"team": "Name the team: you belong to none or to several."})
-            team = attrs["team"] = teams[0]
+        team = attrs["team"] = owning_team(self, attrs)
         kind = attrs.get("kind", instance.kind if instance else None)
         target = attrs.get("target", instance.target if instance else "")
         try:

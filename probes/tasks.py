@@ -23,7 +23,7 @@ from .alerts import DeliveryError, alert_silent_sites, deliver
 from .choices import DeliveryStatus, ProbeState, RunStatus
 from .engine import Check, CheckResult, Engine, Network
 from .models import AlertDelivery, ProbeBatch, ProbeRun, WorkerHeartbeat, closed_flag
-from .worker import RECORDER_QUEUE
+from .worker import TO_RECORDER
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ def send_results(
         chunk, last = dict(items[start : start + BATCH_SIZE]), start + BATCH_SIZE >= len(items)
         if chunk or (last and unfinished):
             tail = (list(unfinished), reason) if last else ([], "")
-            # Not declared: the central workers do; a site's broker user may only write to it.
-            record_results.apply_async((run_id, worker, chunk, *tail), queue=RECORDER_QUEUE, declare=[])
+            record_results.apply_async((run_id, worker, chunk, *tail), **TO_RECORDER)
 
 
 async def probe_and_send(run_id: int, site: str, checks: list[Check], engine: Engine, worker: str) -> None:

@@ -15,6 +15,10 @@ from celery import bootsteps
 
 QUEUE_PREFIX = "probes."
 RECORDER_QUEUE = "portal.record"
+# How results and heartbeats are published to the recorder: to its queue, declaring nothing (the
+# central workers declare it), so that Celery puts them straight into the list through the
+# default exchange: a site's broker user needs no routing table and may only write that list.
+TO_RECORDER = {"queue": RECORDER_QUEUE, "declare": []}
 # The only tasks taken from the recorder's queue (portal.celery.QueueBoundTask).
 RECORDER_TASKS = {"probes.tasks.record_results", "probes.tasks.record_heartbeat"}
 log = logging.getLogger(__name__)
@@ -42,7 +46,6 @@ def site_acl(site: str) -> str:
         f"~{unacked}_mutex",
         f"~_kombu.binding.{queue}",
         f"~_kombu.binding_permanent.{queue}",
-        "%R~_kombu.binding.*",  # the routing table of the recorder's queue
         f"%W~{RECORDER_QUEUE}",
         "%R~portal.closed.*",
     ]
@@ -98,8 +101,7 @@ class Heartbeat(bootsteps.StartStopStep):
                 self.app.send_task(
                     "probes.tasks.record_heartbeat",
                     (site, self.worker_name, self.started.isoformat(), now().isoformat(), leaving),
-                    queue=RECORDER_QUEUE,
-                    declare=[],  # the central workers declare it; a site may only write to it
+                    **TO_RECORDER,
                     # A beat that waited in the queue longer than the timeout says nothing any more.
                     expires=settings.PROBE_HEARTBEAT_TIMEOUT,
                     retry=False,

@@ -153,6 +153,14 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
     recorded_run(deployment, [(item, "filtered")])
     assert Alert.objects.filter(kind="regression").count() == 2
 
+    # A firewall drops several rules at once: one alert lists them all.
+    several = list(deployment.checklist.order_by("pk")[2:5])
+    recorded_run(deployment, [(i, "open") for i in several])
+    recorded_run(deployment, [(i, "filtered") for i in several])
+    grouped = Alert.objects.filter(kind="regression").first()
+    assert grouped.subject == f"{deployment.name}: 3 rules stopped working"
+    assert [change["item"] for change in grouped.details["changes"]] == [i.pk for i in several]
+
     # The alerts read back from the API, with their deliveries.
     listed = api.get("/api/alerts/").json()["results"]
     assert listed[-1]["deliveries"] and {d["status"] for d in listed[-1]["deliveries"]} == {"sent"}

@@ -162,6 +162,25 @@ def test_the_compose_file_is_valid_and_its_production_settings_pass_check_deploy
     assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
     assert "http://localhost:8000/healthz" in str(services["web"].healthcheck.test)
     assert "inspect ping" in str(services["worker"].healthcheck.test)
+    # The recorder takes what remote sites send and runs nothing else; the central worker does not take it.
+    assert services["recorder"].environment["RECORDER_ONLY"] == "1"
+    assert services["recorder"].environment["DATABASE_URL"].startswith("postgres://")
+    assert services["recorder"].command[services["recorder"].command.index("-Q") + 1] == "portal.record"
+    assert "portal.record" not in services["worker"].command
+
+    # The commented remote-site worker, once uncommented, is a valid service with only its broker.
+    import yaml
+    from compose_spec.models import Service
+    from django.conf import settings
+
+    text = (settings.BASE_DIR / "docker-compose.yml").read_text()
+    block = text.split("  # site-dmz:\n", 1)[1].split("\n\n", 1)[0]
+    site = yaml.safe_load("site-dmz:\n" + "\n".join(line.replace("  #", "", 1) for line in block.splitlines()))
+    service = Service.model_validate(site["site-dmz"])
+    environment = service.environment.root if hasattr(service.environment, "root") else service.environment
+    assert "DATABASE_URL" not in environment and environment["REDIS_URL"].startswith("redis://site-dmz:")
+    assert environment["WORKER_REMOTE_CONTROL"] == "0" and environment["BROKER_UNACKED_KEY"] == "unacked.dmz"
+    assert "probes.dmz" in service.command
     variables = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "POSTGRES_PASSWORD": "not-used"}
     web = {name: interpolate(str(value), variables) for name, value in services["web"].environment.items()}
     assert web["DJANGO_SSL_REDIRECT"] == "1" and int(web["DJANGO_HSTS_SECONDS"]) >= 31536000

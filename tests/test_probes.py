@@ -494,3 +494,25 @@ def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, liste
     (result,) = run.results()  # not "filtered": the 3 s probe was cut at 1.8 s
     assert (result.state, result.summary) == ("not_probed", "the probe task of site 'default' ran out of time")
     assert run.status == "failed"
+
+
+def test_the_recorder_keeps_only_what_a_result_holds(deployment):
+    """A faulty or compromised site's message cannot break the run's page or the database."""
+    items = list(deployment.checklist.order_by("pk")[:3])
+    run = ProbeRun.objects.create(
+        deployment=deployment,
+        timeout=1,
+        deadline="2100-01-01T00:00Z",
+        total=3,
+        pending={"default": [i.pk for i in items]},
+    )
+    sent = {
+        str(items[0].pk): {"state": "open", "address": "x" * 500, "summary": 7, "injected": "<script>"},
+        str(items[1].pk): {"state": "pending"},
+        str(items[2].pk): ["not", "a", "result"],
+    }
+    assert ProbeRun.record(run.pk, "w" * 1000, sent) == 3
+    results = {r.item.pk: r for r in ProbeRun.objects.get(pk=run.pk).results()}
+    assert (results[items[0].pk].state, len(results[items[0].pk].address)) == ("open", 64)
+    assert results[items[1].pk].state == results[items[2].pk].state == "error"
+    assert results[items[2].pk].summary == "the probe site sent a malformed result"

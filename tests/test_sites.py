@@ -15,11 +15,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from ports.deployments import save_deployment
-from probes.models import ProbeBatch, ProbeRun
-from probes.worker import site_acl
+from probes.models import ProbeBatch, ProbeRun, WorkerHeartbeat
+from probes.worker import TO_RECORDER, site_acl
 
 from .conftest import make_member, token_client
-from .probe_worker import OwnRedis, Worker, needs_redis, portal_broker
+from .probe_worker import OwnRedis, Worker, flush_broker, needs_redis, portal_broker
 
 pytestmark = [needs_redis, pytest.mark.integration]
 
@@ -183,23 +183,63 @@ def test_the_recorder_runs_nothing_but_recorder_tasks_from_its_queue(transaction
     run_row = ProbeRun.objects.create(deployment=deployment, timeout=1, deadline=timezone.now())
     old = timezone.now() - datetime.timedelta(days=400)
     ProbeBatch.objects.create(run=run_row, worker="w", received=old, results={})
+    now = timezone.now().isoformat()
     own = OwnRedis()
     own.start()
-    recorder = Worker([], name="guard", extra_queues=("celery",), REDIS_URL=own.url)
+    recorder = Worker([], name="guard", REDIS_URL=own.url, RECORDER_ONLY="1")
     try:
         recorder.wait_until_ready()
         with portal_broker(own.url):
             from portal.celery import app
 
-            app.send_task("probes.tasks.purge_old_results", queue="portal.record")  # not a recorder task
-            app.send_task("probes.tasks.purge_old_results", queue="celery")  # where it belongs
+            # As a site can: straight into the recorder's queue, naming another task.
+            app.send_task("probes.tasks.purge_old_results", **TO_RECORDER)
+            app.send_task("probes.tasks.record_heartbeat", ("dmz", "w@dmz", now, now), **TO_RECORDER)
         deadline = time.monotonic() + 30
-        while "purge_old_results" not in recorder.log.read_text() or ProbeBatch.objects.exists():
+        while "not a recorder task" not in recorder.log.read_text() or not WorkerHeartbeat.objects.exists():
             assert time.monotonic() < deadline, recorder.log.read_text()[-3000:]
             time.sleep(0.2)
     finally:
         recorder.stop()
         own.stop()
     log = recorder.log.read_text()
-    assert "is not taken from portal.record" in log
-    assert log.count("succeeded") == 1, log[-3000:]  # only the one from its own queue ran
+    assert "probes.tasks.purge_old_results is not a recorder task" in log, log[-3000:]
+    assert ProbeBatch.objects.exists()  # the purge did not run
+    assert WorkerHeartbeat.objects.filter(site="dmz").exists()  # the recorder's own task did
+
+
+def test_raw_results_past_their_days_are_purged_and_the_states_stay(transactional_db, full_document):
+    """Beat's hourly purge, run by a real worker: batches older than PROBE_RESULT_RETENTION_DAYS
+    go; the items' current states and their state changes stay, and so does the run."""
+    from probes.models import LatestProbe, ProbeFlip
+
+    from .conftest import recorded_run
+
+    call_command("load_catalog", verbosity=0)
+    make_member("alice", "Mail team")
+    deployment = save_deployment({**full_document, "team": "Mail team"}).deployment
+    items = list(deployment.checklist.order_by("pk")[:3])
+    old = recorded_run(deployment, [(item, "open") for item in items])
+    recent = recorded_run(deployment, [(items[0], "filtered")])
+    ProbeBatch.objects.filter(run=old).update(received=timezone.now() - datetime.timedelta(days=31))
+    flush_broker()
+    worker = Worker([], name="purger", extra_queues=("celery",))
+    try:
+        worker.wait_until_ready()
+        from portal.celery import app
+
+        app.send_task("probes.tasks.purge_old_results", queue="celery")
+        deadline = time.monotonic() + 30
+        while ProbeBatch.objects.filter(run=old).exists():
+            assert time.monotonic() < deadline, worker.log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert ProbeBatch.objects.filter(run=recent).exists()
+    assert ProbeRun.objects.filter(pk=old.pk).exists() and old.results() == []
+    assert dict(LatestProbe.objects.values_list("item_id", "state")) == {
+        items[0].pk: "filtered",
+        items[1].pk: "open",
+        items[2].pk: "open",
+    }
+    assert ProbeFlip.objects.count() == 4  # three first states and one change
