@@ -1,5 +1,7 @@
+import logging
 import os
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
@@ -48,21 +50,26 @@ def send(task: object, args: tuple, **options: object) -> None:
 FLAG_SECONDS = 24 * 3600
 
 
-def _redis_client(connection: object) -> object | None:
-    return getattr(connection.default_channel, "client", None)
+def flags() -> redis.Redis | None:
+    """A plain client of the broker's Redis, with timeouts (never the transport's own
+    connection, which belongs to the worker's event loop), or None on another broker."""
+    url = app.conf.broker_url or ""
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
 def raise_flag(key: str) -> None:
     try:
-        with app.connection_for_write() as connection:
-            if (client := _redis_client(connection)) is not None:
+        if (client := flags()) is not None:
+            with client:
                 client.set(key, "1", ex=FLAG_SECONDS)
-    except Exception:  # a flag is a courtesy to the site workers: the run is closed anyway
-        import logging
-
+    except redis.RedisError:  # a flag is a courtesy to the site workers: the run is closed anyway
         logging.getLogger(__name__).warning("could not raise flag %s", key, exc_info=True)
 
 
-def flag_raised(connection: object, key: str) -> bool:
-    client = _redis_client(connection)
-    return bool(client is not None and client.exists(key))
+def flag_raised(client: redis.Redis | None, key: str) -> bool:
+    try:
+        return bool(client is not None and client.exists(key))
+    except redis.RedisError:  # the broker is away for a moment: keep probing
+        return False

@@ -187,6 +187,8 @@ class Engine:
         # Checked here, after names are resolved, before anything is sent, whatever the database says.
         if reason := refusal(address, self.allowed):
             return CheckResult(NOT_PROBED, reason, address, evidence={"cause": "probe target policy"})
+        if check.port_start == check.port_end:  # most rules: no gather, no task of its own
+            return summarise(check, address, [await self._probe_port(check, address, check.port_start)])
         ports = await asyncio.gather(*(self._probe_port(check, address, port) for port in check.ports))
         return summarise(check, address, ports)
 

@@ -7,8 +7,9 @@ import secrets
 from collections import Counter
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
+from psycopg2.extras import Json, execute_values
 
 from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
 from ports.validators import validate_name
@@ -100,6 +101,8 @@ class ProbeRun(models.Model):
     by_state = models.JSONField(default=dict)
     # Why the broker did not take a site's task, once send() has found it (not stored).
     unsent = ""
+    # What start() reads of the items: pass them as checklist.only(*ProbeRun.ITEM_FIELDS).
+    ITEM_FIELDS = ("deployment", "destination", "port_start", "port_end", "source_site")
 
     objects = ProbeRunQuerySet.as_manager()
 
@@ -190,26 +193,19 @@ class ProbeRun(models.Model):
         is not a rule of this deployment (any more) is refused, so that the portal can never be
         turned into a port scanner, whatever a run row says."""
         ids = self.pending.get(site, [])
-        items = {item.pk: item for item in ChecklistItem.objects.filter(pk__in=ids).select_related("requirement")}
-        pins = dict(
-            ((host, port), pin) for host, port, pin in self.deployment.tls_pins.values_list("host", "port", "pin")
-        )
+        # Columns, not model instances: a run of thousands of rules is sent while the API waits.
+        columns = ("deployment_id", "destination", "port_start", "port_end", "protocol", "requirement__service")
+        items = {row[0]: row[1:] for row in ChecklistItem.objects.filter(pk__in=ids).values_list("pk", *columns)}
+        pins = self.deployment.tls_pins.values_list("host", "port", "pin")
+        pins = {(host, port): pin for host, port, pin in pins}
         checks, refused = [], {}
         for item_id in ids:
-            item = items.get(item_id)
-            if item is None or item.deployment_id != self.deployment_id:
+            deployment_id, host, port_start, port_end, protocol, service = items.get(item_id, (None,) * 6)
+            if deployment_id != self.deployment_id:
                 reason = "refused: not a rule of this deployment's checklist"
                 refused[item_id] = {"state": ProbeState.ERROR, "summary": reason, "evidence": {"reason": reason}}
                 continue
-            check = Check(
-                key=item.pk,
-                host=item.destination,
-                port_start=item.port_start,
-                port_end=item.port_end,
-                protocol=item.protocol,
-                service=item.requirement.service,
-                expected_pin=pins.get((item.destination, item.port_start), ""),
-            )
+            check = Check(item_id, host, port_start, port_end, protocol, service, pins.get((host, port_start), ""))
             checks.append(dataclasses.asdict(check))
         return checks, refused
 
@@ -323,10 +319,13 @@ class ProbeRun(models.Model):
         return sorted(results, key=lambda result: result.item.position if result.item else 0)
 
 
+STATES = frozenset(ProbeState.values)
+
+
 def clean_outcome(outcome: object) -> dict:
     """An outcome as a site sent it, reduced to what a result holds: whatever else a message
     carries (a faulty or compromised site) is dropped, and a malformed one is an error."""
-    if not isinstance(outcome, dict) or outcome.get("state") not in ProbeState.values:
+    if not isinstance(outcome, dict) or outcome.get("state") not in STATES:
         return {"state": ProbeState.ERROR, "summary": "the probe site sent a malformed result", "evidence": {}}
     latency = outcome.get("latency_ms")
     evidence = outcome.get("evidence")
@@ -407,6 +406,9 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
     current state apart from history), with `since` when the state last changed."""
 
     item = models.OneToOneField(ChecklistItem, on_delete=models.CASCADE, primary_key=True, related_name="current_probe")
+    # Not indexed: every result moves it, and an index on it would turn each update of the row in
+    # place (PostgreSQL's HOT update) into a new index entry too (bench/scale.py).
+    run = models.ForeignKey(ProbeRun, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False)
     since = models.DateTimeField()
     # The last time an alert was sent for this item: a flapping rule alerts once per window.
     alerted_at = models.DateTimeField(null=True, blank=True)
@@ -431,29 +433,55 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
         # The items' locks, in pk order as every writer of items takes them; removed items are skipped.
         items = ChecklistItem.objects.select_for_update(of=("self",)).filter(pk__in=results).order_by("pk")
         targets = {pk: (host, port) for pk, host, port in items.values_list("pk", "destination", "port_start")}
-        current = {row.item_id: row for row in cls.objects.filter(item_id__in=targets)}
+        # (run, state, since, previous state) of each item: the evidence is not read back.
+        current = cls.objects.filter(item_id__in=targets).values_list(
+            "item_id", "run_id", "state", "since", "previous_state"
+        )
+        current = {item_id: rest for item_id, *rest in current}
         rows, flips, before = [], [], {}
         for item_id in targets:
-            result, old = results[item_id], current.get(item_id)
-            before[item_id] = old.state if old else ""
-            if old and old.run_id and old.run_id > run.pk:
+            result = results[item_id]
+            last_run, state, since, previous = current.get(item_id, (None, "", now, ""))
+            before[item_id] = state
+            if last_run and last_run > run.pk:
                 continue  # a later run's result stands
             columns = {name: result.get(name, default) for name, default in OUTCOME_DEFAULTS.items()}
             columns |= {"run_id": run.pk, "site": result["site"], "worker": worker, "checked_at": now}
-            if old is None or old.state != result["state"]:
-                previous, since = before[item_id], now
+            if state != result["state"]:
+                previous, since = state, now
                 flips.append(ProbeFlip(item_id=item_id, previous_state=previous, **columns))
-            else:
-                previous, since = old.previous_state, old.since
-            rows.append(cls(item_id=item_id, previous_state=previous, since=since, **columns))
-        cls.objects.bulk_create(rows, update_conflicts=True, unique_fields=["item"], update_fields=UPDATED_ON_RECORD)
+            rows.append({"item_id": item_id, "previous_state": previous, "since": since, **columns})
+        cls.upsert(rows)
         ProbeFlip.objects.bulk_create(flips)
         remember_first_pins(run, targets, results)
         return before, flips
 
+    @classmethod
+    def upsert(cls, rows: list[dict]) -> None:
+        """The current states of a batch in one statement (insert, or update where the item has
+        one). On PostgreSQL the rows go as plain values: Django's preparation of a thousand model
+        instances took longer than the statement itself (bench/probe_run.py)."""
+        if connection.vendor != "postgresql":
+            instances = [cls(**row) for row in rows]
+            cls.objects.bulk_create(instances, update_conflicts=True, unique_fields=["item"], update_fields=UPDATED)
+            return
+        columns = ["item_id", *(cls._meta.get_field(name).column for name in UPDATED)]
+        values = [
+            tuple(Json(row[c]) if c == "evidence" else row[c] for c in ["item_id", *UPDATED_KEYS]) for row in rows
+        ]
+        updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
+        statement = (
+            f"insert into {cls._meta.db_table} ({', '.join(columns)}) values %s "
+            f"on conflict (item_id) do update set {updates}"
+        )
+        with connection.cursor() as cursor:
+            execute_values(cursor.cursor, statement, values, page_size=len(values) or 1)
+
 
 OUTCOME_DEFAULTS = {"state": "", "summary": "", "latency_ms": None, "address": "", "evidence": {}}
-UPDATED_ON_RECORD = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since"]
+# What each result sets in an item's current state: by field name, and by the rows' keys.
+UPDATED = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since"]
+UPDATED_KEYS = [*OUTCOME_DEFAULTS, "run_id", "site", "worker", "checked_at", "previous_state", "since"]
 
 
 class ProbeFlip(ProbeOutcome, OutcomeColumns):

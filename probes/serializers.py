@@ -185,7 +185,7 @@ class ProbeRunRequestSerializer(Strict, serializers.Serializer):
         return ids
 
     def selected_items(self) -> list[ChecklistItem]:
-        items = self.context["deployment"].checklist.all()
+        items = self.context["deployment"].checklist.only(*ProbeRun.ITEM_FIELDS)
         if "items" in self.validated_data:
             items = items.filter(pk__in=self.validated_data["items"])
         if "status" in self.validated_data:

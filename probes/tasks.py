@@ -92,38 +92,42 @@ def send_results(
 async def probe_and_send(run_id: int, site: str, checks: list[Check], engine: Engine, worker: str) -> None:
     """Run the engine, sending results as they come (every FLUSH_INTERVAL), and stop when the run
     is closed (a flag on the broker). The last message names the checks not finished."""
-    from portal.celery import app, flag_raised
+    from portal.celery import flag_raised, flags
 
     loop = asyncio.get_running_loop()
     buffer: dict[int, dict] = {}
     sent: set[int] = set()
+
+    def on_result(check: Check, result: CheckResult) -> None:
+        buffer[check.key] = outcome(result)
+
     # Stop in time, before Celery's soft time limit would interrupt the loop at a random point.
     soft_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
     budget_ends = loop.time() + soft_limit - min(5, soft_limit / 10)
-    probing = asyncio.ensure_future(
-        engine.run(checks, lambda check, result: buffer.update({check.key: outcome(result)}))
-    )
     reason = f"the probe task of site {site!r} ended before this check"
-    with app.connection_for_read() as connection:
-        try:
-            while True:
-                await asyncio.wait({probing}, timeout=FLUSH_INTERVAL)
-                finished = probing.done()  # before this flush: then the flush holds every result
-                batch = dict(buffer)
-                buffer.clear()
-                sent |= set(batch)
-                if finished:
-                    probing.result()
-                    break
-                await loop.run_in_executor(None, send_results, run_id, worker, batch)
-                batch = {}
-                if await loop.run_in_executor(None, flag_raised, connection, closed_flag(run_id)):
-                    return  # closed (cancelled, past its deadline): the recorder takes nothing more
-                if loop.time() > budget_ends:
-                    reason = ran_out(site)
-                    break
-        finally:
-            probing.cancel()
+    probing = asyncio.ensure_future(engine.run(checks, on_result))
+    client = flags()
+    try:
+        while True:
+            await asyncio.wait({probing}, timeout=FLUSH_INTERVAL)
+            finished = probing.done()  # before this flush: then the flush holds every result
+            batch = dict(buffer)
+            buffer.clear()
+            sent |= set(batch)
+            if finished:
+                probing.result()
+                break
+            await loop.run_in_executor(None, send_results, run_id, worker, batch)
+            batch = {}
+            if await loop.run_in_executor(None, flag_raised, client, closed_flag(run_id)):
+                return  # closed (cancelled, past its deadline): the recorder takes nothing more
+            if loop.time() > budget_ends:
+                reason = ran_out(site)
+                break
+    finally:
+        probing.cancel()
+        if client is not None:
+            client.close()
     unfinished = [check.key for check in checks if check.key not in sent]
     await loop.run_in_executor(None, send_results, run_id, worker, batch, unfinished, reason)
 
@@ -215,7 +219,7 @@ def start_due_runs() -> int:
     ):
         if not deployment.claim_probe(now):
             continue  # another beat took it
-        items = list(deployment.checklist.all())
+        items = list(deployment.checklist.only(*ProbeRun.ITEM_FIELDS))
         if not items:
             continue
         try:
