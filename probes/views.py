@@ -35,8 +35,10 @@ class ChannelForm(forms.ModelForm):
 
 @login_required
 def alert_channels(request: HttpRequest) -> HttpResponse:
-    form = ChannelForm(request.POST or None)
-    form.fields["team"].queryset = Team.objects.filter(members=request.user)
+    teams = Team.objects.filter(members=request.user)
+    only_team = teams.first() if len(teams) == 1 else None
+    form = ChannelForm(request.POST or None, initial={"team": only_team})
+    form.fields["team"].queryset = teams
     if request.method == "POST" and form.is_valid():
         channel = form.save()
         messages.success(request, f"Channel {channel.name} added: send it a test alert.")

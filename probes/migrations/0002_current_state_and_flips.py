@@ -177,14 +177,6 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='probes.proberun'),
         ),
         migrations.RunPython(keep_results, migrations.RunPython.noop),
-        migrations.RemoveField(
-            model_name='proberesult',
-            name='item',
-        ),
-        migrations.RemoveField(
-            model_name='proberesult',
-            name='run',
-        ),
         migrations.DeleteModel(
             name='ProbeResult',
         ),
