@@ -140,7 +140,8 @@ def alert_silent_sites(now: datetime.datetime | None = None) -> int:
         for part in (Appliance, Host, PeerNetwork):
             teams |= set(part.objects.filter(site=site).values_list("deployment__team", flat=True))
         for team_id in sorted(teams):
-            if Alert.objects.filter(team_id=team_id, kind=AlertKind.SITE_SILENT, site=site, created__gte=last_seen):
+            said = Alert.objects.filter(team_id=team_id, kind=AlertKind.SITE_SILENT, site=site, created__gte=last_seen)
+            if said.exists():
                 continue
             minutes = (now - last_seen).total_seconds() / 60
             subject = f"Probe site {site!r} has had no live worker for {minutes:.0f} minutes"

@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import logging
 import socket
+from collections.abc import Sequence
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -77,7 +78,7 @@ def ran_out(site: str) -> str:
 
 
 def send_results(
-    run_id: int, worker: str, results: dict[int, dict], unfinished: list[int] = (), reason: str = ""
+    run_id: int, worker: str, results: dict[int, dict], unfinished: Sequence[int] = (), reason: str = ""
 ) -> None:
     """Hand results to the recorder's queue, at most BATCH_SIZE a message; the checks named
     `unfinished` (with the reason) go with the last one."""
@@ -134,7 +135,7 @@ async def probe_and_send(run_id: int, site: str, checks: list[Check], engine: En
 
 @shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, retry_backoff_max=60, max_retries=30)
 def record_results(
-    run_id: int, worker: str, outcomes: dict[str, dict], unfinished: list[int] = (), reason: str = ""
+    run_id: int, worker: str, outcomes: dict[str, dict], unfinished: Sequence[int] = (), reason: str = ""
 ) -> int:
     """The recorder, on a central worker: write a batch a site worker sent (ProbeRun.record).
     A database outage is waited out with retries rather than losing the batch."""
