@@ -63,6 +63,8 @@ def site_network():
         subprocess.run([*inside, "nft", "-f", "-"], input=rules.encode(), check=True, capture_output=True)
         yield broker, inside
     finally:
+        if broker.process is not None and broker.process.poll() is None:
+            broker.stop()  # the tests that do not stop it themselves
         subprocess.run(["ip", "link", "delete", f"vh{os.getpid()}"], capture_output=True)
         subprocess.run(["ip", "netns", "delete", NAMESPACE], capture_output=True)
 
