@@ -17,6 +17,7 @@ written as one row each (the model before the flip model) as a reference of the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import re
 import time
@@ -72,7 +73,9 @@ class StatementTimes:
             self.count[key] += 1
 
 
-def one_round(deployments: list, items: dict[int, list[int]], states: dict[int, str], change: float) -> int:
+def one_round(
+    deployments: list, items: dict[int, list[int]], states: dict[int, str], change: float, times: object = None
+) -> int:
     """Probe every deployment once; `change` of the results differ from the item's state."""
     results = 0
     for deployment in deployments:
@@ -98,9 +101,11 @@ def one_round(deployments: list, items: dict[int, list[int]], states: dict[int, 
             }
         for start in range(0, len(ids), 500):  # as a site worker sends them
             chunk = {str(i): outcomes[i] for i in ids[start : start + 500]}  # JSON keys, as they arrive
-            began = time.perf_counter()
-            ProbeRun.record(run.pk, "bench@site:default", chunk)
-            RECORDING[0] += time.perf_counter() - began
+            # Only the recorder's statements are timed: not the run rows made above.
+            with connection.execute_wrapper(times) if times else contextlib.nullcontext():
+                began = time.perf_counter()
+                ProbeRun.record(run.pk, "bench@site:default", chunk)
+                RECORDING[0] += time.perf_counter() - began
         results += len(ids)
     return results
 
@@ -181,9 +186,8 @@ def main() -> None:
             times.count["INSERT probes_latestprobe (upsert)"] += 1
 
         LatestProbe.upsert = timed_upsert
-        with connection.execute_wrapper(times):
-            for _ in range(options.rounds):
-                results += one_round(deployments, items, states, change=options.change)
+        for _ in range(options.rounds):
+            results += one_round(deployments, items, states, change=options.change, times=times)
         LatestProbe.upsert = upsert
         took = RECORDING[0]
         inserted = inserted_rows() - before

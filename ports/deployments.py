@@ -56,9 +56,11 @@ def save_deployment(
                 model.objects.filter(deployment=deployment).delete()
                 model.objects.bulk_create(model(deployment=deployment, **row) for row in rows)
             sync = regenerate_checklist(deployment)
-            # A saved schedule starts its clock now.
-            deployment.next_probe_at = deployment.next_probe(timezone.now())
-            Deployment.objects.filter(pk=deployment.pk).update(next_probe_at=deployment.next_probe_at)
+            # A new schedule starts its clock now; other edits leave the next run where it was
+            # (a deployment edited daily on a daily schedule must still be probed).
+            if instance is None or {"probe_schedule", "probe_cron"} & set(fields):
+                deployment.next_probe_at = deployment.next_probe(timezone.now())
+                Deployment.objects.filter(pk=deployment.pk).update(next_probe_at=deployment.next_probe_at)
     except TooManyRules as limit:
         raise ValidationError({"non_field_errors": [str(limit)]}) from limit
     except IntegrityError as exc:

@@ -1,7 +1,7 @@
 import django_filters as filters
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from probes.choices import FAILING_STATES, ProbeState
+from probes.choices import FAILING_STATES, PROBED_STATES
 from probes.models import LatestProbe
 
 from .choices import CatalogTable, Interface, ItemStatus, Protocol, Role
@@ -73,7 +73,7 @@ class ChecklistItemFilterSet(filters.FilterSet):
     q = filters.CharFilter(method="filter_text", label="Text", help_text="Text in the endpoints or the requirement.")
     result = filters.ChoiceFilter(
         label="Latest probe",
-        choices=[*((s.value, s.label) for s in ProbeState if s != ProbeState.PENDING), (NEVER_PROBED, "Never probed")],
+        choices=[*((s.value, s.label) for s in PROBED_STATES), (NEVER_PROBED, "Never probed")],
         method="filter_result",
         empty_label="any",
         help_text='The latest probe\'s state, or "never".',

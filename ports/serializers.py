@@ -38,7 +38,7 @@ from .models import (
 from .rules import FROM_APPLIANCE, TO_APPLIANCE, Rule
 from .scoping import owning_team
 from .strict import Strict
-from .validators import is_ip_address, normalize_address, validate_cron
+from .validators import is_ip_address, normalize_address
 
 # --- Catalog ------------------------------------------------------------------------
 
@@ -282,14 +282,6 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
         user = self.context.get("user") or (request.user if request is not None else None)
         if user is not None and user.is_authenticated:
             self.fields["team"].queryset = Team.objects.filter(members=user)
-
-    def validate_probe_cron(self, value: str) -> str:
-        if value:
-            try:
-                validate_cron(value)
-            except DjangoValidationError as invalid:
-                raise serializers.ValidationError(invalid.messages) from invalid
-        return value
 
     def save(self, **kwargs: object) -> None:
         raise NotImplementedError("Deployments are saved by ports.deployments.save_deployment().")

@@ -8,8 +8,9 @@ from celery.schedules import crontab
 from django.core.exceptions import ValidationError
 
 # RFC 1123 labels; a name must not look like a (mistyped) dotted IPv4 address.
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
-_SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
+# Used with fullmatch(): "$" alone would let a trailing newline through ("dmz\n").
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+_SITE = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 
 
 def parse_cron(value: str) -> crontab:
@@ -113,7 +114,7 @@ def validate_host(value: str) -> None:
         )
     name = value.rstrip(".")
     labels = name.split(".")
-    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
         raise ValidationError(f'"{value}" is neither an IP address nor a valid hostname.', code="invalid_host")
 
 
@@ -149,7 +150,7 @@ def validate_text(value: str) -> None:
 
 def validate_site(value: str) -> None:
     """A probe site's name, which becomes part of a queue name (probes.<site>)."""
-    if not _SITE.match(value):
+    if not _SITE.fullmatch(value):
         raise ValidationError(
             "A site name is lower-case letters, digits, '-' and '_', starting with a letter or digit.",
             code="invalid_site",

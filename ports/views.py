@@ -120,7 +120,7 @@ def checklist_summary(deployment: Deployment) -> dict:
     key = f"checklist-summary-{deployment.pk}-{deployment.checklist_revision}"
     counts = cache.get(key)
     if counts is None:
-        statuses = dict(deployment.checklist.order_by().values_list("status").annotate(n=Count("pk")))
+        statuses = deployment.status_counts()
         latest = LatestProbe.objects.filter(item__deployment=deployment).order_by()
         states = dict(latest.values_list("state").annotate(n=Count("pk")))
         total = sum(statuses.values())

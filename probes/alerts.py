@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import smtplib
@@ -197,8 +198,8 @@ def post_webhook(channel: AlertChannel, payload: dict) -> None:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(f"the webhook did not answer: {exc}") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # the last: not HTTP at all
+        raise DeliveryError(f"the webhook did not answer as HTTP: {exc!r}") from exc
     if not 200 <= status < 300:
         raise DeliveryError(f"the webhook answered HTTP {status}")
 
@@ -207,10 +208,14 @@ def check_webhook_target(url: str, final: bool = False) -> None:
     """A webhook goes only to addresses in ALERT_WEBHOOK_ALLOWED_NETWORKS: what a user types
     must not turn the portal into a way to reach its own network's other services."""
     parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port out of range"
+        raise DeliveryError("A webhook's port is 1-65535.", final=True) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeliveryError("A webhook is an http:// or https:// URL with a host.", final=True)
     try:
-        found = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise DeliveryError(f"{parts.hostname} does not resolve: {exc}", final=final) from exc
     allowed = [ipaddress.ip_network(n) for n in settings.ALERT_WEBHOOK_ALLOWED_NETWORKS]

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import secrets
 from collections import Counter
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
 from psycopg2.extras import Json, execute_values
@@ -17,6 +19,7 @@ from ports.validators import validate_name
 from .choices import FINISHED_STATUSES, AlertKind, ChannelKind, DeliveryStatus, PinSource, ProbeState, RunStatus
 from .engine import Check
 from .evidence import in_words
+from .validators import validate_channel_target
 
 
 def new_secret() -> str:
@@ -53,15 +56,20 @@ class WorkerHeartbeat(models.Model):
         return f"{self.worker} in {self.site}"
 
     @classmethod
-    def record(cls, site: str, worker: str, started: datetime.datetime, seen: datetime.datetime) -> None:
-        """A heartbeat as the recorder takes it from the broker: the newest one wins, so that a
-        beat delivered late never moves last_seen back."""
-        with transaction.atomic():
-            row, created = cls.objects.select_for_update().get_or_create(
-                site=site, worker=worker, defaults={"started": started, "last_seen": seen}
-            )
-            if not created and (seen > row.last_seen or started != row.started):
-                cls.objects.filter(pk=row.pk).update(last_seen=max(seen, row.last_seen), started=started)
+    def record(cls, site: str, worker: str, started: datetime.datetime) -> None:
+        """A heartbeat as the recorder takes it from the broker, stamped with the portal's own clock:
+        a site whose clock is off is neither taken for dead nor kept alive. A beat that waited in
+        the queue too long expired there (its `expires`)."""
+        cls.objects.update_or_create(
+            site=site, worker=worker, defaults={"started": started, "last_seen": timezone.now()}
+        )
+
+    @classmethod
+    def leave(cls, site: str, worker: str) -> None:
+        """A worker that stops cleanly is gone at once, and its site's silence counts from now on
+        (alerts.alert_silent_sites): the row stays, out of date."""
+        gone = timezone.now() - datetime.timedelta(seconds=settings.PROBE_HEARTBEAT_TIMEOUT)
+        cls.objects.filter(site=site, worker=worker).update(last_seen=gone)
 
 
 class ProbeRunQuerySet(DeploymentPartQuerySet):
@@ -232,6 +240,9 @@ class ProbeRun(models.Model):
             run = cls.objects.select_for_update(of=("self",)).filter(pk=run_id, finished__isnull=True).first()
             if run is None:
                 return 0  # unknown or closed (deadline, cancel): nothing more is recorded
+            # The deployment before its items, as a save of the deployment takes them (ports.checklist):
+            # the pins, alerts and revision written below refer to it.
+            Deployment.objects.select_for_update(no_key=True).filter(pk=run.deployment_id).exists()
             written = {item_id: site for site, ids in run.pending.items() for item_id in ids if item_id in outcomes}
             if not written:
                 return 0
@@ -328,14 +339,42 @@ def clean_outcome(outcome: object) -> dict:
     if not isinstance(outcome, dict) or outcome.get("state") not in STATES:
         return {"state": ProbeState.ERROR, "summary": "the probe site sent a malformed result", "evidence": {}}
     latency = outcome.get("latency_ms")
-    evidence = outcome.get("evidence")
     return {
         "state": ProbeState.ERROR if outcome["state"] == ProbeState.PENDING else outcome["state"],
         "summary": str(outcome.get("summary") or "")[:2000],
         "latency_ms": float(latency) if isinstance(latency, int | float) else None,
         "address": str(outcome.get("address") or "")[:64],
-        "evidence": evidence if isinstance(evidence, dict) else {},
+        "evidence": readable_evidence(outcome.get("evidence")),
     }
+
+
+# Evidence larger than this (as JSON) is not kept: a probe's is a few hundred bytes.
+EVIDENCE_BYTES = 16_000
+
+
+def readable_evidence(evidence: object) -> dict:
+    """Evidence as the pages can show it and PostgreSQL can store it: a dict, without NUL
+    characters (a server's banner may hold them), of a sane size, that in_words() can read."""
+
+    def no_nul(value: object) -> object:
+        if isinstance(value, str):
+            return value.replace("\x00", "")
+        if isinstance(value, dict):
+            return {no_nul(key): no_nul(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [no_nul(item) for item in value]
+        return value
+
+    if not isinstance(evidence, dict):
+        return {}
+    evidence = no_nul(evidence)
+    if len(json.dumps(evidence)) > EVIDENCE_BYTES:
+        return {"dropped": f"evidence over {EVIDENCE_BYTES} bytes"}
+    try:
+        in_words(evidence)
+    except Exception:  # a shape no probe sends: keep the result, not what cannot be read
+        return {"dropped": "evidence that could not be read"}
+    return evidence
 
 
 def closed_flag(run_id: int) -> str:
@@ -431,7 +470,10 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
         if not results:
             return {}, []
         # The items' locks, in pk order as every writer of items takes them; removed items are skipped.
-        items = ChecklistItem.objects.select_for_update(of=("self",)).filter(pk__in=results).order_by("pk")
+        items = ChecklistItem.objects.select_for_update(of=("self",)).filter(
+            pk__in=results, deployment_id=run.deployment_id
+        )
+        items = items.order_by("pk")
         targets = {pk: (host, port) for pk, host, port in items.values_list("pk", "destination", "port_start")}
         # (run, state, since, previous state) of each item: the evidence is not read back.
         current = cls.objects.filter(item_id__in=targets).values_list(
@@ -466,9 +508,8 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             cls.objects.bulk_create(instances, update_conflicts=True, unique_fields=["item"], update_fields=UPDATED)
             return
         columns = ["item_id", *(cls._meta.get_field(name).column for name in UPDATED)]
-        values = [
-            tuple(Json(row[c]) if c == "evidence" else row[c] for c in ["item_id", *UPDATED_KEYS]) for row in rows
-        ]
+        keys = ["item_id", *(cls._meta.get_field(name).attname for name in UPDATED)]
+        values = [tuple(Json(row[key]) if key == "evidence" else row[key] for key in keys) for row in rows]
         updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
         statement = (
             f"insert into {cls._meta.db_table} ({', '.join(columns)}) values %s "
@@ -479,9 +520,8 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
 
 
 OUTCOME_DEFAULTS = {"state": "", "summary": "", "latency_ms": None, "address": "", "evidence": {}}
-# What each result sets in an item's current state: by field name, and by the rows' keys.
+# What each result sets in an item's current state (the rows' keys are their attnames: run_id).
 UPDATED = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since"]
-UPDATED_KEYS = [*OUTCOME_DEFAULTS, "run_id", "site", "worker", "checked_at", "previous_state", "since"]
 
 
 class ProbeFlip(ProbeOutcome, OutcomeColumns):
@@ -517,16 +557,30 @@ class ProbeBatch(models.Model):
 
 def remember_first_pins(run: ProbeRun, targets: dict[int, tuple[str, int]], results: dict[int, dict]) -> None:
     """Trust on first use: the first certificate a TLS service shows is the one expected later."""
+    seen = {}
     for item_id, (host, port) in targets.items():
         result = results[item_id]
         evidence = result.get("evidence") or {}
         if result["state"] == ProbeState.OPEN and "pin" in evidence:
-            TlsPin.objects.get_or_create(
+            seen[(host, port)] = evidence
+    if not seen:
+        return
+    known = set(TlsPin.objects.filter(deployment_id=run.deployment_id).values_list("host", "port"))
+    TlsPin.objects.bulk_create(
+        [
+            TlsPin(
                 deployment_id=run.deployment_id,
                 host=host,
                 port=port,
-                defaults={"pin": evidence["pin"], "issuer": evidence.get("issuer", ""), "source": PinSource.FIRST_SEEN},
+                pin=evidence["pin"],
+                issuer=str(evidence.get("issuer", ""))[:500],
+                source=PinSource.FIRST_SEEN,
             )
+            for (host, port), evidence in seen.items()
+            if (host, port) not in known
+        ],
+        ignore_conflicts=True,
+    )
 
 
 class TlsPin(models.Model):
@@ -570,6 +624,13 @@ class AlertChannel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        """The target fits the kind (the form calls this; the API's serializer calls the same check)."""
+        try:
+            validate_channel_target(self.kind, self.target)
+        except ValidationError as invalid:
+            raise ValidationError({"target": invalid.messages}) from invalid
 
 
 class Alert(models.Model):

@@ -20,7 +20,7 @@ from django.utils import timezone
 from ports.choices import ProbeSchedule
 from ports.models import Deployment
 
-from .alerts import DeliveryError, alert_silent_sites, deliver
+from .alerts import alert_silent_sites, deliver
 from .choices import DeliveryStatus, ProbeState, RunStatus
 from .engine import Check, CheckResult, Engine, Network
 from .models import AlertDelivery, ProbeBatch, ProbeRun, WorkerHeartbeat, closed_flag
@@ -147,14 +147,12 @@ def record_results(
 
 
 @shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, retry_backoff_max=10, max_retries=5)
-def record_heartbeat(site: str, worker: str, started: str, seen: str, leaving: bool = False) -> None:
+def record_heartbeat(site: str, worker: str, started: str, leaving: bool = False) -> None:
     """The recorder's side of a site worker's heartbeat (probes.worker.Heartbeat)."""
     if leaving:
-        WorkerHeartbeat.objects.filter(site=site, worker=worker).delete()
-        return
-    WorkerHeartbeat.record(
-        site, worker, datetime.datetime.fromisoformat(started), datetime.datetime.fromisoformat(seen)
-    )
+        WorkerHeartbeat.leave(site, worker)
+    else:
+        WorkerHeartbeat.record(site, worker, datetime.datetime.fromisoformat(started))
 
 
 @shared_task(bind=True)
@@ -166,8 +164,8 @@ def deliver_alert(self, delivery_id: int) -> None:
         return
     try:
         deliver(delivery)
-    except DeliveryError as exc:
-        final = exc.final or self.request.retries >= settings.ALERT_MAX_RETRIES
+    except Exception as exc:  # whatever it was, the delivery says so rather than stay pending
+        final = getattr(exc, "final", False) or self.request.retries >= settings.ALERT_MAX_RETRIES
         delivery.fail(str(exc), final=final)
         if not final:
             raise self.retry(countdown=settings.ALERT_RETRY_BASE * 2**self.request.retries, max_retries=None) from exc

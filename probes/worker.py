@@ -19,7 +19,7 @@ RECORDER_QUEUE = "portal.record"
 # central workers declare it), so that Celery puts them straight into the list through the
 # default exchange: a site's broker user needs no routing table and may only write that list.
 TO_RECORDER = {"queue": RECORDER_QUEUE, "declare": []}
-# The only tasks taken from the recorder's queue (portal.celery.QueueBoundTask).
+# The only tasks a recorder-only worker runs (portal.celery.PortalTask).
 RECORDER_TASKS = {"probes.tasks.record_results", "probes.tasks.record_heartbeat"}
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Heartbeat(bootsteps.StartStopStep):
             for site in self.sites:
                 self.app.send_task(
                     "probes.tasks.record_heartbeat",
-                    (site, self.worker_name, self.started.isoformat(), now().isoformat(), leaving),
+                    (site, self.worker_name, self.started.isoformat(), leaving),
                     **TO_RECORDER,
                     # A beat that waited in the queue longer than the timeout says nothing any more.
                     expires=settings.PROBE_HEARTBEAT_TIMEOUT,

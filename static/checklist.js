@@ -182,7 +182,8 @@ document.getElementById("verify-open").addEventListener("click", async (event) =
 
 function showResult(result) {
   const row = document.getElementById(`item-${result.item}`);
-  if (!row || result.state === "pending") return;
+  // Not probed is no verdict: the row keeps its current state, as the portal does (LatestProbe).
+  if (!row || result.state === "pending" || result.state === "not_probed") return;
   row.dataset.state = result.state;
   const cell = row.querySelector("td.probe");
   const state = document.createElement("span");

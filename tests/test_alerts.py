@@ -75,17 +75,20 @@ def alert_lab(transactional_db, full_document):
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    receiver = Receiver(failures=2)
+    receiver = Receiver(failures=4)
     flush_broker()
     worker = Worker(
         [], name="alerts", extra_queues=("celery",), EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp.port),
         ALERT_RETRY_BASE="0.3", ALERT_MAX_RETRIES="3",
     )  # fmt: skip
-    worker.wait_until_ready()
-    yield deployment, token_client(user), mailbox, receiver, worker
-    worker.stop()
-    smtp.stop()
-    receiver.shutdown()
+    try:
+        worker.wait_until_ready()
+        yield deployment, token_client(user), mailbox, receiver, worker
+    finally:
+        worker.stop()
+        smtp.stop()
+        receiver.shutdown()
+        receiver.server_close()
 
 
 def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, settings):
@@ -98,8 +101,9 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
         {"name": "x", "kind": "webhook", "target": "ftp://127.0.0.1/"},
         {"name": "x", "kind": "webhook", "target": "http://192.0.2.10/hook"},  # outside the allowed networks
         {"name": "x", "kind": "pager", "target": "123"},
+        {"name": "x", "kind": "webhook", "target": "http://127.0.0.1:99999/hook"},  # a port out of range
     ]
-    for body, field in zip(bad, ["target", "target", "target", "kind"], strict=True):
+    for body, field in zip(bad, ["target", "target", "target", "kind", "target"], strict=True):
         response = api.post("/api/alert-channels/", body, format="json")
         assert response.status_code == 400 and list(response.json()) == [field], (body, response.json())
     refused = api.post("/api/alert-channels/", bad[2], format="json").json()
@@ -129,9 +133,10 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
     assert any(s.endswith("is filtered (was open)") for s in subjects), subjects
     assert all(to == ["ops@example.test"] for to, _ in mailbox.messages)
 
-    # The webhook failed twice (HTTP 500), then took both, each signed with the channel's secret.
+    # The webhook failed four times (HTTP 500): each alert twice, then it took both, each signed
+    # with the channel's secret.
     wait_for(lambda: AlertDelivery.objects.filter(channel__kind="webhook", status="sent").count() == 2)
-    assert len(receiver.requests) == 4
+    assert len(receiver.requests) == 6
     for headers, body, _ in receiver.requests:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(headers["X-Portal-Signature"], expected)
@@ -139,9 +144,10 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
     kinds = {json.loads(body)["kind"] for _, body, _ in receiver.requests}
     assert kinds == {"regression", "interception"}
     tries = sorted(AlertDelivery.objects.filter(channel__kind="webhook").values_list("attempts", flat=True))
-    assert sum(tries) == 4
-    retried = [at for _, _, at in receiver.requests]
-    assert retried[-1] - retried[0] >= 0.3  # backoff waited between the tries
+    assert tries == [3, 3]
+    # Backoff: each try waited twice as long as the one before (ALERT_RETRY_BASE 0.3 s).
+    log = worker.log.read_text()
+    assert "Retry in 0.3s" in log and "Retry in 0.6s" in log, log[-3000:]
 
     # The rule flaps: open again, broken again, within the window: no second alert.
     recorded_run(deployment, [(item, "open")])

@@ -196,7 +196,7 @@ def test_the_recorder_runs_nothing_but_recorder_tasks_from_its_queue(transaction
 
             # As a site can: straight into the recorder's queue, naming another task.
             app.send_task("probes.tasks.purge_old_results", **TO_RECORDER)
-            app.send_task("probes.tasks.record_heartbeat", ("dmz", "w@dmz", now, now), **TO_RECORDER)
+            app.send_task("probes.tasks.record_heartbeat", ("dmz", "w@dmz", now), **TO_RECORDER)
         deadline = time.monotonic() + 30
         while "not a recorder task" not in recorder.log.read_text() or not WorkerHeartbeat.objects.exists():
             assert time.monotonic() < deadline, recorder.log.read_text()[-3000:]

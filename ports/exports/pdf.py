@@ -17,6 +17,8 @@ from datetime import UTC
 
 from django.utils import timezone
 
+from probes.choices import FAILING_STATES
+
 from ..rules import PortRange, number_runs
 from . import Flow, RuleSet, Scope
 from .firewall import SYNTAXES, Target
@@ -76,25 +78,34 @@ class ChangeRequest:
 
     def risks(self) -> list[str]:
         """What a reviewer should weigh, derived from the rules themselves."""
+
+        def rules(flows: list[Flow], one: str, many: str) -> str:  # "Rule 3 allows", "Rules 1-3 allow"
+            return (
+                f"Rule {numbers_text(flows, SHORT)} {one}"
+                if len(flows) == 1
+                else f"Rules {numbers_text(flows, SHORT)} {many}"
+            )
+
         flows, found = self.flows, []
         anywhere = [f for f in flows if "any" in (f.rule.source.address, f.rule.destination.address)]
         if anywhere:
             found.append(
-                f"Rules {numbers_text(anywhere, SHORT)} allow any address on one side (sending mail servers, "
-                "end users): that is what the product needs, and the only exposure beyond named hosts."
+                f"{rules(anywhere, 'allows', 'allow')} any address on one side (sending mail servers, end users): "
+                "that is what the product needs, and the only exposure beyond named hosts."
             )
         ranges = [f for f in flows if f.rule.ports.count > 1]
         if ranges:
-            found.append(f"Rules {numbers_text(ranges, SHORT)} open port ranges, as the vendor requires.")
+            found.append(f"{rules(ranges, 'opens a port range', 'open port ranges')}, as the vendor requires.")
         tls = [f for f in flows if f.carries_tls]
         if tls:
             found.append(
-                f"Rules {numbers_text(tls, SHORT)} are exempt from SSL decryption: a middlebox does not see into that "
+                f"{rules(tls, 'is', 'are')} exempt from SSL decryption: a middlebox does not see into that "
                 "traffic. Decrypting it breaks the product (the vendor's warning)."
             )
-        failing = [f for f in flows if f.latest_probe and f.latest_probe.state != "open"]
+        # Failing as the checklist counts it: one-way UDP (unverifiable) has not failed.
+        failing = [f for f in flows if f.latest_probe and f.latest_probe.state in FAILING_STATES]
         if failing:
-            found.append(f"Rules {numbers_text(failing, SHORT)} failed their last probe: still closed or intercepted.")
+            found.append(f"{rules(failing, 'failed its', 'failed their')} last probe: still closed or intercepted.")
         found.append("Each rule allows one protocol and port (range) between exactly the addresses given.")
         return found
 
