@@ -1,0 +1,56 @@
+"""The REST API, its OpenAPI schema, and the limits on what one request may ask for."""
+
+from .env import env_int, env_str
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first, so that an anonymous request is answered 401 with a
+        # WWW-Authenticate header rather than 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The API takes JSON: one request type per operation, which client generators handle.
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.BoundedJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "portal.pagination.Pagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Port-requirement portal API",
+    "DESCRIPTION": (
+        "Firewall rules that a Forcepoint Email Security deployment needs: the vendor's port "
+        "catalog, deployments, and the checklist derived from them."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # 3.1: a nullable reference is oneOf [the schema, null]; 3.0 has no way to say it that validators agree on.
+    "OAS_VERSION": "3.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InterfaceEnum": "ports.choices.Interface",
+        "RoleEnum": "ports.choices.Role",
+        "ItemStatusEnum": "ports.choices.ItemStatus",
+        "ProbeStateEnum": "probes.choices.ProbeState",
+        "RunStatusEnum": "probes.choices.RunStatus",
+    },
+}
+
+# Limits on what one request may ask for; each answered with a 4xx that names it.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
+MAX_APPLIANCES = env_int("MAX_APPLIANCES", 200)
+MAX_HOSTS = env_int("MAX_HOSTS", 500)
+MAX_RULES = env_int("MAX_RULES", 20000)
+MAX_PROBE_ITEMS = env_int("MAX_PROBE_ITEMS", 20000)
+
+# A change request of more rules than this is rendered by a worker (POST .../change-requests/):
+# 2,000 rules take about 5 s here (bench/export_pdf.py: 2-2.6 ms per rule).
+EXPORT_SYNC_RULES = env_int("EXPORT_SYNC_RULES", 2000)
+# DejaVu Sans (regular, bold, mono) for the PDF: Debian's fonts-dejavu-core.
+PDF_FONT_DIR = env_str("PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
