@@ -7,6 +7,8 @@ import socket
 from celery.schedules import crontab
 from django.core.exceptions import ValidationError
 
+from .addresses import is_ip_address, never_probed
+
 # RFC 1123 labels; a name must not look like a (mistyped) dotted IPv4 address.
 # Used with fullmatch(): "$" alone would let a trailing newline through ("dmz\n").
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
@@ -27,50 +29,6 @@ def parse_cron(value: str) -> crontab:
 
 def validate_cron(value: str) -> None:
     parse_cron(value)
-
-
-def is_ip_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-# Addresses no rule names and no probe reaches, whatever the operator allows: AWS's IPv6
-# metadata service sits in a private range, the others are special by their kind.
-METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
-BROADCAST = ipaddress.ip_address("255.255.255.255")
-
-
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 address leads to: mapped, NAT64, 6to4, Teredo."""
-    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-    if ip in NAT64:
-        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return [address for address in found if address is not None]
-
-
-def never_probed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why an address is never a probe's target (None if it may be one)."""
-    if ip.version == 6:
-        for inner in embedded_ipv4(ip):
-            if reason := never_probed(inner):
-                return f"{reason} ({inner}, which it leads to)"
-    if ip.is_unspecified:
-        return "the unspecified address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip == BROADCAST:
-        return "the broadcast address"
-    if ip.is_link_local:
-        return "a link-local address (cloud metadata services answer there)"
-    if ip in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    return None
 
 
 def normalize_address(value: str) -> str:

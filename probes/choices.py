@@ -1,44 +1,25 @@
 from django.db import models
 
+from .engine import State
 
-class ProbeState(models.TextChoices):
-    """What a probe found on a rule's path (see DESIGN.md)."""
-
-    PENDING = "pending", "Pending"
-    OPEN = "open", "Open"  # a service answered
-    REFUSED = "refused", "Refused"  # path open, nothing listens (a firewall REJECT looks the same)
-    FILTERED = "filtered", "Filtered"  # no answer in time: dropped, or host down
-    UNREACHABLE = "unreachable", "Unreachable"  # no route, ICMP unreachable
-    DNS_ERROR = "dns_error", "DNS error"
-    INTERCEPTED = "intercepted", "Intercepted"  # unexpected certificate, masked SMTP banner
-    UNVERIFIABLE = "unverifiable", "Unverifiable"  # one-way UDP such as SNMP traps
-    ERROR = "error", "Error"
-    NOT_PROBED = "not_probed", "Not probed"  # no live worker in the source's site, cancelled, deadline
-
+# The states as the database stores them: the engine's one declaration, after `pending`, which only
+# the recorder knows (an item not probed yet). The values are the columns' values: keep them.
+ProbeState = models.TextChoices(
+    "ProbeState",
+    [("PENDING", ("pending", "Pending")), *((state.name, (state.value, state.label)) for state in State)],
+)
+ProbeState.__doc__ = "What a probe found on a rule's path (see DESIGN.md)."
 
 # A probe that reached a verdict about the path (pending and not probed did not).
 PROBED_STATES = [s for s in ProbeState if s not in (ProbeState.PENDING, ProbeState.NOT_PROBED)]
 # What each state means, for the page's legend.
-STATE_MEANINGS = {
-    ProbeState.OPEN: "A service answered: the path is open.",
-    ProbeState.REFUSED: "The host was reached, but nothing listens on the port (a rejecting firewall looks the same).",
-    ProbeState.FILTERED: "No answer in time: a firewall drops the traffic, or the host is down.",
-    ProbeState.UNREACHABLE: "No route to the host (ICMP unreachable).",
-    ProbeState.DNS_ERROR: "The destination's name does not resolve.",
-    ProbeState.INTERCEPTED: "Something in the path answers for the server: SSL decryption or SMTP inspection.",
-    ProbeState.UNVERIFIABLE: "One-way UDP (SNMP traps): nothing answers; check the receiver's log instead.",
-    ProbeState.ERROR: "The probe itself failed.",
-    ProbeState.NOT_PROBED: "Not tested: no live worker in the source's site, cancelled, or past the deadline.",
-}
+STATE_MEANINGS = {ProbeState(state): state.meaning for state in State}
 # Latest probe states that mean the rule does not work (yet).
-FAILING_STATES = {
-    ProbeState.REFUSED,
-    ProbeState.FILTERED,
-    ProbeState.UNREACHABLE,
-    ProbeState.DNS_ERROR,
-    ProbeState.INTERCEPTED,
-    ProbeState.ERROR,
-}
+FAILING_STATES = {ProbeState(state) for state in State if state.failing}
+# The tone a page shows each state in (the CSS class tone-<tone>): good for a path that works, bad
+# for a failing one, none for no verdict either way (pending, not probed, unverifiable). The
+# stylesheet styles the tones, never a state: a new state takes its tone from its declaration.
+STATE_TONES = {s: "bad" if s in FAILING_STATES else "good" if s == ProbeState.OPEN else "none" for s in ProbeState}
 
 
 class RunStatus(models.TextChoices):

@@ -4,7 +4,7 @@ in the API for tools."""
 
 from __future__ import annotations
 
-from ports.rules import number_runs
+from ports.ranges import number_runs
 
 
 def _lines(value: object) -> str:

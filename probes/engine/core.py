@@ -1,0 +1,258 @@
+"""The probe engine: checks a rule's path from this side of the network, with asyncio.
+
+Knows nothing of the database: it takes checks (a host, ports, a protocol and the service
+expected there) and returns what it found, port by port and summarised per check.
+Names are resolved once, then every port is probed by address. Concurrency is bounded
+overall and per destination, so a thousand silent (filtered) ports cost about one
+timeout, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import socket
+import ssl
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ports.ranges import number_runs
+
+from .checks import Check, CheckResult, PortResult
+from .findings import Finding, cause_of, describe
+from .policy import LOOPBACK, Network, refusal
+from .services import TCP_SERVICES, udp_exchange
+from .states import SEVERITY, State
+
+UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+@dataclass
+class Engine:
+    timeout: float = 3.0
+    concurrency: int = 1000
+    per_destination: int = 64
+    allowed: tuple[Network, ...] = LOOPBACK  # the networks the engine may connect to
+
+    async def run(self, checks: Iterable[Check], on_result: Callable[[Check, CheckResult], None]) -> None:
+        """Probe every check; `on_result` is called as each one completes."""
+        checks = list(checks)
+        self._overall = asyncio.Semaphore(self.concurrency)
+        self._per_destination: dict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(self.per_destination)
+        )
+        addresses = await self._resolve_all({check.host for check in checks})
+
+        async def one(check: Check) -> None:
+            address = addresses[check.host]
+            on_result(check, address if isinstance(address, CheckResult) else await self.probe(check, address))
+
+        await asyncio.gather(*(one(check) for check in checks))
+
+    async def _resolve_all(self, hosts: set[str]) -> dict[str, str | CheckResult]:
+        names = sorted(hosts)
+        found = await asyncio.gather(*(self._resolve(name) for name in names))
+        return dict(zip(names, found, strict=True))
+
+    async def _resolve(self, host: str) -> str | CheckResult:
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        started = time.monotonic()
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), self.timeout
+            )
+        except (TimeoutError, OSError) as exc:
+            reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
+            return CheckResult(
+                State.DNS_ERROR,
+                f"{host} does not resolve: {reason}",
+                latency_ms=_ms(started),
+                evidence={
+                    "host": host,
+                    "reason": reason,
+                    "cause": "timeout" if isinstance(exc, TimeoutError) else cause_of(exc),
+                },
+            )
+        return infos[0][4][0]
+
+    async def probe(self, check: Check, address: str) -> CheckResult:
+        # Checked here, after names are resolved, before anything is sent, whatever the database says.
+        if reason := refusal(address, self.allowed):
+            return CheckResult(State.NOT_PROBED, reason, address, evidence={"cause": "probe target policy"})
+        if check.port_start == check.port_end:  # most rules: no gather, no task of its own
+            return summarise(check, address, [await self._probe_port(check, address, check.port_start)])
+        ports = await asyncio.gather(*(self._probe_port(check, address, port) for port in check.ports))
+        return summarise(check, address, ports)
+
+    async def _probe_port(self, check: Check, address: str, port: int) -> PortResult:
+        # The destination's slot first: probes queued for one busy host must not hold
+        # overall slots that other hosts' probes could use.
+        async with self._per_destination[address], self._overall:
+            started = time.monotonic()
+            try:
+                if check.protocol == "udp":
+                    return await self._probe_udp(check, address, port, started)
+                return await self._probe_tcp(check, address, port, started)
+            except Exception as exc:  # a probe must report, never crash the run
+                return PortResult(port, State.ERROR, _ms(started), describe(exc), {"cause": cause_of(exc)})
+
+    async def _probe_tcp(self, check: Check, address: str, port: int, started: float) -> PortResult:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), self.timeout)
+        except TimeoutError:
+            return PortResult(
+                port,
+                State.FILTERED,
+                None,
+                f"no answer within {self.timeout:g} s: dropped, or the host is down",
+                {"cause": f"no SYN-ACK within {self.timeout:g} s"},
+            )
+        except ConnectionRefusedError as exc:
+            return PortResult(
+                port,
+                State.REFUSED,
+                _ms(started),
+                "connection refused (RST): nothing listens, or a firewall rejects",
+                {"cause": cause_of(exc)},
+            )
+        except OSError as exc:
+            if exc.errno in UNREACHABLE_ERRNOS:
+                return PortResult(port, State.UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
+            raise
+        latency = _ms(started)
+        speak = TCP_SERVICES.get(check.service)
+        try:
+            if speak is None:
+                return PortResult(port, State.OPEN, latency, "TCP connection accepted")
+            try:
+                evidence = await asyncio.wait_for(speak(reader, writer, check), self.timeout)
+            except Finding as exc:
+                return PortResult(port, exc.state, latency, str(exc), exc.evidence)
+            except TimeoutError:
+                if check.service == "tls":  # a server answers a ClientHello at once; silence is held traffic
+                    return PortResult(
+                        port,
+                        State.ERROR,
+                        latency,
+                        f"TCP connected, but the TLS handshake got no answer within {self.timeout:g} s: "
+                        "a device in the path may be holding TLS",
+                        {"cause": "no ServerHello in time"},
+                    )
+                return PortResult(port, State.OPEN, latency, f"connected, but no {check.service} answer in time")
+            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+                reason = f"connected, then the {check.service} exchange failed: {describe(exc)}"
+                return PortResult(port, State.ERROR, latency, reason, {"cause": cause_of(exc)})
+            return PortResult(port, State.OPEN, latency, evidence.pop("detail"), evidence)
+        finally:
+            writer.close()
+            with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def _probe_udp(self, check: Check, address: str, port: int, started: float) -> PortResult:
+        exchange = udp_exchange(check.service)
+        if exchange is None:
+            return PortResult(
+                port,
+                State.UNVERIFIABLE,
+                None,
+                f"{check.service} over UDP is one-way: nothing answers, so an open path cannot be "
+                "told from a dropped one. Check that the receiver logs a test trap.",
+                {"cause": "one-way protocol"},
+            )
+        request, parse = exchange
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[bytes] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagram(answered), remote_addr=(address, port))
+        try:
+            transport.sendto(request)
+            try:
+                data = await asyncio.wait_for(answered, self.timeout)
+            except TimeoutError:
+                return PortResult(
+                    port,
+                    State.FILTERED,
+                    None,
+                    f"no UDP answer within {self.timeout:g} s: dropped, or nothing answers",
+                    {"cause": f"no datagram within {self.timeout:g} s"},
+                )
+            except ConnectionRefusedError as exc:
+                return PortResult(
+                    port,
+                    State.REFUSED,
+                    _ms(started),
+                    "ICMP port unreachable: nothing listens, or a firewall rejects",
+                    {"cause": cause_of(exc)},
+                )
+            except OSError as exc:
+                if exc.errno in UNREACHABLE_ERRNOS:
+                    return PortResult(port, State.UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
+                raise
+            latency = _ms(started)
+            try:
+                evidence = parse(data, request)
+            except ValueError as exc:
+                return PortResult(
+                    port,
+                    State.ERROR,
+                    latency,
+                    f"an answer that is not {check.service}: {exc}",
+                    {"cause": data[:64].hex()},
+                )
+            return PortResult(port, State.OPEN, latency, evidence.pop("detail"), evidence)
+        finally:
+            transport.close()
+
+
+class _Datagram(asyncio.DatagramProtocol):
+    def __init__(self, answered: asyncio.Future[bytes]) -> None:
+        self.answered = answered
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if not self.answered.done():
+            self.answered.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(exc)
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResult:
+    """One result for a check: its port's, or for a range the most telling state with a count."""
+    if len(ports) == 1:
+        (only,) = ports
+        return CheckResult(only.state, only.detail, address, only.latency_ms, {"port": only.port, **only.evidence})
+    by_state: dict[State, list[int]] = defaultdict(list)
+    for result in ports:
+        by_state[result.state].append(result.port)
+    state = min(by_state, key=SEVERITY.index)
+    opened = len(by_state.get(State.OPEN, []))
+    others = "; ".join(f"{s}: {number_runs(p)}" for s, p in sorted(by_state.items()) if s != State.OPEN)
+    summary = f"{opened} of {len(ports)} open" + (f"; {others}" if others else "")
+    latencies = [r.latency_ms for r in ports if r.latency_ms is not None]
+    evidence = {
+        "ports": {
+            str(r.port): {
+                "state": r.state,
+                "latency_ms": r.latency_ms,
+                "detail": r.detail,
+                "cause": r.evidence.get("cause"),
+            }
+            for r in ports
+        },
+        "open": opened,
+        "total": len(ports),
+    }
+    if state != State.OPEN:  # the range's verdict, with the cause of its first port in that state
+        evidence["cause"] = next(r.evidence.get("cause") for r in ports if r.state == state)
+    return CheckResult(state, summary, address, max(latencies) if latencies else None, evidence)
