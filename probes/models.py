@@ -13,13 +13,26 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from psycopg2.extras import Json, execute_values
 
+from ports.broker import BrokerUnavailable, send
 from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
 from ports.validators import validate_name
 
-from .choices import FINISHED_STATUSES, AlertKind, ChannelKind, DeliveryStatus, PinSource, ProbeState, RunStatus
-from .engine import Check
+from . import signals
+from .choices import (
+    FAILING_STATES,
+    FINISHED_STATUSES,
+    AlertKind,
+    ChannelKind,
+    DeliveryStatus,
+    PinSource,
+    ProbeState,
+    RunStatus,
+)
+from .engine import Check, CheckResult
 from .evidence import in_words
+from .flags import closed_flag, raise_flag
 from .validators import validate_channel_target
+from .worker import PROBE_SITE, site_queue
 
 
 def new_secret() -> str:
@@ -172,11 +185,6 @@ class ProbeRun(models.Model):
         """Hand the site's task, with its checks, to the broker; if it cannot take it, close the
         site's items with that reason (and say so in `unsent`), rather than wait for a deadline
         that blames the workers."""
-        from portal.celery import BrokerUnavailable, send
-
-        from .tasks import probe_site
-        from .worker import site_queue
-
         if self.unsent:  # the broker did not take the previous site: no more waiting on it
             self.abandon_pending(self.unsent, sites=[site])
             return
@@ -187,7 +195,7 @@ class ProbeRun(models.Model):
             return
         try:
             send(
-                probe_site,
+                PROBE_SITE,
                 (self.pk, site, checks, self.timeout),
                 queue=site_queue(site),
                 task_id=f"probe-run-{self.pk}-{site}",
@@ -259,9 +267,7 @@ class ProbeRun(models.Model):
             probed = {i: r for i, r in results.items() if r["state"] != ProbeState.NOT_PROBED}
             before, flips = LatestProbe.record(run, worker, now, probed)
             if flips:
-                from .alerts import on_flips
-
-                on_flips(run, flips)
+                signals.states_changed.send(ProbeRun, run=run, flips=flips)
             for item_id, result in results.items():
                 result["previous_state"] = before.get(item_id, "")
             ProbeBatch.objects.create(run=run, worker=worker, received=now, results=results)
@@ -296,12 +302,8 @@ class ProbeRun(models.Model):
         )
         if updated:
             self.status = status
-            from portal.celery import raise_flag
-
             if status == RunStatus.FAILED:
-                from .alerts import on_run_failed
-
-                on_run_failed(self)
+                signals.run_failed.send(ProbeRun, run=self)
             # The site workers still probing stop at their next flush.
             transaction.on_commit(lambda: raise_flag(closed_flag(self.pk)))
 
@@ -377,11 +379,6 @@ def readable_evidence(evidence: object) -> dict:
     return evidence
 
 
-def closed_flag(run_id: int) -> str:
-    """The broker key that tells site workers a run is closed (cancelled, past its deadline)."""
-    return f"portal.closed.{run_id}"
-
-
 class ProbeOutcome:
     """What a probe found, with the state before it: the words shared by a run's results, an
     item's current state and its state changes."""
@@ -393,6 +390,11 @@ class ProbeOutcome:
     @property
     def changed(self) -> bool:
         return bool(self.previous_state) and self.previous_state != self.state
+
+    @property
+    def failing(self) -> bool:
+        """The rule does not work (yet): closed on its path, or intercepted."""
+        return self.state in FAILING_STATES
 
     @property
     def regression(self) -> bool:
@@ -519,7 +521,8 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             execute_values(cursor.cursor, statement, values, page_size=len(values) or 1)
 
 
-OUTCOME_DEFAULTS = {"state": "", "summary": "", "latency_ms": None, "address": "", "evidence": {}}
+# What a result carries: the engine's CheckResult, field by field, each a column (blank if absent).
+OUTCOME_DEFAULTS = {f.name: LatestProbe._meta.get_field(f.name).get_default() for f in dataclasses.fields(CheckResult)}
 # What each result sets in an item's current state (the rows' keys are their attnames: run_id).
 UPDATED = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since"]
 
@@ -660,10 +663,6 @@ class Alert(models.Model):
     ) -> Alert:
         """Create the alert and a delivery per channel (the team's enabled ones unless named),
         and send each from a worker once the transaction commits."""
-        from portal.celery import BrokerUnavailable, send
-
-        from .tasks import deliver_alert
-
         alert = cls.objects.create(team_id=team_id, kind=kind, subject=subject[:300], body=body, **fields)
         if channels is None:
             channels = list(AlertChannel.objects.filter(team_id=team_id, enabled=True))
@@ -672,7 +671,7 @@ class Alert(models.Model):
         def enqueue() -> None:
             for delivery in deliveries:
                 try:
-                    send(deliver_alert, (delivery.pk,))
+                    send("probes.tasks.deliver_alert", (delivery.pk,))
                 except BrokerUnavailable as unavailable:
                     delivery.fail(str(unavailable))
 

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 
 from .choices import ChannelKind
+from .webhooks import DeliveryError, check_webhook_target
 
 
 def validate_channel_target(kind: str | None, target: str) -> None:
@@ -12,8 +13,6 @@ def validate_channel_target(kind: str | None, target: str) -> None:
     if kind == ChannelKind.EMAIL:
         EmailValidator(message="Give an email address.")(target)
     elif kind == ChannelKind.WEBHOOK:
-        from .alerts import DeliveryError, check_webhook_target
-
         URLValidator(schemes=["http", "https"], message="Give an http:// or https:// URL.")(target)
         try:
             check_webhook_target(target)

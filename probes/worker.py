@@ -19,8 +19,13 @@ RECORDER_QUEUE = "portal.record"
 # central workers declare it), so that Celery puts them straight into the list through the
 # default exchange: a site's broker user needs no routing table and may only write that list.
 TO_RECORDER = {"queue": RECORDER_QUEUE, "declare": []}
+# The tasks that cross between a site and the centre, by the names their messages carry.
+PROBE_SITE = "probes.tasks.probe_site"
+RECORD_RESULTS = "probes.tasks.record_results"
+RECORD_HEARTBEAT = "probes.tasks.record_heartbeat"
 # The only tasks a recorder-only worker runs (portal.celery.PortalTask).
-RECORDER_TASKS = {"probes.tasks.record_results", "probes.tasks.record_heartbeat"}
+RECORDER_TASKS = {RECORD_RESULTS, RECORD_HEARTBEAT}
+
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +104,7 @@ class Heartbeat(bootsteps.StartStopStep):
         try:
             for site in self.sites:
                 self.app.send_task(
-                    "probes.tasks.record_heartbeat",
+                    RECORD_HEARTBEAT,
                     (site, self.worker_name, self.started.isoformat(), leaving),
                     **TO_RECORDER,
                     # A beat that waited in the queue longer than the timeout says nothing any more.

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from django.db import connection
 from probes.models import WorkerHeartbeat
 from probes.responders import free_port
 from probes.worker import RECORDER_QUEUE
+
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (make test starts Redis)")
@@ -53,7 +54,9 @@ class Worker:
             extra_queues = (*extra_queues, RECORDER_QUEUE)
         environment |= {"PROBE_HEARTBEAT_INTERVAL": "1", "PROBE_TIMEOUT": "1", **env}
         queues = ",".join([*(f"probes.{site}" for site in sites), *extra_queues])
-        command = [*prefix, sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues, "-n", f"{name}@%h"]
+        # A site's worker runs the site's own Celery app, which sets up no Django and loads no ORM.
+        app = "portal" if central else "portal.probe_site"
+        command = [*prefix, sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-n", f"{name}@%h"]
         command += ["--concurrency=1", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
         self.process = subprocess.Popen(
             command,
@@ -64,23 +67,29 @@ class Worker:
             start_new_session=True,
         )
 
+    def tail(self, chars: int = 3000) -> str:
+        """The end of the worker's log, for a failure's message."""
+        return self.log.read_text()[-chars:]
+
     def wait_until_live(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def live() -> bool:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log.read_text()[-3000:]}")
-            live = WorkerHeartbeat.objects.live().filter(worker__startswith=f"{self.name}@")
-            if set(live.values_list("site", flat=True)) >= set(self.sites):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not live in {timeout} s: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"worker exited: {self.tail()}")
+            beating = WorkerHeartbeat.objects.live().filter(worker__startswith=f"{self.name}@")
+            return set(beating.values_list("site", flat=True)) >= set(self.sites)
+
+        wait_until(live, timeout, lambda: f"worker not live in {timeout} s: {self.tail()}", interval=0.2)
 
     def wait_until_ready(self, timeout: float = 30) -> None:
         """For a worker of no site (no heartbeat): until it says it is ready."""
-        deadline = time.monotonic() + timeout
-        while "ready." not in self.log.read_text():
-            assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.2)
+
+        def ready() -> bool:
+            if "ready." in self.log.read_text():
+                return True
+            assert self.process.poll() is None, f"worker exited: {self.tail()}"
+            return False
+
+        wait_until(ready, timeout, self.tail, interval=0.2)
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool): no goodbye, no acknowledgement."""
@@ -100,6 +109,19 @@ def flush_broker() -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
+def wait_for_run(api, run_id: int, timeout: float = 60) -> dict:
+    """The probe run as the API shows it once it has finished (a worker's part of the tests)."""
+    url = f"/api/probe-runs/{run_id}/"
+
+    def finished() -> dict | None:
+        body = api.get(url).json()
+        return None if body["status"] in ("queued", "running") else body
+
+    return wait_until(
+        finished, timeout, lambda: f"run not finished in {timeout} s: {api.get(url).json()}", interval=0.3
+    )
+
+
 class OwnRedis:
     """A Redis server of the test's own on loopback, to stop and start; the suite's stays up."""
 
@@ -113,14 +135,13 @@ class OwnRedis:
     def start(self) -> None:
         command = ["redis-server", "--port", str(self.port), "--bind", self.address, "--save", "", "--dir", self.folder]
         self.process = subprocess.Popen([*command, *self.options], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis did not start"
-                time.sleep(0.05)
+        wait_until(self.answers, 10, "redis did not start", interval=0.05)
+
+    def answers(self) -> bool:
+        try:
+            return redis.Redis.from_url(self.url).ping()
+        except redis.ConnectionError:
+            return False
 
     def stop(self) -> None:
         self.process.kill()

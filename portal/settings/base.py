@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "axes",
     "ports",
     "probes",
+    "portal",
 ]
 
 MIDDLEWARE = [

@@ -11,9 +11,8 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from ports.demo import DEMO_DEPLOYMENT
 from probes.responders import Listeners, self_signed
-
-from .setup_demo import DEMO_DEPLOYMENT
 
 
 def demo_address(role: str) -> str:

@@ -1,51 +1,26 @@
-"""Alerts: what raises them (a rule that broke, an interception, a silent site, a failed run)
-and how they reach people (email through Django's SMTP backend, webhooks signed with
-HMAC-SHA256). Deliveries are tried from a worker with exponential backoff (tasks.deliver_alert).
-"""
+"""What raises alerts: a rule that broke, an interception, a failed run, a silent site, a test."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
-import http.client
-import ipaddress
-import json
-import smtplib
-import socket
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db.models import Max, Q
+from django.dispatch import receiver
 from django.utils import timezone
 
-from ports.models import Appliance, ChecklistItem, Host, PeerNetwork
+from ports.models import ChecklistItem, Deployment
 
-from .choices import AlertKind, ChannelKind, ProbeState
-from .models import Alert, AlertChannel, AlertDelivery, LatestProbe, ProbeFlip, ProbeRun, WorkerHeartbeat
-
-SIGNATURE_HEADER = "X-Portal-Signature"
-
-
-class DeliveryError(Exception):
-    """A delivery failed; `final` when trying again cannot help (a target not allowed)."""
-
-    def __init__(self, message: str, final: bool = False) -> None:
-        super().__init__(message)
-        self.final = final
-
-
-# --- What raises alerts -------------------------------------------------------------------
-
+from .. import signals
+from ..choices import AlertKind, ProbeState
+from ..models import Alert, AlertChannel, LatestProbe, ProbeFlip, ProbeRun, WorkerHeartbeat
 
 # An alert lists at most this many rules; the rest are counted ("and 12 more").
 LISTED_RULES = 50
 
 
-def on_flips(run: ProbeRun, flips: list[ProbeFlip]) -> None:
+@receiver(signals.states_changed)
+def on_flips(sender: type, run: ProbeRun, flips: list[ProbeFlip], **kwargs: object) -> None:
     """In the recorder's transaction: alerts for the state changes that matter (open -> anything
     else, anything -> intercepted). Each change alerts once, and a rule that flaps at most once
     per ALERT_FLAP_WINDOW; the changes of one batch come as one alert per kind, so that a
@@ -115,7 +90,8 @@ def raise_for_changes(run: ProbeRun, kind: str, changes: list[ProbeFlip], items:
     )
 
 
-def on_run_failed(run: ProbeRun) -> None:
+@receiver(signals.run_failed)
+def on_run_failed(sender: type, run: ProbeRun, **kwargs: object) -> None:
     deployment = run.deployment
     reasons = sorted({result.summary for result in run.results() if result.summary})
     subject = f"{deployment.name}: probe run {run.pk} failed, no rule could be probed"
@@ -137,9 +113,7 @@ def alert_silent_sites(now: datetime.datetime | None = None) -> int:
     silent = WorkerHeartbeat.objects.order_by().values_list("site").annotate(last=Max("last_seen"))
     raised = 0
     for site, last_seen in silent.filter(last__lt=cutoff):
-        teams = set()
-        for part in (Appliance, Host, PeerNetwork):
-            teams |= set(part.objects.filter(site=site).values_list("deployment__team", flat=True))
+        teams = set(Deployment.objects.in_site(site).values_list("team", flat=True))
         for team_id in sorted(teams):
             said = Alert.objects.filter(team_id=team_id, kind=AlertKind.SITE_SILENT, site=site, created__gte=last_seen)
             if said.exists():
@@ -158,71 +132,3 @@ def send_test_alert(channel: AlertChannel, user: object) -> Alert:
     subject = f"Test alert to {channel.name}"
     text = f"{subject}, sent by {user} from the port-requirement portal. Nothing is wrong."
     return Alert.raise_for(channel.team_id, AlertKind.TEST, subject, text, channels=[channel])
-
-
-# --- How they are delivered ---------------------------------------------------------------
-
-
-def deliver(delivery: AlertDelivery) -> None:
-    channel, alert = delivery.channel, delivery.alert
-    if channel.kind == ChannelKind.EMAIL:
-        try:
-            send_mail(f"[portal] {alert.subject}", alert.body, settings.ALERT_FROM_EMAIL, [channel.target])
-        except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"the mail server did not take it: {exc}") from exc
-    else:
-        post_webhook(channel, alert.payload())
-
-
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # a redirect could lead anywhere: it is an answer like any other
-
-
-def post_webhook(channel: AlertChannel, payload: dict) -> None:
-    body = json.dumps(payload, sort_keys=True).encode()
-    check_webhook_target(channel.target, final=True)
-    request = urllib.request.Request(
-        channel.target,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature(channel.secret, body)},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
-    try:
-        with opener.open(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # the last: not HTTP at all
-        raise DeliveryError(f"the webhook did not answer as HTTP: {exc!r}") from exc
-    if not 200 <= status < 300:
-        raise DeliveryError(f"the webhook answered HTTP {status}")
-
-
-def check_webhook_target(url: str, final: bool = False) -> None:
-    """A webhook goes only to addresses in ALERT_WEBHOOK_ALLOWED_NETWORKS: what a user types
-    must not turn the portal into a way to reach its own network's other services."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError as exc:  # "Port out of range"
-        raise DeliveryError("A webhook's port is 1-65535.", final=True) from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DeliveryError("A webhook is an http:// or https:// URL with a host.", final=True)
-    try:
-        found = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise DeliveryError(f"{parts.hostname} does not resolve: {exc}", final=final) from exc
-    allowed = [ipaddress.ip_network(n) for n in settings.ALERT_WEBHOOK_ALLOWED_NETWORKS]
-    for *_, address in found:
-        ip = ipaddress.ip_address(address[0])
-        if not any(ip in network for network in allowed):
-            raise DeliveryError(
-                f"{parts.hostname} ({ip}) is outside the networks webhooks may reach (ALERT_WEBHOOK_ALLOWED_NETWORKS).",
-                final=True,
-            )
