@@ -26,8 +26,8 @@ from pypdf import PdfReader
 
 from ports.deployments import save_deployment
 from ports.exports import RuleSet, Scope
-from ports.exports.layout import RULE_COLUMNS
-from ports.exports.pdf import change_request, render_pdf
+from ports.exports.layout import RULE_COLUMNS, render_pdf
+from ports.exports.pdf import change_request
 from ports.models import Deployment
 
 HOSTS = [

@@ -22,9 +22,9 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
 
-from ports.models import CatalogVersion, ChecklistItem
+from ports.models import CatalogVersion, ChecklistItem, Deployment
 from probes.choices import FINISHED_STATUSES
-from probes.models import AlertDelivery, LatestProbe, ProbeRun, WorkerHeartbeat
+from probes.models import AlertDelivery, ProbeRun, WorkerHeartbeat
 from probes.worker import RECORDER_QUEUE, site_queue
 
 
@@ -88,9 +88,9 @@ class PortalCollector:
         latest = GaugeMetricFamily(
             "portal_probe_latest_results", "Items by the state of their latest probe.", labels=["state"]
         )
-        states = LatestProbe.objects.order_by().values_list("state").annotate(n=Count("pk"))
-        for state, n in states:
-            latest.add_metric([state], n)
+        for state, n in ChecklistItem.objects.latest_state_counts().items():
+            if state is not None:  # never probed
+                latest.add_metric([state], n)
         yield latest
 
         runs = GaugeMetricFamily("portal_probe_runs", "Probe runs by status.", labels=["status"])
@@ -130,9 +130,7 @@ class PortalCollector:
                 labels=["site"],
             )
             client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-            sites = set(WorkerHeartbeat.objects.values_list("site", flat=True)) | set(
-                ChecklistItem.objects.order_by().values_list("source_site", flat=True).distinct()
-            )
+            sites = set(WorkerHeartbeat.objects.values_list("site", flat=True)) | Deployment.objects.probed_from()
             try:
                 for site in sorted(sites):
                     depth.add_metric([site], client.llen(site_queue(site)))

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 
+from .addresses import address_of
 from .choices import Role
 from .models import (
     RULE_COLUMN_NAMES,
@@ -22,7 +23,7 @@ from .models import (
     PeerNetwork,
     RuleColumns,
 )
-from .rules import IDENTITY_FIELDS, Endpoint, FlowKey, Rule, address_key, fingerprint
+from .rules import IDENTITY_FIELDS, Endpoint, FlowKey, Rule, fingerprint
 
 
 class TooManyRules(Exception):
@@ -157,8 +158,8 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
         fields = RuleColumns.columns_of(rule) | {
             "position": position,
             "number": numbers[rule.flow],
-            "source_key": address_key(rule.source.address),
-            "destination_key": address_key(rule.destination.address),
+            "source_key": address_of(rule.source.address).sort_key,
+            "destination_key": address_of(rule.destination.address).sort_key,
         }
         item = existing.pop(rule.key, None)
         if item is None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
+import operator
+from collections.abc import Iterable
+from functools import reduce
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -11,6 +13,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from .addresses import address_of
+from .broker import BrokerUnavailable, send
 from .choices import CatalogTable, Feature, Interface, ItemStatus, ProbeSchedule, Protocol, Role, Service
 from .rules import FOOTNOTE_MARKS, Endpoint, PortRange, Rule
 from .validators import (
@@ -211,12 +215,30 @@ class Requirement(models.Model):
 # --- Deployments --------------------------------------------------------------------
 
 
+# A deployment's parts that sit in a probe site, by their related names.
+SITED_PARTS = ("appliances", "hosts", "peer_networks")
+
+
 class DeploymentQuerySet(TeamScopedQuerySet):
     def checklist_changed(self) -> None:
         """Say that these deployments' checklists show something new, once the transaction
         commits: after it, so that this never waits for a deployment row that a regeneration
         holds while it waits for the same items."""
         transaction.on_commit(lambda: self.update(checklist_revision=F("checklist_revision") + 1))
+
+    def sites(self) -> set[str]:
+        """The probe sites these deployments' appliances, hosts and peer networks are in: where a
+        firewall zone is needed, and which deployments a site's workers serve."""
+        found = (self.order_by().values_list(f"{part}__site", flat=True) for part in SITED_PARTS)
+        return {site for sites in found for site in sites if site is not None}
+
+    def probed_from(self) -> set[str]:
+        """The sites these deployments' rules are probed from: their sources' sites."""
+        return set(self.order_by().values_list("checklist__source_site", flat=True).distinct()) - {None}
+
+    def in_site(self, site: str) -> DeploymentQuerySet:
+        """The deployments with an appliance, host or peer network in the site."""
+        return self.filter(reduce(operator.or_, (Q(**{f"{part}__site": site}) for part in SITED_PARTS))).distinct()
 
     def with_status_counts(self) -> DeploymentQuerySet:
         # Meta.ordering does not apply to aggregating queries: order explicitly.
@@ -314,44 +336,7 @@ class Deployment(models.Model):
 
     def sites(self) -> set[str]:
         """The network sites its appliances, hosts and peer networks are in."""
-        parts = (self.appliances, self.hosts, self.peer_networks)
-        return {site for part in parts for site in part.values_list("site", flat=True)}
-
-    def verify_open(self, user: object) -> int:
-        """Mark verified the rules whose latest probe is open (neither verified nor waived yet),
-        each with the probe that proves it in its history; returns how many.
-
-        One transaction: the items are locked in pk order (as every writer of items locks them)
-        and read again under the lock, so a waiver or a failing probe that lands meanwhile wins.
-        """
-        with transaction.atomic():
-            locked = self.checklist.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True)
-            list(locked)  # the lock, taken before anything is read
-            items = list(
-                self.checklist.with_latest_probe()
-                .filter(latest_probe_state="open")
-                .exclude(status__in=[ItemStatus.VERIFIED, ItemStatus.WAIVED])
-                .order_by("pk")
-            )
-            if not items:
-                return 0
-            now = timezone.now()
-            StatusChange.objects.bulk_create(
-                StatusChange(
-                    item=item,
-                    from_status=item.status,
-                    to_status=ItemStatus.VERIFIED,
-                    user=user,
-                    comment=f"latest probe open ({item.latest_probe_site}, "
-                    f"{item.latest_probe_checked_at:%Y-%m-%d %H:%M} UTC)",
-                )
-                for item in items
-            )
-            ChecklistItem.objects.filter(pk__in=[item.pk for item in items]).update(
-                status=ItemStatus.VERIFIED, status_changed_at=now, revision=F("revision") + 1
-            )
-            Deployment.objects.filter(pk=self.pk).checklist_changed()
-        return len(items)
+        return Deployment.objects.filter(pk=self.pk).sites()
 
     @property
     def dlp_range(self) -> PortRange | None:
@@ -392,7 +377,7 @@ class Appliance(models.Model):
         preferred = [requirement.recommended_interface] if requirement.recommended_interface else []
         for interface in preferred + list(requirement.interfaces):
             address = self.address(interface)
-            if address and (family is None or ipaddress.ip_address(address).version == family):
+            if address and (family is None or address_of(address).family == family):
                 return interface
         return None
 
@@ -488,16 +473,27 @@ class RuleColumns(models.Model):
 RULE_COLUMN_NAMES = [field.attname for field in RuleColumns._meta.fields]
 
 
-# The columns of an item's current probe state that with_latest_probe() brings along.
-LATEST_PROBE_FIELDS = ["run_id", "state", "summary", "latency_ms", "site", "checked_at", "since", "previous_state"]
+# An item's current probe state is a row the probes app keeps beside it (probes.LatestProbe, whose
+# one-to-one field names it `current_probe`); this layer knows it only by that name. Its evidence
+# is never read with a checklist: only what a row shows.
+CURRENT_PROBE = "current_probe"
 
 
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
     def with_latest_probe(self) -> ChecklistItemQuerySet:
-        """Each item's current probe state as `latest_probe` (None if never probed): the one join
-        of an item and its latest probe, for the API, the pages and the exports. Only the columns
-        shown are read, never the evidence."""
-        return self.annotate(**{f"latest_probe_{name}": F(f"current_probe__{name}") for name in LATEST_PROBE_FIELDS})
+        """Each item with its current probe state as `latest_probe` (None if never probed): the one
+        join of an item and its latest probe, for the API, the pages, the exports and the alerts."""
+        return self.select_related(CURRENT_PROBE).defer(f"{CURRENT_PROBE}__evidence")
+
+    def with_latest_state(self, states: Iterable[str] | None) -> ChecklistItemQuerySet:
+        """The items whose latest probe is in one of `states`; with None, those never probed."""
+        if states is None:
+            return self.filter(**{f"{CURRENT_PROBE}__isnull": True})
+        return self.filter(**{f"{CURRENT_PROBE}__state__in": list(states)})
+
+    def latest_state_counts(self) -> dict[str | None, int]:
+        """How many items by their latest probe's state (None: never probed)."""
+        return dict(self.order_by().values_list(f"{CURRENT_PROBE}__state").annotate(n=models.Count("pk")))
 
 
 class ChecklistItem(RuleColumns):
@@ -514,7 +510,7 @@ class ChecklistItem(RuleColumns):
     # The rule number of every export and page. Items of the same flow (Rule.flow) share it,
     # and a flow keeps its number when the checklist is regenerated (new flows get new ones).
     number = models.PositiveIntegerField(default=0)
-    # rules.address_key() of the endpoints: the checklist page sorts addresses as numbers.
+    # The endpoints' Address.sort_key: the checklist page sorts addresses as numbers.
     source_key = models.CharField(max_length=260, default="", editable=False)
     destination_key = models.CharField(max_length=260, default="", editable=False)
     status = models.CharField(max_length=10, choices=ItemStatus.choices, default=ItemStatus.TODO)
@@ -539,16 +535,13 @@ class ChecklistItem(RuleColumns):
     def ports(self) -> PortRange:
         return PortRange(self.port_start, self.port_end)
 
-    @cached_property
+    @property
     def latest_probe(self) -> object | None:
-        """The current probe state (joined by ChecklistItemQuerySet.with_latest_probe()), or None."""
-        latest = ChecklistItem.current_probe.related.related_model  # probes.LatestProbe
-        if not hasattr(self, "latest_probe_state"):
-            return latest.objects.filter(item=self).first()
-        if self.latest_probe_state is None:
-            return None
-        columns = {name: getattr(self, f"latest_probe_{name}") for name in LATEST_PROBE_FIELDS}
-        return latest(item=self, **columns)
+        """The current probe state, or None if never probed. Read only from the join of
+        ChecklistItemQuerySet.with_latest_probe(): never one query per item."""
+        if not self._state.fields_cache.keys() & {CURRENT_PROBE}:
+            raise LookupError("read items with_latest_probe() to show their latest probe")
+        return getattr(self, CURRENT_PROBE, None)
 
     @property
     def etag(self) -> str:
@@ -657,13 +650,9 @@ class ChangeRequestJob(models.Model):
 
     def send(self) -> None:
         """Hand the job to a worker; if the broker cannot take it, fail the job saying so (and in `unsent`)."""
-        from portal.celery import BrokerUnavailable, send
-
-        from .tasks import render_change_request
-
         self.unsent = ""
         try:
-            send(render_change_request, (self.pk,), task_id=f"change-request-{self.pk}")
+            send("ports.tasks.render_change_request", (self.pk,), task_id=f"change-request-{self.pk}")
         except BrokerUnavailable as unavailable:
             self.unsent = f"not sent to a worker: {unavailable}"
             self.advance(0, "failed", status=self.Status.FAILED, error=self.unsent, finished=timezone.now())

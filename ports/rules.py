@@ -9,15 +9,12 @@ are labels that may change without making it another rule.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
+from .addresses import Kind, address_of
 from .choices import Role
-
-if TYPE_CHECKING:
-    from .models import Requirement
 
 TO_APPLIANCE = "to the appliance"
 FROM_APPLIANCE = "from the appliance"
@@ -62,10 +59,23 @@ class Endpoint(NamedTuple):
     @property
     def family(self) -> int | None:
         """4 or 6 for an address or network, None for "any" or a hostname (either family)."""
-        try:
-            return ipaddress.ip_network(self.address, strict=False).version
-        except ValueError:
-            return None
+        return address_of(self.address).family
+
+    @property
+    def kind(self) -> Kind:
+        """Any, an address, a network or a name (addresses.Kind)."""
+        return address_of(self.address).kind
+
+
+class Requirement(Protocol):
+    """What a rule reads of its catalog requirement (models.Requirement has it)."""
+
+    uid: str
+    description: str
+    direction: str
+    service: str
+    table: str
+    footnotes: list[dict]
 
 
 class Rule(NamedTuple):
@@ -175,29 +185,6 @@ RULE_COLUMNS: list[tuple[str, str]] = [
 ]
 
 IDENTITY_FIELDS = ["requirement", "source", "destination", "protocol", "port_start", "port_end"]
-
-
-def number_runs(numbers: Iterable[int]) -> str:
-    """Numbers (ports, rule numbers) as runs: 17500, 17501, 17502, 17510 -> "17500-17502, 17510"."""
-    runs: list[list[int]] = []
-    for number in sorted(numbers):
-        if runs and number == runs[-1][-1] + 1:
-            runs[-1].append(number)
-        else:
-            runs.append([number])
-    return ", ".join(str(PortRange(run[0], run[-1])) for run in runs)
-
-
-def address_key(value: str) -> str:
-    """Text that sorts addresses as numbers (.3 before .29), a network by its first address and
-    length, "any" first and hostnames last: the checklist's sort, the same on every database."""
-    if value == "any":
-        return "0"
-    try:
-        network = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return f"9{value.lower()}"
-    return f"{network.version}{network.network_address.packed.hex()}{network.prefixlen:03d}"
 
 
 def fingerprint(rules: Iterable[Rule]) -> str:

@@ -3,7 +3,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from .exports import ExportParams, RuleSet
-from .exports.pdf import change_request, render_pdf
+from .exports.layout import render_pdf
+from .exports.pdf import change_request
 from .models import ChangeRequestJob
 
 

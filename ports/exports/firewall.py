@@ -14,15 +14,14 @@ rules out again (rollback), for the change request.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from . import Flow, RuleSet
+from ..addresses import Kind, Network, address_of
+from .rule_set import Flow, RuleSet
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 EXEMPT = "exempt from SSL decryption"
 
 
@@ -43,19 +42,12 @@ class Target:
         return self.zones.get(site, "any")
 
 
-def _network(value: str) -> Network | None:
-    """The value as a network, None for "any"; ValueError for a hostname."""
-    if value == "any":
-        return None
-    return ipaddress.ip_network(value, strict=False)
-
-
 def _is_name(value: str) -> bool:
-    try:
-        _network(value)
-    except ValueError:
-        return True
-    return False
+    return address_of(value).kind == Kind.NAME
+
+
+def _is_any(value: str) -> bool:
+    return address_of(value).kind == Kind.ANY
 
 
 def _names_a_host(flow: Flow) -> bool:
@@ -95,9 +87,14 @@ def _host_or_network(network: Network) -> str:
 
 
 class Syntax(NamedTuple):
+    """A firewall syntax: how to write a rule set in it and take rules out again, the file
+    suffix of its export, its name for people, and whether it uses the sites' zones (Target)."""
+
     render: Callable[[RuleSet, Target], str]
     rollback: Callable[[list[Flow], Target], list[str]]
     suffix: str
+    label: str
+    uses_zones: bool = False
 
 
 # --- nftables ----------------------------------------------------------------------------
@@ -109,7 +106,7 @@ def _nft_rule(flow: Flow) -> str | None:
     rule = flow.rule
     matches = []
     for key, value in (("saddr", rule.source.address), ("daddr", rule.destination.address)):
-        network = _network(value)
+        network = address_of(value).network
         if network is not None:
             family = "ip" if network.version == 4 else "ip6"
             matches.append(f"{family} {key} {_host_or_network(network)}")
@@ -153,7 +150,7 @@ def _xt_rule(flow: Flow, chain: str, family: int) -> str | None:
         return None
     parts = [chain]
     for flag, value in (("-s", rule.source.address), ("-d", rule.destination.address)):
-        network = _network(value)
+        network = address_of(value).network
         if network is not None:
             parts.append(f"{flag} {network}")
     ports = str(rule.ports).replace("-", ":")
@@ -203,7 +200,7 @@ ip6tables, ip6tables_rollback = _xtables(6, "ip6tables-restore")
 
 
 def _asa_network(value: str) -> str:
-    network = _network(value)
+    network = address_of(value).network
     if network.num_addresses == 1:
         return f"host {network.network_address}"
     if network.version == 6:
@@ -222,7 +219,7 @@ def _asa_service(acl: str, flow: Flow) -> str:
 def _asa_entries(flow: Flow, acl: str) -> list[str]:
     rule = flow.rule
     source, destination = (
-        "any" if value == "any" else f"object-group {_asa_group(acl, value)}"
+        "any" if _is_any(value) else f"object-group {_asa_group(acl, value)}"
         for value in (rule.source.address, rule.destination.address)
     )
     return [
@@ -239,7 +236,10 @@ def cisco_asa(rule_set: RuleSet, target: Target) -> str:
     lines = _header(rule_set, target, "!")
     flows = rule_set.flows
     addresses = dict.fromkeys(
-        value for flow in flows for value in (flow.rule.source.address, flow.rule.destination.address) if value != "any"
+        value
+        for flow in flows
+        for value in (flow.rule.source.address, flow.rule.destination.address)
+        if not _is_any(value)
     )
     for value in addresses:
         group = _asa_group(acl, value)
@@ -274,7 +274,7 @@ def cisco_asa_rollback(flows: list[Flow], target: Target) -> list[str]:
 
 
 def _panos_address(name: str, value: str) -> str:
-    return "any" if value == "any" else _object_name(name, value)
+    return "any" if _is_any(value) else _object_name(name, value)
 
 
 def _panos_rule(flow: Flow, target: Target) -> str:
@@ -291,10 +291,12 @@ def panos(rule_set: RuleSet, target: Target) -> str:
         value for flow in flows for value in (flow.rule.source.address, flow.rule.destination.address)
     )
     for value in addresses:
-        if value == "any":
+        if _is_any(value):
             continue
         kind = "fqdn" if _is_name(value) else "ip-netmask"
-        lines.append(f"set address {_panos_address(name, value)} {kind} {value if kind == 'fqdn' else _network(value)}")
+        lines.append(
+            f"set address {_panos_address(name, value)} {kind} {value if kind == 'fqdn' else address_of(value).network}"
+        )
     for rule in {(flow.rule.protocol, str(flow.rule.ports)): flow.rule for flow in flows}.values():
         lines.append(f"set service {name}-{rule.protocol}-{rule.ports} protocol {rule.protocol} port {rule.ports}")
     for flow in flows:
@@ -328,10 +330,12 @@ def panos_rollback(flows: list[Flow], target: Target) -> list[str]:
     return lines
 
 
+# The syntaxes, declared once: the API's URLs and parameters, the change request's rollback and
+# the checklist page's export dialog are derived from it.
 SYNTAXES = {
-    "nftables": Syntax(nftables, nftables_rollback, "nft"),
-    "iptables": Syntax(iptables, iptables_rollback, "rules"),
-    "ip6tables": Syntax(ip6tables, ip6tables_rollback, "rules6"),
-    "asa": Syntax(cisco_asa, cisco_asa_rollback, "asa"),
-    "panos": Syntax(panos, panos_rollback, "panos"),
+    "nftables": Syntax(nftables, nftables_rollback, "nft", "nftables"),
+    "iptables": Syntax(iptables, iptables_rollback, "rules", "iptables (IPv4)"),
+    "ip6tables": Syntax(ip6tables, ip6tables_rollback, "rules6", "ip6tables (IPv6)"),
+    "asa": Syntax(cisco_asa, cisco_asa_rollback, "asa", "Cisco ASA", uses_zones=True),
+    "panos": Syntax(panos, panos_rollback, "panos", "PAN-OS", uses_zones=True),
 }

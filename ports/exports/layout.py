@@ -1,6 +1,6 @@
 """The change request laid out with ReportLab: the cover, the CAB sections and a table of rules
-per firewall path. Imported when a PDF is first made (ReportLab takes a quarter of a second to
-load), never at start-up."""
+per firewall path. ReportLab takes a quarter of a second to load: this module is imported by
+what makes PDFs (the change request's task and view), not by the exports package."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def _rules_table(flows: list[Flow]) -> object:
     return table
 
 
-def render(request: ChangeRequest) -> bytes:
+def render_pdf(request: ChangeRequest) -> bytes:
     _fonts()
     s = Styles()
     deployment, version = request.deployment, request.deployment.catalog_version

@@ -2,7 +2,7 @@
 test plan, rollback, approval) and the firewall rules, numbered as in every export and grouped
 by the firewall path that implements them.
 
-`change_request()` gathers the content; `render_pdf()` lays it out with ReportLab. The rule
+`change_request()` gathers the content; `layout.render_pdf()` lays it out with ReportLab. The rule
 tables are plain strings wrapped by width, never a paragraph per cell: a change request of
 thousands of rules renders in a few times what a bare ReportLab table of the same rows takes
 (bench/export_pdf.py). Everything a user typed is escaped before it reaches a paragraph's markup.
@@ -17,9 +17,9 @@ from datetime import UTC
 
 from django.utils import timezone
 
-from probes.choices import FAILING_STATES
-
-from ..rules import PortRange, number_runs
+from ..addresses import Kind
+from ..ranges import number_runs
+from ..rules import PortRange
 from . import Flow, RuleSet, Scope
 from .firewall import SYNTAXES, Target
 
@@ -87,7 +87,7 @@ class ChangeRequest:
             )
 
         flows, found = self.flows, []
-        anywhere = [f for f in flows if "any" in (f.rule.source.address, f.rule.destination.address)]
+        anywhere = [f for f in flows if Kind.ANY in (f.rule.source.kind, f.rule.destination.kind)]
         if anywhere:
             found.append(
                 f"{rules(anywhere, 'allows', 'allow')} any address on one side (sending mail servers, end users): "
@@ -103,7 +103,7 @@ class ChangeRequest:
                 "traffic. Decrypting it breaks the product (the vendor's warning)."
             )
         # Failing as the checklist counts it: one-way UDP (unverifiable) has not failed.
-        failing = [f for f in flows if f.latest_probe and f.latest_probe.state in FAILING_STATES]
+        failing = [f for f in flows if f.latest_probe and f.latest_probe.failing]
         if failing:
             found.append(f"{rules(failing, 'failed its', 'failed their')} last probe: still closed or intercepted.")
         found.append("Each rule allows one protocol and port (range) between exactly the addresses given.")
@@ -179,9 +179,3 @@ def numbers_text(flows: list[Flow], limit: int | None = None) -> str:
     if limit and len(text) > limit:
         text = f"{text[: text.rfind(', ', 0, limit)]}, … ({len(flows)} rules in all)"
     return text
-
-
-def render_pdf(request: ChangeRequest) -> bytes:
-    from .layout import render  # ReportLab loads here, on the first PDF
-
-    return render(request)

@@ -9,12 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.errors import ServiceUnavailable
-from ports.models import Appliance, Deployment, Host, PeerNetwork
+from ports.models import Deployment
 from ports.scoping import TeamScoped
-
-from .alerts import send_test_alert
-from .models import Alert, AlertChannel, ProbeRun, TlsPin, TooManyRuns, WorkerHeartbeat
-from .serializers import (
+from probes.alerts.raising import send_test_alert
+from probes.models import Alert, AlertChannel, ProbeRun, TlsPin, TooManyRuns, WorkerHeartbeat
+from probes.serializers import (
     AlertChannelSerializer,
     AlertSerializer,
     ProbeRunDetailSerializer,
@@ -57,12 +56,6 @@ class ProbeRunViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMix
     def get_serializer_class(self) -> type:
         return ProbeRunSerializer if self.action == "list" else ProbeRunDetailSerializer
 
-    def get_object(self) -> ProbeRun:
-        run = super().get_object()
-        # Without a beat process the deadline is still kept: reading an overdue run closes it.
-        run.expire_if_overdue()
-        return run
-
     @extend_schema(request=None, responses={200: ProbeRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
@@ -77,10 +70,7 @@ class ProbeSitesView(APIView):
 
     @extend_schema(responses={200: ProbeSitesSerializer})
     def get(self, request: Request) -> Response:
-        deployments = Deployment.objects.for_user(request.user)
-        used = set()
-        for model in (Appliance, Host, PeerNetwork):
-            used |= set(model.objects.filter(deployment__in=deployments).values_list("site", flat=True))
+        used = Deployment.objects.for_user(request.user).sites()
         # Only the sites of the user's deployments: other teams' workers are none of their business.
         workers = WorkerHeartbeat.objects.live().filter(site__in=used)
         live = {w.site for w in workers}

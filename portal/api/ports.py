@@ -28,27 +28,27 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.errors import ServiceUnavailable
-
-from .deployments import Saved, save_deployment, upsert_deployment
-from .exports import ExportParams, ExportRequest, RuleSet
-from .exports.firewall import SYNTAXES, Target
-from .exports.pdf import change_request, render_pdf
-from .exports.sheets import ChecklistCSVRenderer, csv_table, to_xlsx
-from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
-from .models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
-from .scoping import TeamScoped
-from .serializers import (
+from ports.deployments import Saved, save_deployment, upsert_deployment
+from ports.exports import ExportParams, ExportRequest, RuleSet
+from ports.exports.firewall import SYNTAXES, Target
+from ports.exports.layout import render_pdf
+from ports.exports.pdf import change_request
+from ports.exports.sheets import ChecklistCSVRenderer, csv_table, to_xlsx
+from ports.models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
+from ports.scoping import TeamScoped
+from ports.serializers import (
     CatalogDiffSerializer,
     CatalogVersionSerializer,
     ChangeRequestJobSerializer,
     ChecklistDiffSerializer,
-    ChecklistItemDetailSerializer,
-    ChecklistItemSerializer,
-    ChecklistSerializer,
     DeploymentSerializer,
     RequirementSerializer,
     StatusUpdateSerializer,
 )
+from probes.verification import verify_open
+
+from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
+from .serializers import ChecklistItemDetailSerializer, ChecklistItemSerializer, ChecklistSerializer
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -246,7 +246,7 @@ class VerifyOpenView(TeamScoped, APIView):
         request=None, responses={200: inline_serializer("Verified", {"verified": serializers.IntegerField()})}
     )
     def post(self, request: Request, pk: str) -> Response:
-        return Response({"verified": self.deployment.verify_open(request.user)})
+        return Response({"verified": verify_open(self.deployment, request.user)})
 
 
 def checklist_key(deployment: Deployment, format: str, query: dict) -> str:
@@ -359,7 +359,17 @@ class ChangeRequestPDFView(DeploymentExportView):
 
 
 class FirewallExportView(DeploymentExportView):
-    @extend_schema(parameters=[ExportParams], responses={(200, "text/plain"): str})
+    @extend_schema(
+        parameters=[
+            ExportParams,
+            OpenApiParameter(
+                "syntax", enum=list(SYNTAXES), location=OpenApiParameter.PATH, description="The firewall syntax."
+            ),
+            # ExportParams' `syntax` is a change request's rollback syntax: no parameter of this export.
+            OpenApiParameter("syntax", location=OpenApiParameter.QUERY, exclude=True),
+        ],
+        responses={(200, "text/plain"): str},
+    )
     def get(self, request: Request, pk: str, syntax: str) -> HttpResponse:
         if syntax not in SYNTAXES:
             raise NotFound(f"Unknown syntax {syntax!r}; known: {', '.join(SYNTAXES)}.")

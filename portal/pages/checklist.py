@@ -1,36 +1,41 @@
 """The admins' browser pages: deployments, their checklist, the catalog.
 
 Pages are rendered on the server; the checklist's buttons call the REST API (session and
-CSRF) from a little JavaScript in static/checklist.js.
+CSRF) from a little JavaScript in static/checklist.js, which then swaps in the rows they
+changed as the server renders them (checklist_rows): a row has one renderer, ports/_row.html.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
 from django.core.paginator import Paginator
 from django.db.models import Count, F, Max
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
+from django.template.loader import get_template, render_to_string
+from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from rest_framework.exceptions import ValidationError
 
-from probes.choices import FAILING_STATES, STATE_MEANINGS, ProbeState
-from probes.models import LatestProbe, ProbeRun, WorkerHeartbeat
-
-from .choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
-from .deployments import save_deployment
-from .filters import NEVER_PROBED, ChecklistItemFilterSet, RequirementFilterSet
-from .forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
-from .models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
-from .scoping import team_deployment
-from .serializers import DeploymentSerializer
+from portal.api.filters import ChecklistItemFilterSet, RequirementFilterSet
+from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
+from ports.deployments import save_deployment
+from ports.exports.firewall import SYNTAXES
+from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
+from ports.models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
+from ports.scoping import team_deployment
+from ports.serializers import DeploymentSerializer
+from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState
+from probes.models import ProbeRun, WorkerHeartbeat
 
 # The checklist's sorts: `sort=port`, or `sort=-port` for descending; then by rule number.
 SORTS = {
@@ -40,7 +45,7 @@ SORTS = {
     "port": ["port_start", "port_end"],
     "protocol": ["protocol"],
     "status": ["status"],
-    "result": ["latest_probe_state"],
+    "result": ["current_probe__state"],
 }
 PAGE_SIZES = [25, 50, 100, 250, 500]
 SORT_LABELS = [
@@ -74,8 +79,8 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     by_status: dict[int, Counter] = {pk: Counter() for pk in shown}
     for pk, status, n in counts.annotate(n=Count("pk")):
         by_status[pk][status] = n
-    failing = LatestProbe.objects.filter(item__deployment__in=shown, state__in=FAILING_STATES)
-    failing = dict(failing.order_by().values_list("item__deployment").annotate(n=Count("pk")))
+    failing = ChecklistItem.objects.filter(deployment__in=shown).with_latest_state(FAILING_STATES)
+    failing = dict(failing.order_by().values_list("deployment").annotate(n=Count("pk")))
     last_run = ProbeRun.objects.filter(deployment__in=shown).order_by().values_list("deployment")
     last_run = dict(last_run.annotate(last=Max("created")))
     for pk, deployment in shown.items():
@@ -121,22 +126,21 @@ def checklist_summary(deployment: Deployment) -> dict:
     counts = cache.get(key)
     if counts is None:
         statuses = deployment.status_counts()
-        latest = LatestProbe.objects.filter(item__deployment=deployment).order_by()
-        states = dict(latest.values_list("state").annotate(n=Count("pk")))
+        states = deployment.checklist.latest_state_counts()
+        never = states.pop(None, 0)
         total = sum(statuses.values())
-        never = total - sum(states.values())
         counts = {
             "total": total,
             "status_counts": [(s.value, s.label, statuses.get(s.value, 0)) for s in ItemStatus],
             "result_counts": [
-                *((state.value, state.label, states[state]) for state in ProbeState if states.get(state)),
-                (NEVER_PROBED, "Never probed", never),
+                *((state.label, states[state], STATE_TONES[state]) for state in ProbeState if states.get(state)),
+                ("Never probed", never, NEVER_PROBED_TONE),
             ],
             "max_count": max([*statuses.values(), *states.values(), never, 1]),
             "failing": sum(states.get(state, 0) for state in FAILING_STATES),
             "probed": total - never,
             "opened_failing": ChecklistItemFilterSet({"flag": "opened_failing"}, deployment.checklist.all()).qs.count(),
-            "site_names": sorted(set(deployment.checklist.order_by().values_list("source_site", flat=True))),
+            "site_names": sorted(Deployment.objects.filter(pk=deployment.pk).probed_from()),
         }
         cache.set(key, counts)
     live = WorkerHeartbeat.objects.live_sites()
@@ -182,6 +186,48 @@ def options(choices: list[tuple[str, str]] | None, selected: list[str]) -> str:
 
 # The status control of a row, one per current status: rendered once, not once per row.
 STATUS_SELECTS = {current: options(ItemStatus.choices, [current]) for current in ItemStatus.values}
+# An item never probed has no verdict, as a pending one.
+NEVER_PROBED_TONE = STATE_TONES[ProbeState.PENDING]
+# The most rows the rows endpoint gives at once: a page's.
+MAX_ROWS = max(PAGE_SIZES)
+ITEM_ID = re.compile(r"[0-9]{1,18}")  # a positive bigint, never one the database overflows on
+
+
+def as_rows(items: Iterable[ChecklistItem]) -> list[ChecklistItem]:
+    """Items (read with_latest_probe()) ready for ports/_row.html: their status control, and the
+    tone of their latest probe."""
+    rows = list(items)
+    for item in rows:
+        probe = item.latest_probe
+        item.status_options = STATUS_SELECTS[item.status]
+        item.tone = STATE_TONES[probe.state] if probe else NEVER_PROBED_TONE
+    return rows
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """An entry of the page's export dialog: its value, its name for people, the API URL that
+    renders it, and whether it asks for the sites' zones."""
+
+    value: str
+    label: str
+    url: str
+    uses_zones: bool = False
+
+
+def export_formats(deployment: Deployment) -> list[ExportFormat]:
+    """The formats the export dialog offers: the change request, the sheets, every firewall syntax."""
+    pk = deployment.pk
+    return [
+        # A change request's rollback commands may be in a syntax that uses zones.
+        ExportFormat("pdf", "Change request (PDF)", reverse("deployment-pdf", args=[pk]), uses_zones=True),
+        ExportFormat("csv", "CSV", reverse("deployment-csv", args=[pk])),
+        ExportFormat("xlsx", "XLSX", reverse("deployment-xlsx", args=[pk])),
+        *(
+            ExportFormat(name, syntax.label, reverse("deployment-firewall", args=[pk, name]), syntax.uses_zones)
+            for name, syntax in SYNTAXES.items()
+        ),
+    ]
 
 
 @login_required
@@ -231,7 +277,10 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         "filtered": filtered,
         "statuses": ItemStatus.choices,
-        "legend": [(state.value, state.label, meaning) for state, meaning in STATE_MEANINGS.items()],
+        "legend": [(state.label, meaning, STATE_TONES[state]) for state, meaning in STATE_MEANINGS.items()],
+        "state_labels": dict(ProbeState.choices),
+        "export_formats": export_formats(deployment),
+        "rollback_syntaxes": [(name, syntax.label) for name, syntax in SYNTAXES.items()],
         **summary,
         "panel": summary_panel(deployment, summary),
     }
@@ -245,14 +294,26 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
         items = items.none() if errors else filterset.qs if filterset else items
         items = items.select_related("requirement").order_by(*order)
         page = Paginator(items, context["size"]).get_page(request.GET.get("page"))
-        items = list(page.object_list)
-        for item in items:
-            item.status_options = STATUS_SELECTS[item.status]
-        rows = render_to_string(
-            "ports/_rows.html", {**context, "page": page, "items": items, "failing_states": FAILING_STATES}
-        )
+        items = as_rows(page.object_list)
+        rows = render_to_string("ports/_rows.html", {**context, "page": page, "items": items})
         caches["checklists"].set(key, rows)
     return render(request, "ports/checklist.html", {**context, "rows": rows})
+
+
+@login_required
+def checklist_rows(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rows of the checklist by item id (`items=1,2,3`), as the page renders them: the page's script
+    swaps them in after a status change or a probe result, so that a row always reads as a reload
+    shows it. Ids of other deployments give no row."""
+    deployment = team_deployment(request.user, pk)
+    ids = request.GET.get("items", "").split(",")
+    if len(ids) > MAX_ROWS:
+        return HttpResponseBadRequest(f"At most {MAX_ROWS} items at once.", content_type="text/plain")
+    if not all(ITEM_ID.fullmatch(i) for i in ids):
+        return HttpResponseBadRequest("Give item ids as numbers separated by commas.", content_type="text/plain")
+    items = deployment.checklist.with_latest_probe().select_related("requirement").filter(pk__in=ids)
+    row = get_template("ports/_row.html")
+    return HttpResponse("\n".join(row.render({"item": item}) for item in as_rows(items.order_by("number", "pk"))))
 
 
 @login_required

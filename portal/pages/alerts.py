@@ -10,9 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from ports.models import Team
-
-from .alerts import send_test_alert
-from .models import Alert, AlertChannel
+from probes.alerts.raising import send_test_alert
+from probes.models import Alert, AlertChannel
 
 
 class ChannelForm(forms.ModelForm):

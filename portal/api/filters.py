@@ -1,11 +1,9 @@
 import django_filters as filters
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 
+from ports.choices import CatalogTable, Interface, ItemStatus, Protocol, Role
+from ports.models import ChecklistItem, Deployment, Requirement
 from probes.choices import FAILING_STATES, PROBED_STATES
-from probes.models import LatestProbe
-
-from .choices import CatalogTable, Interface, ItemStatus, Protocol, Role
-from .models import ChecklistItem, Deployment, Requirement
 
 
 class RequirementFilterSet(filters.FilterSet):
@@ -91,14 +89,10 @@ class ChecklistItemFilterSet(filters.FilterSet):
         fields = ["deployment", "status", "protocol", "interface", "role", "port", "q", "result", "flag"]
 
     def filter_result(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        latest = LatestProbe.objects.filter(item=OuterRef("pk"))
-        if value == NEVER_PROBED:
-            return queryset.filter(~Exists(latest))
-        return queryset.filter(Exists(latest.filter(state=value)))
+        return queryset.with_latest_state(None if value == NEVER_PROBED else [value])
 
     def filter_flag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        failing = LatestProbe.objects.filter(item=OuterRef("pk"), state__in=FAILING_STATES)
-        return queryset.filter(Exists(failing), status=ItemStatus.OPENED)
+        return queryset.with_latest_state(FAILING_STATES).filter(status=ItemStatus.OPENED)
 
     def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(source_role=value) | Q(destination_role=value))

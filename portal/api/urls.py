@@ -1,0 +1,35 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from . import ports, probes
+
+router = DefaultRouter()
+router.register("catalog/versions", ports.CatalogVersionViewSet, basename="catalogversion")
+router.register("catalog/requirements", ports.RequirementViewSet, basename="requirement")
+router.register("deployments", ports.DeploymentViewSet, basename="deployment")
+router.register("checklist-items", ports.ChecklistItemViewSet, basename="checklistitem")
+router.register("change-requests", ports.ChangeRequestJobViewSet, basename="changerequest")
+router.register("probe-runs", probes.ProbeRunViewSet, basename="proberun")
+router.register("tls-pins", probes.TlsPinViewSet, basename="tlspin")
+router.register("alert-channels", probes.AlertChannelViewSet, basename="alertchannel")
+router.register("alerts", probes.AlertViewSet, basename="alert")
+
+urlpatterns = [
+    path("me/", ports.MeView.as_view(), name="me"),
+    path("deployments/<int:pk>/checklist/", ports.ChecklistView.as_view(), name="deployment-checklist"),
+    path("deployments/<int:pk>/checklist.xlsx", ports.XlsxExportView.as_view(), name="deployment-xlsx"),
+    path("deployments/<int:pk>/checklist.csv", ports.CsvExportView.as_view(), name="deployment-csv"),
+    path("deployments/<int:pk>/checklist/diff/", ports.ChecklistDiffView.as_view(), name="deployment-diff"),
+    path("deployments/<int:pk>/checklist/verify-open/", ports.VerifyOpenView.as_view(), name="deployment-verify-open"),
+    path("deployments/<int:pk>/change-request.pdf", ports.ChangeRequestPDFView.as_view(), name="deployment-pdf"),
+    path("deployments/<int:pk>/change-requests/", ports.ChangeRequestJobView.as_view(), name="deployment-pdf-jobs"),
+    path("deployments/<int:pk>/firewall/<str:syntax>/", ports.FirewallExportView.as_view(), name="deployment-firewall"),
+    path("deployments/<int:pk>/probe-runs/", probes.DeploymentProbeRunsView.as_view(), name="deployment-probe-runs"),
+    path("deployments/<int:pk>/tls-pins/", probes.DeploymentTlsPinsView.as_view(), name="deployment-tls-pins"),
+    path("probe-sites/", probes.ProbeSitesView.as_view(), name="probe-sites"),
+    path("catalog/diff/", ports.CatalogDiffView.as_view(), name="catalog-diff"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    *router.urls,
+]
