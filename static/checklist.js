@@ -1,6 +1,8 @@
 // The checklist page's actions: status changes (with If-Match), bulk actions, probe runs and
 // exports, through the REST API with the session and its CSRF token. After every action the
-// summary panel is fetched again from the server, so that what the page says stays true.
+// summary panel and the rows it changed are fetched again from the server, which alone renders
+// them: what the page says stays true, and reads as a reload would show it. What the script needs
+// to know of the portal's concepts (state labels, export formats) the page writes into it.
 "use strict";
 
 const table = document.querySelector("table.checklist");
@@ -48,20 +50,34 @@ async function refreshPanel() {
   }
 }
 
-// Marked opened, yet its latest probe fails: flagged, with a label beside the status.
-const FAILING = ["refused", "filtered", "unreachable", "dns_error", "intercepted", "error"];
-function flag(row) {
-  const flagged = row.dataset.status === "opened" && FAILING.includes(row.dataset.state);
-  row.classList.toggle("flagged", flagged);
-  const cell = row.querySelector("td[data-label=Status]");
-  let label = cell.querySelector(".flag");
-  if (flagged && !label) {
-    label = document.createElement("span");
-    label.className = "flag";
-    label.textContent = "Opened, but the probe fails";
-    cell.append(label);
-  } else if (!flagged && label) {
-    label.remove();
+// Rows as the server renders them (ports/_row.html), swapped in by item id. The selection, an open
+// evidence box and the focus carry over; the handlers sit on the table, so they hold for new rows.
+const FOCUSABLE = ["select.status-select", "input.pick", "details.evidence summary"];
+const asked = new Map(); // item id -> the latest request for its row: an older answer never wins
+let requests = 0;
+async function refreshRows(ids) {
+  const wanted = [...new Set(ids.map(String))].filter((id) => document.getElementById(`item-${id}`));
+  if (!wanted.length) return;
+  const request = ++requests;
+  wanted.forEach((id) => asked.set(id, request));
+  let response;
+  try {
+    response = await fetch(`${table.dataset.rows}?items=${wanted.join(",")}`, { credentials: "same-origin", redirect: "error" });
+  } catch {
+    return say("Your session has ended: reload the page and log in again.", "bad");
+  }
+  if (!response.ok) return say("The rules could not be updated: reload the page.", "bad");
+  const answer = document.createElement("template");
+  answer.innerHTML = await response.text();
+  for (const fresh of answer.content.querySelectorAll("tr[data-item]")) {
+    const old = document.getElementById(fresh.id);
+    if (!old || asked.get(fresh.dataset.item) !== request) continue;
+    fresh.querySelector("input.pick").checked = old.querySelector("input.pick").checked;
+    const focused = FOCUSABLE.find((selector) => old.querySelector(selector) === document.activeElement);
+    const open = old.querySelector("details.evidence").open;
+    old.replaceWith(fresh);
+    if (open) fresh.querySelector("details.evidence").open = true; // its toggle loads the evidence afresh
+    if (focused) fresh.querySelector(focused).focus();
   }
 }
 
@@ -69,10 +85,10 @@ async function setStatus(row, status, comment = "") {
   const { response, data } = await api("PATCH", `/api/checklist-items/${row.dataset.item}/`, { status, comment }, { "If-Match": row.dataset.etag });
   const select = row.querySelector("select.status-select");
   if (response.ok) {
+    // The row holds the change until the server's rendering of it replaces the row.
     row.dataset.etag = data.etag;
     row.dataset.status = data.status;
     select.value = data.status;
-    flag(row);
     return true;
   }
   select.value = row.dataset.status;
@@ -111,6 +127,7 @@ async function applyStatus(select) {
   if (await setStatus(row, select.value, comment)) {
     say(`${ruleName(row)}: ${select.selectedOptions[0].textContent}.`, "good");
     refreshPanel();
+    refreshRows([row.dataset.item]);
   }
 }
 
@@ -157,10 +174,11 @@ document.getElementById("bulk-apply").addEventListener("click", async () => {
     comment = await askWhy(picked);
     if (comment === null) return;
   }
-  let done = 0;
-  for (const row of picked) if (await setStatus(row, select.value, comment)) done += 1;
-  say(`${done} of ${picked.length} rules marked ${select.selectedOptions[0].textContent.toLowerCase()}.`, done === picked.length ? "good" : "bad");
+  const done = [];
+  for (const row of picked) if (await setStatus(row, select.value, comment)) done.push(row.dataset.item);
+  say(`${done.length} of ${picked.length} rules marked ${select.selectedOptions[0].textContent.toLowerCase()}.`, done.length === picked.length ? "good" : "bad");
   refreshPanel();
+  refreshRows(done);
 });
 
 document.getElementById("verify-open").addEventListener("click", async (event) => {
@@ -180,31 +198,8 @@ document.getElementById("verify-open").addEventListener("click", async (event) =
 
 // --- Probes ------------------------------------------------------------------------------
 
-function showResult(result) {
-  const row = document.getElementById(`item-${result.item}`);
-  // Not probed is no verdict: the row keeps its current state, as the portal does (LatestProbe).
-  if (!row || result.state === "pending" || result.state === "not_probed") return;
-  row.dataset.state = result.state;
-  const cell = row.querySelector("td.probe");
-  const state = document.createElement("span");
-  state.className = `state state-${result.state}`;
-  state.textContent = result.regression ? `${result.state} (was ${result.previous_state})` : result.state;
-  const parts = [state];
-  if (result.summary) {
-    const summary = document.createElement("span");
-    summary.className = "summary-text";
-    summary.textContent = ` ${result.summary}`;
-    parts.push(summary);
-  }
-  const facts = document.createElement("small");
-  facts.textContent = `${(result.checked_at ?? "").slice(0, 16).replace("T", " ")} UTC · ${result.site}`;
-  const details = cell.querySelector("details.evidence");
-  details.querySelector(".loaded").replaceChildren();
-  delete details.dataset.loaded;
-  cell.replaceChildren(...parts, document.createElement("br"), facts, details);
-  row.classList.toggle("regression", Boolean(result.regression));
-  flag(row);
-}
+// The states' labels, as the portal declares them.
+const STATE_LABELS = JSON.parse(document.getElementById("state-labels").textContent);
 
 const probeButtons = () => [document.getElementById("probe-all"), document.getElementById("probe-selected")];
 
@@ -219,6 +214,7 @@ async function probe(body) {
     run.hidden = false;
     say("Probe run started.");
     let state;
+    const shown = new Map(); // item id -> when the result its row shows was checked
     for (;;) {
       const poll = await api("GET", `/api/probe-runs/${data.id}/`);
       if (!poll.response.ok) {
@@ -226,14 +222,18 @@ async function probe(body) {
         return say(`Probe run ${data.id}: the portal did not answer (${poll.response.status}); reload to see its results.`, "bad");
       }
       state = poll.data;
+      // A row changes only with a new result (a pending item has none yet): the server renders it,
+      // before the progress says so.
+      const fresh = state.results.filter((result) => result.checked_at && shown.get(result.item) !== result.checked_at);
+      fresh.forEach((result) => shown.set(result.item, result.checked_at));
+      await refreshRows(fresh.map((result) => result.item));
       bar.max = state.progress.total || 1;
       bar.value = state.progress.done;
       text.textContent = `${state.progress.done} / ${state.progress.total} · ${state.status.replace("_", " ")}`;
-      state.results.forEach(showResult);
       if (!["queued", "running"].includes(state.status)) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
-    const counts = Object.entries(state.by_state ?? {}).filter(([s, n]) => n && s !== "pending").map(([s, n]) => `${n} ${s.replace("_", " ")}`);
+    const counts = Object.entries(state.by_state ?? {}).filter(([, n]) => n).map(([s, n]) => `${n} ${(STATE_LABELS[s] ?? s).toLowerCase()}`);
     const dead = state.sites.filter((s) => !s.live_worker).map((s) => s.site);
     say(`Probe run ${state.status.replace("_", " ")}: ${counts.join(", ") || "no results"}.` + (dead.length ? ` No live worker in site ${dead.join(", ")}.` : ""),
       state.status === "done" ? "good" : "bad");
@@ -296,10 +296,14 @@ const exportStatus = document.getElementById("export-status");
 const exportLink = document.getElementById("export-link");
 const exportProgress = document.getElementById("export-progress");
 
+// The formats are the page's: each option says where it is rendered (data-url) and whether it
+// asks for the sites' zones (data-zones).
+const chosenFormat = () => exportForm.elements.format.selectedOptions[0];
+
 function showFields() {
-  const format = exportForm.elements.format.value;
-  exportForm.querySelectorAll(".for-pdf").forEach((label) => { label.hidden = format !== "pdf"; });
-  exportForm.querySelectorAll(".for-zones").forEach((label) => { label.hidden = !["asa", "panos", "pdf"].includes(format); });
+  const format = chosenFormat();
+  exportForm.querySelectorAll(".for-pdf").forEach((label) => { label.hidden = format.value !== "pdf"; });
+  exportForm.querySelectorAll(".for-zones").forEach((label) => { label.hidden = !("zones" in format.dataset); });
 }
 exportForm.elements.format.addEventListener("change", showFields);
 document.getElementById("export-close").addEventListener("click", () => exportDialog.close());
@@ -311,11 +315,6 @@ document.getElementById("open-export").addEventListener("click", () => {
   exportProgress.hidden = true;
   exportDialog.showModal();
 });
-
-const EXPORT_URLS = {
-  pdf: "change-request.pdf", csv: "checklist.csv", xlsx: "checklist.xlsx",
-  nftables: "firewall/nftables/", iptables: "firewall/iptables/", ip6tables: "firewall/ip6tables/", asa: "firewall/asa/", panos: "firewall/panos/",
-};
 
 function exportParams() {
   const fields = Object.fromEntries(new FormData(exportForm));
@@ -373,12 +372,11 @@ exportForm.addEventListener("submit", async (event) => {
 });
 
 async function exportNow() {
-  const format = exportForm.elements.format.value;
+  const { value: format, dataset: { url } } = chosenFormat();
   const params = exportParams();
   if (params.scope === "selection" && !params.items) { exportStatus.textContent = "Select rules on the page first, or choose other rules."; return; }
   exportLink.hidden = true;
   exportStatus.textContent = "Preparing…";
-  const url = `/api/deployments/${deploymentId}/${EXPORT_URLS[format]}`;
   const response = await fetch(`${url}?${new URLSearchParams(params)}`, { credentials: "same-origin" });
   if (response.ok) {
     const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "")?.[1] ?? `export.${format}`;
