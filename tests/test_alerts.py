@@ -26,6 +26,7 @@ from probes.tasks import check_silent_sites
 
 from .conftest import make_member, recorded_run, token_client
 from .probe_worker import Worker, flush_broker, needs_redis
+from .waiting import wait_until
 
 pytestmark = [needs_redis, pytest.mark.integration]
 
@@ -58,13 +59,6 @@ class Receiver(ThreadingHTTPServer):
 
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
-def wait_for(condition, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -125,7 +119,7 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
     assert Alert.objects.filter(kind="regression").count() == 1
     assert Alert.objects.filter(kind="interception").count() == 1
 
-    wait_for(lambda: len(mailbox.messages) >= 2, what=worker.log.read_text()[-3000:])
+    wait_until(lambda: len(mailbox.messages) >= 2, 30, worker.tail)
     subjects = sorted(
         str(message_from_string(content, policy=policy.default)["Subject"]) for _, content in mailbox.messages
     )
@@ -135,7 +129,8 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
 
     # The webhook failed four times (HTTP 500): each alert twice, then it took both, each signed
     # with the channel's secret.
-    wait_for(lambda: AlertDelivery.objects.filter(channel__kind="webhook", status="sent").count() == 2)
+    sent = AlertDelivery.objects.filter(channel__kind="webhook", status="sent")
+    wait_until(lambda: sent.count() == 2, 30, worker.tail)
     assert len(receiver.requests) == 6
     for headers, body, _ in receiver.requests:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -173,7 +168,7 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
 
 
 def test_failed_runs_silent_sites_and_test_alerts(alert_lab):
-    deployment, api, _, receiver, _ = alert_lab
+    deployment, api, _, receiver, worker = alert_lab
     receiver.failures = 0
     url = f"http://127.0.0.1:{receiver.server_address[1]}/"
     hook = api.post("/api/alert-channels/", {"name": "Chat", "kind": "webhook", "target": url}, format="json").json()
@@ -181,7 +176,7 @@ def test_failed_runs_silent_sites_and_test_alerts(alert_lab):
     # A test alert, to that channel only.
     response = api.post(f"/api/alert-channels/{hook['id']}/test/")
     assert response.status_code == 202 and response.json()["kind"] == "test"
-    wait_for(lambda: len(receiver.requests) == 1)
+    wait_until(lambda: len(receiver.requests) == 1, 30, worker.tail)
 
     # A run whose sites have no live worker fails: an alert says so, with the reason.
     run = api.post(f"/api/deployments/{deployment.pk}/probe-runs/", {}, format="json").json()
@@ -195,7 +190,7 @@ def test_failed_runs_silent_sites_and_test_alerts(alert_lab):
     assert check_silent_sites() == 1
     assert check_silent_sites() == 0
     assert "Probe site 'hq' has had no live worker for 60 minutes" in Alert.objects.get(kind="site_silent").subject
-    wait_for(lambda: len(receiver.requests) == 3)
+    wait_until(lambda: len(receiver.requests) == 3, 30, worker.tail)
 
     # Another team sees none of it.
     other = token_client(make_member("bob", "Other team"))
@@ -203,6 +198,6 @@ def test_failed_runs_silent_sites_and_test_alerts(alert_lab):
     assert other.post(f"/api/alert-channels/{hook['id']}/test/").status_code == 404
 
     # The metrics count the deliveries.
-    wait_for(lambda: AlertDelivery.objects.filter(status="sent").count() == 3)
+    wait_until(lambda: AlertDelivery.objects.filter(status="sent").count() == 3, 30, worker.tail)
     text = Client().get("/metrics").content.decode()
     assert 'portal_alert_deliveries{status="sent"} 3.0' in text

@@ -362,7 +362,7 @@ def test_checklist_json_says_what_it_was_built_from(deployment, api):
 
 
 def test_checklist_items_have_exactly_the_documented_fields(deployment, api):
-    from ports.serializers import ChecklistItemDetailSerializer, ChecklistItemSerializer
+    from portal.api.serializers import ChecklistItemDetailSerializer, ChecklistItemSerializer
 
     (item,) = api.get(f"/api/deployments/{deployment.pk}/checklist/", {"port": 6671, "q": "esa1"}).json()["items"]
     assert set(item) == set(ChecklistItemSerializer().fields)

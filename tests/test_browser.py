@@ -101,16 +101,20 @@ def test_an_admin_creates_a_deployment_works_its_checklist_and_probes_it(live_se
     finally:
         worker.stop()
         listeners.close()
+    # Each row as a reload shows it: the state's label in its tone, its summary, since when.
     dns_row = page.locator(f"#item-{other.pk}")
-    assert dns_row.locator("td.probe .state").inner_text() == "open"
+    assert dns_row.locator("td.probe .state.tone-good").inner_text() == "Open"
     assert "DNS answered NOERROR" in dns_row.locator("td.probe").inner_text()
+    after_run = [row.evaluate("row => row.outerHTML") for row in page.locator("tbody tr[data-item]").all()]
+    page.reload()
+    assert [row.evaluate("row => row.outerHTML") for row in page.locator("tbody tr[data-item]").all()] == after_run
     dns_row.locator("details.evidence summary").click()
     # Evidence in words, and the history on demand, newest first: the probe, then the status changes.
     dns_row.locator("ol.history li", has_text="status todo → requested by alice (by the API)").wait_for()
     assert "DNS answered NOERROR with 1 answers." in dns_row.locator(".loaded").inner_text()
     history = dns_row.locator("ol.history li").all_inner_texts()
     assert "probe open" in history[0] and "status todo → requested" in history[-1]
-    assert page.locator(f"#item-{smtp.pk} td.probe .state").inner_text() == "refused"
+    assert page.locator(f"#item-{smtp.pk} td.probe .state.tone-bad").inner_text() == "Refused"
     # Marked opened, but the probe is refused: flagged.
     assert page.locator(f"#item-{smtp.pk} .flag").inner_text() == "Opened, but the probe fails"
     page.screenshot(path=ARTIFACTS / "checklist-probed.png", full_page=True)

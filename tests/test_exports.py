@@ -7,7 +7,6 @@ import io
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from ports.exports.firewall import Target, cisco_asa, panos
 
 from .conftest import create_deployment, make_member, recorded_run, token_client
 from .probe_worker import Worker, flush_broker, needs_redis
+from .waiting import wait_until
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_ZONES = {"default": "dmz", "hq": "trust", "office": "users"}
@@ -583,10 +583,12 @@ def test_a_large_change_request_is_rendered_by_a_worker_then_downloaded(transact
         assert response.status_code == 202
         url = response.headers["Location"]
         assert api.get(f"{url}pdf/").status_code == 404  # not ready yet
-        deadline = time.monotonic() + 240
-        while (job := api.get(url).json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.5)
+
+        def finished() -> dict | None:
+            job = api.get(url).json()
+            return None if job["status"] in ("queued", "running") else job
+
+        job = wait_until(finished, 240, lambda: f"{api.get(url).json()}\n{worker.tail()}", interval=0.5)
     finally:
         worker.stop()
     assert job["status"] == "done" and job["progress"] == 100 and job["rule_count"] == 75

@@ -180,7 +180,7 @@ def test_the_compose_file_is_valid_and_its_production_settings_pass_check_deploy
     environment = service.environment.root if hasattr(service.environment, "root") else service.environment
     assert "DATABASE_URL" not in environment and environment["REDIS_URL"].startswith("redis://site-dmz:")
     assert environment["WORKER_REMOTE_CONTROL"] == "0" and environment["BROKER_UNACKED_KEY"] == "unacked.dmz"
-    assert "probes.dmz" in service.command
+    assert "probes.dmz" in service.command and service.command[:3] == ["celery", "-A", "portal.probe_site"]
     variables = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "POSTGRES_PASSWORD": "not-used"}
     web = {name: interpolate(str(value), variables) for name, value in services["web"].environment.items()}
     assert web["DJANGO_SSL_REDIRECT"] == "1" and int(web["DJANGO_HSTS_SECONDS"]) >= 31536000
@@ -360,7 +360,7 @@ def test_probe_sites_networks_come_from_the_operator(settings):
     from django.core.exceptions import ImproperlyConfigured
 
     from portal.settings import parse_allowed_networks
-    from probes.tasks import allowed_networks
+    from probes.probing import allowed_networks
 
     text = "*=127.0.0.0/8; dmz=127.0.5.0/24,::1/128"
     settings.PROBE_ALLOWED_NETWORKS = parse_allowed_networks(text)

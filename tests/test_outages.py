@@ -17,7 +17,8 @@ from probes.models import ProbeRun, WorkerHeartbeat
 from probes.responders import Listeners, free_port
 
 from .conftest import make_member, token_client
-from .probe_worker import ROOT, OwnRedis, Worker, needs_redis, portal_broker
+from .probe_worker import ROOT, OwnRedis, Worker, needs_redis, portal_broker, wait_for_run
+from .waiting import wait_until
 
 pytestmark = [needs_redis, pytest.mark.integration]
 
@@ -80,18 +81,12 @@ def test_a_site_worker_is_heard_again_after_broker_outages_and_probes_again(outa
                 assert "outage" not in WorkerHeartbeat.objects.live_sites(), f"live through a {seconds} s outage"
             beat = WorkerHeartbeat.objects.get(site="outage").last_seen
             own.start()
-            deadline = time.monotonic() + 15
-            while WorkerHeartbeat.objects.get(site="outage").last_seen <= beat:
-                assert time.monotonic() < deadline, f"not heard again after a {seconds} s outage"
-                time.sleep(0.3)
+            heard = WorkerHeartbeat.objects.filter(site="outage", last_seen__gt=beat)
+            wait_until(heard.exists, 15, f"not heard again after a {seconds} s outage", interval=0.3)
             with portal_broker(own.url):
                 response = api.post(f"/api/deployments/{deployment.pk}/probe-runs/", {}, format="json")
             assert response.status_code == 202, response.content
-            run_id = response.json()["id"]
-            deadline = time.monotonic() + 60
-            while (body := api.get(f"/api/probe-runs/{run_id}/").json())["status"] in ("queued", "running"):
-                assert time.monotonic() < deadline, (seconds, body)
-                time.sleep(0.3)
+            body = wait_for_run(api, response.json()["id"], timeout=60)
             assert body["status"] == "done", (seconds, body)  # the worker consumes again after the outage
     finally:
         worker.stop()
@@ -147,18 +142,14 @@ def test_the_recorder_takes_heartbeats_again_after_a_database_outage(transaction
         )  # fmt: skip
         assert migrate.returncode == 0, migrate.stderr
         worker = Worker(["dbdown"], name="dbdown", DATABASE_URL=own.url)
-        deadline = time.monotonic() + 30
-        while own.last_seen("dbdown") is None:
-            assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
-            time.sleep(0.3)
+        wait_until(lambda: own.last_seen("dbdown") is not None, 30, lambda: worker.tail(2000), interval=0.3)
         own.stop()
         time.sleep(12)  # longer than the heartbeat timeout of the suite's settings (5 s there)
         own.start()
-        before = time.monotonic()
         beat = own.last_seen("dbdown")
-        while own.last_seen("dbdown") == beat:
-            assert time.monotonic() - before < 15, "no heartbeat after the database came back"
-            time.sleep(0.3)
+        wait_until(
+            lambda: own.last_seen("dbdown") != beat, 15, "no heartbeat after the database came back", interval=0.3
+        )
     finally:
         if worker is not None:
             worker.stop()

@@ -4,15 +4,20 @@ after every click, nothing comes from another host, and axe finds no serious acc
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.test import Client
 
+from ports.exports.firewall import SYNTAXES
 from ports.models import ChecklistItem
+from probes.choices import PROBED_STATES, STATE_TONES, ProbeState
 from probes.responders import Listeners
 
-from .conftest import ARTIFACTS, FULL_DEPLOYMENT, create_deployment, make_member
+from .conftest import ARTIFACTS, FULL_DEPLOYMENT, create_deployment, make_member, recorded_run
 from .probe_worker import Worker, flush_broker
 from .test_browser import log_in, pytestmark  # noqa: F401 (the same marks: Chromium and Redis)
 
@@ -182,13 +187,19 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
         page.check("#pick-all")
         assert page.locator("#picked").inner_text() == "81 selected"
         page.uncheck("#pick-all")
-        for row in page.locator("tbody tr[data-item]").all()[2:6]:
+        picked = page.locator("tbody tr[data-item]").all()[2:6]
+        for row in picked:
             row.locator("input.pick").check()
+            row.evaluate("row => { row.dataset.before = 'the change'; }")
         assert page.locator("#picked").inner_text() == "4 selected"
         page.select_option("#bulk-status", "requested")
         page.click("#bulk-apply")
         page.locator("#toast", has_text="4 of 4 rules marked requested.").wait_for()
         page.wait_for_function("document.querySelector('#panel').innerText.includes('Requested\\n4')")
+        # The changed rows are the server's again, and stay selected.
+        page.wait_for_function("!document.querySelector('tbody tr[data-before]')")
+        assert all(row.locator("input.pick").is_checked() for row in picked)
+        assert page.locator("#picked").inner_text() == "4 selected"
 
         # Probe all: the button waits for the run; the end is said with its counts.
         page.get_by_role("button", name="Probe all").click()
@@ -199,8 +210,9 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
         assert not page.locator("#probe-all").is_disabled()
         assert "Last run: never" not in panel.inner_text() and "Never probed" in panel.inner_text()
         # The rule marked opened whose probe is refused is flagged, now and after a reload.
-        opened = ChecklistItem.objects.get(pk=first.get_attribute("data-item"))
+        opened = ChecklistItem.objects.with_latest_probe().get(pk=first.get_attribute("data-item"))
         assert opened.latest_probe.state == "refused" and "flagged" in first.get_attribute("class")
+        assert first.locator("td.probe .state.tone-bad").inner_text() == "Refused"
         page.goto(f"{base}/deployments/{deployment.pk}/?flag=opened_failing")
         assert page.locator("tbody tr[data-item] .flag").all_inner_texts() == ["Opened, but the probe fails"]
         visits.check("checklist-after-probe")
@@ -210,7 +222,7 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
         page.click("#verify-open")
         page.locator("#toast", has_text="with an open probe marked verified").wait_for()
         page.wait_for_load_state()
-        verified = deployment.checklist.filter(status="verified")
+        verified = deployment.checklist.with_latest_probe().filter(status="verified")
         assert verified.exists() and all(item.latest_probe.state == "open" for item in verified)
         assert verified.first().history.last().comment.startswith("latest probe open")
 
@@ -285,10 +297,15 @@ def test_the_keyboard_changes_a_status_only_when_asked_and_enter_exports(lab, br
     page.wait_for_timeout(300)
     item.refresh_from_db()
     assert item.status == "todo" and not item.history.exists()
+    row.evaluate("row => { row.dataset.before = 'the change'; }")
     page.keyboard.press("Enter")
     page.locator("#toast", has_text="Opened.").wait_for()
     item.refresh_from_db()
     assert item.status == "opened" and item.history.count() == 1
+    # The row is the server's again, and the keyboard is where it was.
+    page.wait_for_function(f"!document.querySelector('#item-{item.pk}').dataset.before")
+    assert page.evaluate("document.activeElement.matches('select.status-select')")
+    assert page.evaluate("document.activeElement.closest('tr').id") == f"item-{item.pk}"
 
     # Enter in a field of the export dialog exports; it does not close the dialog.
     page.click("#open-export")
@@ -301,3 +318,68 @@ def test_the_keyboard_changes_a_status_only_when_asked_and_enter_exports(lab, br
     assert dialog.is_visible()
     dialog.get_by_role("button", name="Close").click()
     assert not dialog.is_visible()
+
+
+def rows_of(html: str) -> dict[str, str]:
+    """The checklist rows of a page or of the rows endpoint, by item id, as rendered."""
+    return {pk: row for row, pk in re.findall(r'(<tr id="item-(\d+)".*?</tr>)', html, re.S)}
+
+
+def test_states_show_in_their_tone_and_a_row_reads_the_same_whoever_renders_it(deployment, user, other_api):
+    """Probe states and firewall syntaxes are the server's: the page gives the script and the
+    stylesheet what they need of them, so a new state or syntax changes neither."""
+    items = list(deployment.checklist.order_by("number", "pk"))
+    states = PROBED_STATES  # each with a verdict: an item's current state
+    recorded_run(deployment, list(zip(items, states, strict=False)))
+    refused = items[states.index(ProbeState.REFUSED)]
+    refused.change_status("opened", user)
+    page = Client()
+    page.force_login(user)
+    url = f"/deployments/{deployment.pk}/"
+    html = page.get(url, {"size": 500}).content.decode()
+    on_page = rows_of(html)
+    assert len(on_page) == len(items) == 81
+    for item, state in zip(items, states, strict=False):
+        label = ProbeState(state).label
+        assert f'<span class="state tone-{STATE_TONES[state]}">{label}</span>' in on_page[str(item.pk)], state
+    assert 'class="state tone-bad">Refused' in on_page[str(refused.pk)]
+    assert "flagged" in on_page[str(refused.pk)] and "Opened, but the probe fails" in on_page[str(refused.pk)]
+    assert '<span class="state tone-good">Open</span>' in on_page[str(items[0].pk)]
+    assert '<span class="state tone-none">never probed</span>' in on_page[str(items[-1].pk)]
+
+    # The rows endpoint gives exactly the page's rows, for this deployment's items only.
+    rows_url = f"/deployments/{deployment.pk}/rows/"
+    asked = [refused.pk, items[0].pk, items[-1].pk]
+    other = create_deployment({**FULL_DEPLOYMENT, "name": "Elsewhere"}, team="Other team")
+    response = page.get(rows_url, {"items": ",".join(map(str, [*asked, other.checklist.first().pk, 10**17]))})
+    assert response.status_code == 200
+    assert rows_of(response.content.decode()) == {str(pk): on_page[str(pk)] for pk in asked}
+    assert page.get(rows_url, {"items": "999999999999999999"}).content == b""
+    for junk in ["", "abc", "1,,2", "1;2", "-1", "1.5", "10000000000000000000", ",".join(["1"] * 501)]:
+        response = page.get(rows_url, {"items": junk})
+        assert response.status_code == 400, junk
+    assert page.get(rows_url).status_code == 400
+    assert page.get(rows_url, {"items": ",".join(["1"] * 500)}).status_code == 200
+    mallory = Client()
+    mallory.force_login(other.team.members.get())
+    assert mallory.get(rows_url, {"items": str(refused.pk)}).status_code == 404
+    assert Client().get(rows_url, {"items": str(refused.pk)}).status_code == 302  # to the login page
+
+    # The stylesheet styles tones, never a state; the script names no state and no syntax.
+    static = Path(django_settings.BASE_DIR) / "static"
+    css, js = (static / "portal.css").read_text(), (static / "checklist.js").read_text()
+    classes = set(re.findall(r"\.([a-z][\w-]*)", css))
+    assert not [c for c in classes for state in ProbeState.values if c.endswith(f"-{state}")]
+    assert {f"tone-{tone}" for tone in STATE_TONES.values()} <= classes
+    js = js.replace('redirect: "error"', "")  # fetch's redirect mode, not the state
+    assert not [word for word in [*ProbeState.values, *SYNTAXES] if re.search(f"[\"'`]{word}[\"'`]", js)]
+
+    # The export dialog offers every syntax by its label, each at a URL that renders it.
+    dialog = html[html.index('<select name="format"') : html.index("</select>", html.index('<select name="format"'))]
+    options = re.findall(r'<option value="([^"]+)" data-url="([^"]+)"( data-zones)?>([^<]+)</option>', dialog)
+    assert [value for value, *_ in options] == ["pdf", "csv", "xlsx", *SYNTAXES]
+    for value, option_url, zones, label in options[3:]:
+        assert (label, bool(zones)) == (SYNTAXES[value].label, SYNTAXES[value].uses_zones)
+        assert page.get(option_url).status_code == 200, option_url
+    rollback = re.search(r'<select name="syntax">(.*?)</select>', html)[1]
+    assert re.findall(r'<option value="(\w+)">', rollback) == list(SYNTAXES)

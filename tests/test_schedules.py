@@ -19,6 +19,7 @@ from probes.models import ProbeRun
 from .conftest import create_deployment, make_member
 from .probe_worker import ROOT, Worker, flush_broker, needs_redis
 from .probe_worker import test_database_url as database_url
+from .waiting import wait_until
 
 
 def test_a_schedule_is_set_checked_and_read_back(deployment, api):
@@ -103,10 +104,8 @@ def test_two_beats_start_each_due_run_exactly_once(transactional_db, full_docume
         for n in range(2)
     ]
     try:
-        deadline = time.monotonic() + 40
-        while not ProbeRun.objects.filter(deployment=due).exists():
-            assert time.monotonic() < deadline, "no scheduled run started"
-            time.sleep(0.5)
+        started = ProbeRun.objects.filter(deployment=due)
+        wait_until(started.exists, 40, "no scheduled run started", interval=0.5)
         time.sleep(5)  # ten more ticks of each beat: none may start the run again
     finally:
         for beat in beats:
