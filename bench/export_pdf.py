@@ -26,7 +26,7 @@ from pypdf import PdfReader
 
 from ports.deployments import save_deployment
 from ports.exports import RuleSet, Scope
-from ports.exports.layout import RULE_COLUMNS, render_pdf
+from ports.exports.layout import TABLE_COLUMNS, render_pdf
 from ports.exports.pdf import change_request
 from ports.models import Deployment
 
@@ -84,7 +84,7 @@ def reference_pdf(rule_set: RuleSet) -> bytes:
     from reportlab.lib.units import mm
     from reportlab.platypus import LongTable, SimpleDocTemplate, TableStyle
 
-    rows = [[heading for heading, _ in RULE_COLUMNS]]
+    rows = [[heading for heading, _ in TABLE_COLUMNS]]
     for flow in rule_set.flows:
         rule = flow.rule
         rows.append(
@@ -101,7 +101,7 @@ def reference_pdf(rule_set: RuleSet) -> bytes:
                 "not probed",
             ]
         )
-    table = LongTable(rows, colWidths=[width * mm for _, width in RULE_COLUMNS], repeatRows=1)
+    table = LongTable(rows, colWidths=[width * mm for _, width in TABLE_COLUMNS], repeatRows=1)
     table.setStyle(TableStyle([("FONTSIZE", (0, 0), (-1, -1), 7.5), ("GRID", (0, 0), (-1, -1), 0.5, "#999999")]))
     out = io.BytesIO()
     SimpleDocTemplate(out, pagesize=landscape(A4)).build([table])

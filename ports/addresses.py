@@ -10,7 +10,6 @@ from enum import StrEnum
 from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-ANY = "any"
 
 
 class Kind(StrEnum):
@@ -48,7 +47,7 @@ class Address:
 @lru_cache(maxsize=4096)
 def address_of(text: str) -> Address:
     """The Address an endpoint's text is; kept, as a checklist names the same few many times."""
-    if text == ANY:
+    if text == Kind.ANY:
         return Address(text, Kind.ANY)
     try:
         network = ipaddress.ip_network(text, strict=False)

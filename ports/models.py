@@ -237,8 +237,10 @@ class DeploymentQuerySet(TeamScopedQuerySet):
         return set(self.order_by().values_list("checklist__source_site", flat=True).distinct()) - {None}
 
     def in_site(self, site: str) -> DeploymentQuerySet:
-        """The deployments with an appliance, host or peer network in the site."""
-        return self.filter(reduce(operator.or_, (Q(**{f"{part}__site": site}) for part in SITED_PARTS))).distinct()
+        """The deployments with an appliance, host or peer network in the site (a subquery per
+        kind of part: joining all three would multiply their rows)."""
+        parts = (self.model._meta.get_field(part).related_model.objects.filter(site=site) for part in SITED_PARTS)
+        return self.filter(reduce(operator.or_, (Q(pk__in=part.values("deployment")) for part in parts)))
 
     def with_status_counts(self) -> DeploymentQuerySet:
         # Meta.ordering does not apply to aggregating queries: order explicitly.

@@ -7,6 +7,6 @@ module only hands their common names on.
 """
 
 from .params import ExportParams, ExportRequest
-from .rule_set import Flow, RuleSet, Scope, select_items
+from .rule_set import Flow, RuleSet, Scope
 
-__all__ = ["ExportParams", "ExportRequest", "Flow", "RuleSet", "Scope", "select_items"]
+__all__ = ["ExportParams", "ExportRequest", "Flow", "RuleSet", "Scope"]

@@ -35,7 +35,7 @@ from .pdf import TLS_MARK, ChangeRequest, numbers_text, when
 
 FONT, BOLD, MONO = "DejaVuSans", "DejaVuSans-Bold", "DejaVuSansMono"
 # The rules table: (heading, width in mm); the page is A4 landscape with 12 mm margins (273 mm).
-RULE_COLUMNS = [
+TABLE_COLUMNS = [
     ("#", 14),
     ("Source", 36),
     ("Destination", 36),
@@ -122,9 +122,9 @@ def _table(rows: list[list], widths: list[float] | None = None, header: bool = T
 def _rules_table(flows: list[Flow]) -> object:
     """The rows of one firewall path: plain strings fitted to their columns, TLS rules marked in red."""
 
-    widths = [width * mm for _, width in RULE_COLUMNS]
+    widths = [width * mm for _, width in TABLE_COLUMNS]
     inner = [width - 6 for width in widths]  # less the cells' padding
-    rows: list[list[str]] = [[heading for heading, _ in RULE_COLUMNS]]
+    rows: list[list[str]] = [[heading for heading, _ in TABLE_COLUMNS]]
     style = [
         ("FONT", (0, 0), (-1, -1), FONT, 7.5, 9),
         ("FONT", (0, 0), (-1, 0), BOLD, 7.5, 9),

@@ -6,9 +6,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from ports.addresses import never_probed
+from ports.addresses import Network, never_probed
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
