@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from ports.models import Appliance, Deployment, Host, PeerNetwork
+from ports.rules import RULE_COLUMNS
+from ports.serializers import RuleSerializer
 
 from .conftest import FULL_DEPLOYMENT, create_deployment
 
@@ -341,3 +343,12 @@ def test_the_admin_takes_no_features_and_keeps_items_to_their_deployment(deploym
     item = deployment.checklist.first()
     assert admin.post(f"/admin/ports/checklistitem/{item.pk}/delete/", {"post": "yes"}).status_code == 403
     assert deployment.checklist.filter(pk=item.pk).exists()
+
+
+def test_a_rules_columns_are_the_same_in_every_reading(deployment):
+    """A rule's columns: its value's dict (JSON, CSV, the page), the sheets' headings and the API's
+    typed schema name the same columns in the same order, so an attribute cannot be left out of one."""
+    rule = deployment.checklist.select_related("requirement").first().rule
+    names = [name for name, _ in RULE_COLUMNS]
+    assert list(rule.as_dict()) == names
+    assert sorted(RuleSerializer().fields) == sorted(names)
