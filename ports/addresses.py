@@ -70,13 +70,22 @@ METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
 BROADCAST = ipaddress.ip_address("255.255.255.255")
 
 
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 prefixes whose last 32 bits are an IPv4 address that a translator or a dual stack may
+# reach: NAT64 (well-known and local-use), SIIT's translated form, and the deprecated
+# IPv4-compatible form (::a.b.c.d; :: and ::1 themselves excluded below).
+IPV4_IN_LAST_32_BITS = [
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+    ipaddress.ip_network("::/96"),
+]
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 address leads to: mapped, NAT64, 6to4, Teredo."""
+    """The IPv4 addresses an IPv6 address leads to: mapped, NAT64, SIIT, IPv4-compatible, 6to4,
+    Teredo."""
     found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-    if ip in NAT64:
+    if int(ip) > 1 and any(ip in prefix for prefix in IPV4_IN_LAST_32_BITS):
         found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return [address for address in found if address is not None]
 

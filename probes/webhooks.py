@@ -63,6 +63,8 @@ def check_webhook_target(url: str, final: bool = False) -> None:
         port = parts.port
     except ValueError as exc:  # "Port out of range"
         raise DeliveryError("A webhook's port is 1-65535.", final=True) from exc
+    if port == 0:
+        raise DeliveryError("A webhook's port is 1-65535.", final=True)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeliveryError("A webhook is an http:// or https:// URL with a host.", final=True)
     try:

@@ -96,8 +96,9 @@ def test_alerts_reach_email_and_signed_webhooks_once_per_change(alert_lab, setti
         {"name": "x", "kind": "webhook", "target": "http://192.0.2.10/hook"},  # outside the allowed networks
         {"name": "x", "kind": "pager", "target": "123"},
         {"name": "x", "kind": "webhook", "target": "http://127.0.0.1:99999/hook"},  # a port out of range
+        {"name": "x", "kind": "webhook", "target": "http://127.0.0.1:0/hook"},  # port 0 is no port
     ]
-    for body, field in zip(bad, ["target", "target", "target", "kind", "target"], strict=True):
+    for body, field in zip(bad, ["target", "target", "target", "kind", "target", "target"], strict=True):
         response = api.post("/api/alert-channels/", body, format="json")
         assert response.status_code == 400 and list(response.json()) == [field], (body, response.json())
     refused = api.post("/api/alert-channels/", bad[2], format="json").json()

@@ -301,6 +301,12 @@ def test_every_firewall_syntax_keeps_typed_text_out_of_its_lines(catalog, user, 
         ("0x7f000001", "address"),
         ("0177.0.0.1", "address"),
         ("2130706433", "address"),
+        # IPv6 forms that lead to the metadata address or loopback through a translator
+        ("::a9fe:a9fe", "address"),  # IPv4-compatible
+        ("64:ff9b:1::a9fe:a9fe", "address"),  # local-use NAT64
+        ("::ffff:0:a9fe:a9fe", "address"),  # SIIT
+        ("127.0.0.1\x00", "address"),  # a NUL: a 400, never a 500
+        ("host\x00.example", "address"),
     ],
 )
 def test_addresses_no_rule_can_name_are_refused_at_input(catalog, api, address, field):
@@ -334,7 +340,8 @@ def test_the_worker_refuses_targets_outside_its_sites_networks_after_resolving(d
 
     everything = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
     for address in ["0.0.0.0", "::", "169.254.169.254", "fe80::1", "224.0.0.251", "255.255.255.255", "fd00:ec2::254",
-                    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"]:  # fmt: skip
+                    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::a9fe:a9fe",
+                    "64:ff9b:1::a9fe:a9fe", "::ffff:0:a9fe:a9fe"]:  # fmt: skip
         assert "never probed" in refusal(address, everything), address  # whatever is allowed
     assert refusal("127.0.0.1", Engine().allowed) is None  # loopback by default
     assert "outside the networks" in refusal("10.1.2.3", Engine().allowed)
