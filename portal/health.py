@@ -1,13 +1,15 @@
 """Health and metrics for the operators' tools: /healthz (the process answers), /readyz (what it
 needs is there, or 503 naming what is missing) and /metrics (Prometheus text format).
 
-None of them needs a login: they say nothing of any team's rules beyond counts. Set
+None of them needs a login: they say nothing of any team's rules beyond counts, and /readyz says
+what is down, never where it is (its host and port go to the log). Set
 METRICS_TOKEN to require `Authorization: Bearer <token>` on /metrics.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterator
 
@@ -27,6 +29,8 @@ from probes.choices import FINISHED_STATUSES
 from probes.models import AlertDelivery, ProbeRun, WorkerHeartbeat
 from probes.worker import RECORDER_QUEUE, site_queue
 
+log = logging.getLogger(__name__)
+
 
 @require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -40,8 +44,9 @@ def missing() -> dict[str, str]:
         connection.ensure_connection()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except DatabaseError as failed:
-        return {"database": f"not reachable: {failed}".strip()}  # nothing else can be asked without it
+    except DatabaseError:
+        log.warning("readyz: the database is not reachable", exc_info=True)
+        return {"database": "not reachable"}  # nothing else can be asked without it
     unapplied = unapplied_migrations()
     if unapplied:
         found["migrations"] = f"{unapplied} not applied (manage.py migrate)"
@@ -50,8 +55,9 @@ def missing() -> dict[str, str]:
     if settings.REDIS_URL:
         try:
             redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2).ping()
-        except redis.RedisError as failed:
-            found["redis"] = f"not reachable: {failed}"
+        except redis.RedisError:
+            log.warning("readyz: Redis is not reachable", exc_info=True)
+            found["redis"] = "not reachable"
     return found
 
 

@@ -6,8 +6,12 @@ without importing the task: the worker's app knows every task by name.
 
 from __future__ import annotations
 
+import logging
+
 from celery import current_app
 from kombu.exceptions import OperationalError
+
+log = logging.getLogger(__name__)
 
 
 class BrokerUnavailable(Exception):
@@ -20,4 +24,6 @@ def send(task: str, args: tuple, **options: object) -> None:
     try:
         current_app.send_task(task, args, **options)
     except OperationalError as exc:
-        raise BrokerUnavailable(f"the message broker cannot be reached ({exc})") from exc
+        # Where the broker is (its host and port) goes to the log, never to the API's answer.
+        log.warning("the broker did not take %s: %s", task, exc)
+        raise BrokerUnavailable("the message broker cannot be reached") from exc

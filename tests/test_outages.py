@@ -38,6 +38,7 @@ def test_requests_the_broker_cannot_take_are_503_and_closed_with_the_true_reason
         assert time.monotonic() - started < 30
         job = api.post(f"/api/deployments/{deployment.pk}/change-requests/", {}, format="json")
     assert "message broker cannot be reached" in response.json()["detail"]
+    assert down.url.rsplit(":", 1)[-1].split("/")[0] not in response.content.decode()  # never where it is
     run = ProbeRun.objects.get()
     assert run.status == "failed" and run.finished is not None
     reasons = {result.summary for result in run.results()}

@@ -28,6 +28,7 @@ from .alerts import (
 )
 from .api import (
     API_MAX_BODY_BYTES,
+    API_SCHEMA_PUBLIC,
     EXPORT_SYNC_RULES,
     MAX_APPLIANCES,
     MAX_HOSTS,

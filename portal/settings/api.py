@@ -1,6 +1,8 @@
 """The REST API, its OpenAPI schema, and the limits on what one request may ask for."""
 
-from .env import env_int, env_str
+from .env import env_bool, env_int, env_str
+
+API_SCHEMA_PUBLIC = env_bool("API_SCHEMA_PUBLIC")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -17,6 +19,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "portal.pagination.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -27,6 +30,11 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its documentation map the whole API: for signed-in users and tokens, unless
+    # API_SCHEMA_PUBLIC=1 opens them.
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny" if API_SCHEMA_PUBLIC else "rest_framework.permissions.IsAuthenticated"
+    ],
     # 3.1: a nullable reference is oneOf [the schema, null]; 3.0 has no way to say it that validators agree on.
     "OAS_VERSION": "3.1.0",
     "SWAGGER_UI_DIST": "SIDECAR",
