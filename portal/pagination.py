@@ -11,6 +11,9 @@ class Pagination(LimitOffsetPagination):
     max_limit = 1000
 
     def get_offset(self, request: Request) -> int:
+        given = request.query_params.get(self.offset_query_param)
+        if given is not None and not given.isdecimal():  # DRF would read "null" or "-1" as 0
+            raise ValidationError({self.offset_query_param: ["A whole number, 0 or more."]})
         offset = super().get_offset(request)
         if offset > MAX_OFFSET:
             raise ValidationError({self.offset_query_param: [f"At most {MAX_OFFSET}."]})

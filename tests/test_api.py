@@ -554,4 +554,4 @@ def test_a_filter_that_does_not_parse_is_said_whatever_the_sort(deployment, user
     page.force_login(user)
     for sort in ["result", "-result", "destination"]:
         response = page.get(f"/deployments/{deployment.pk}/", {"port": "abc", "sort": sort})
-        assert response.status_code == 200 and "Enter a number." in response.content.decode()
+        assert response.status_code == 200 and "Enter a whole number." in response.content.decode()

@@ -410,7 +410,13 @@ def test_limits_are_clear_4xx_that_name_them(deployment, api, full_document, set
 
     assert api.get("/api/deployments/", {"limit": 2**64}).status_code == 200
     assert api.get("/api/deployments/", {"offset": 2**64}).status_code == 400
-    assert api.get("/api/checklist-items/", {"limit": "x", "offset": "-3"}).status_code == 200
+    assert api.get("/api/checklist-items/", {"limit": "x"}).status_code == 200  # the default page
+    for offset in ("-3", "null", "1.5"):  # not an offset: said, never read as 0
+        assert api.get("/api/checklist-items/", {"offset": offset}).status_code == 400, offset
+    checklist = f"/api/deployments/{deployment.pk}/checklist/"
+    for port in ("0.5", "70000", "abc"):
+        response = api.get(checklist, {"port": port})
+        assert response.status_code == 400 and "port" in response.json(), (port, response.content)
 
 
 def test_old_data_with_control_characters_still_exports(deployment, api):

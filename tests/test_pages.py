@@ -145,7 +145,7 @@ def test_the_checklist_pages_sorts_and_filters_at_any_size(lab, browser):
     assert "sort=-destination" in page.url and page.url.count("sort=") == 1
     # A filter that does not parse says so next to its field, and shows nothing.
     page.goto(f"{base}/deployments/{deployment.pk}/?port=abc")
-    assert "Enter a number." in page.locator(".filters label.invalid").inner_text()
+    assert "Enter a whole number." in page.locator(".filters label.invalid").inner_text()
     assert page.locator("tbody tr[data-item]").count() == 0
     visits.check("checklist-bad-filter")
 

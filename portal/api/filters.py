@@ -1,15 +1,28 @@
 import django_filters as filters
+from django import forms
 from django.db.models import Q, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from ports.choices import CatalogTable, Interface, ItemStatus, Protocol, Role
 from ports.models import ChecklistItem, Deployment, Requirement
 from probes.choices import FAILING_STATES, PROBED_STATES
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class PortFilter(filters.NumberFilter):
+    """A port: a whole number 0-65535 (0.5 or 70000 is the client's mistake, a 400)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, min_value=0, max_value=65535, **kwargs)
+
+
 class RequirementFilterSet(filters.FilterSet):
     product = filters.CharFilter(field_name="version__product__slug")
     version = filters.CharFilter(field_name="version__version", help_text="Catalog version (default: current).")
-    port = filters.NumberFilter(method="filter_port", help_text="A port; a range that contains it matches.")
+    port = PortFilter(method="filter_port", help_text="A port; a range that contains it matches.")
     protocol = filters.ChoiceFilter(choices=Protocol.choices)
     interface = filters.ChoiceFilter(choices=Interface.choices, method="filter_interface")
     role = filters.ChoiceFilter(choices=Role.choices, method="filter_role", help_text="Initiator or listener.")
@@ -65,9 +78,7 @@ class ChecklistItemFilterSet(filters.FilterSet):
         empty_label="any",
         help_text="Source or destination role.",
     )
-    port = filters.NumberFilter(
-        method="filter_port", label="Port", help_text="A port; a range that contains it matches."
-    )
+    port = PortFilter(method="filter_port", label="Port", help_text="A port; a range that contains it matches.")
     q = filters.CharFilter(method="filter_text", label="Text", help_text="Text in the endpoints or the requirement.")
     result = filters.ChoiceFilter(
         label="Latest probe",
