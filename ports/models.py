@@ -484,7 +484,7 @@ CURRENT_PROBE = "current_probe"
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
     def with_latest_probe(self) -> ChecklistItemQuerySet:
         """Each item with its current probe state as `latest_probe` (None if never probed): the one
-        join of an item and its latest probe, for the API, the pages, the exports and the alerts."""
+        join of an item and its latest probe, for the API, the pages and the exports."""
         return self.select_related(CURRENT_PROBE).defer(f"{CURRENT_PROBE}__evidence")
 
     def with_latest_state(self, states: Iterable[str] | None) -> ChecklistItemQuerySet:
