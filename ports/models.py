@@ -239,8 +239,8 @@ class DeploymentQuerySet(TeamScopedQuerySet):
     def in_site(self, site: str) -> DeploymentQuerySet:
         """The deployments with an appliance, host or peer network in the site (a subquery per
         kind of part: joining all three would multiply their rows)."""
-        parts = (self.model._meta.get_field(part).related_model.objects.filter(site=site) for part in SITED_PARTS)
-        return self.filter(reduce(operator.or_, (Q(pk__in=part.values("deployment")) for part in parts)))
+        found = (self.model.objects.filter(**{f"{part}__site": site}).values("pk") for part in SITED_PARTS)
+        return self.filter(reduce(operator.or_, (Q(pk__in=deployments) for deployments in found)))
 
     def with_status_counts(self) -> DeploymentQuerySet:
         # Meta.ordering does not apply to aggregating queries: order explicitly.
@@ -541,7 +541,7 @@ class ChecklistItem(RuleColumns):
     def latest_probe(self) -> object | None:
         """The current probe state, or None if never probed. Read only from the join of
         ChecklistItemQuerySet.with_latest_probe(): never one query per item."""
-        if not self._state.fields_cache.keys() & {CURRENT_PROBE}:
+        if CURRENT_PROBE not in self._state.fields_cache:
             raise LookupError("read items with_latest_probe() to show their latest probe")
         return getattr(self, CURRENT_PROBE, None)
 

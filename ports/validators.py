@@ -54,15 +54,9 @@ def is_numeric_ipv4_form(value: str) -> bool:
     return True
 
 
-def refuse_control_characters(value: str) -> None:
-    """No address, name or network holds a control character (a NUL would also break the parsers)."""
-    if _CONTROL.search(value):
-        raise ValidationError(f"{value!r} holds a control character: give the address alone.", code="invalid")
-
-
 def validate_host(value: str) -> None:
     """An IP address or a DNS hostname; "any" is for peer networks only."""
-    refuse_control_characters(value)
+    validate_name(value)  # one line, no control characters (a NUL would break the parsers too)
     if "%" in value:
         raise ValidationError(f'"{value}" has a zone id (%...): give the address alone.', code="invalid_host")
     if is_ip_address(value):
@@ -85,7 +79,7 @@ def validate_host(value: str) -> None:
 
 def validate_network(value: str) -> None:
     """A network in CIDR notation (host bits zero), or "any"."""
-    refuse_control_characters(value)
+    validate_name(value)  # one line, no control characters (a NUL would break the parsers too)
     if value == "any":
         return
     try:

@@ -37,13 +37,17 @@ def verify_open(deployment: Deployment, user: object) -> int:
                 from_status=item.status,
                 to_status=ItemStatus.VERIFIED,
                 user=user,
-                comment=f"latest probe open ({probe.site}, {probe.checked_at:%Y-%m-%d %H:%M} UTC)",
+                comment=proof(item.latest_probe),
             )
             for item in items
-            if (probe := item.latest_probe)
         )
         ChecklistItem.objects.filter(pk__in=[item.pk for item in items]).update(
             status=ItemStatus.VERIFIED, status_changed_at=now, revision=F("revision") + 1
         )
         Deployment.objects.filter(pk=deployment.pk).checklist_changed()
     return len(items)
+
+
+def proof(probe: object) -> str:
+    """What a verified rule's history says of the probe that proves it."""
+    return f"latest probe open ({probe.site}, {probe.checked_at:%Y-%m-%d %H:%M} UTC)"

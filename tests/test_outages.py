@@ -1,14 +1,18 @@
-"""The broker goes away: requests it cannot take are answered 503 and closed with the true
-reason; workers keep their heartbeat through the outage and probe again when it is back."""
+"""The broker or the database goes away: requests that cannot be done are answered a JSON 503 and
+closed with the true reason (never where the service is); workers keep their heartbeat through
+the outage and probe again when it is back."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -118,6 +122,24 @@ class OwnPostgres:
     def stop(self, check: bool = True) -> None:
         self.as_postgres(f"{self.bin}/pg_ctl", "-D", f"{self.folder}/data", "-m", "immediate", "stop", check=check)
 
+    def manage(self, *command: str) -> str:
+        """A manage.py command on this cluster's database; what it printed."""
+        ran = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=ROOT, env={**os.environ, "DATABASE_URL": self.url}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout
+
+    def create_portal(self) -> None:
+        """The portal's database on this cluster, migrated."""
+        self.as_postgres(f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "portal")
+        self.manage("migrate", "--noinput", "-v0")
+
+    def remove(self) -> None:
+        self.stop(check=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def last_seen(self, site: str) -> object:
         import psycopg2
 
@@ -127,21 +149,11 @@ class OwnPostgres:
 
 
 def test_the_recorder_takes_heartbeats_again_after_a_database_outage(transactional_db):
-    import shutil
-    import sys
-
     own = OwnPostgres()
     own.start()
     worker = None
     try:
-        subprocess.run(["runuser", "-u", "postgres", "--", f"{own.bin}/createdb", "-h", "127.0.0.1", "-p",
-                        str(own.port), "-U", "postgres", "portal"], check=True, cwd=own.folder)  # fmt: skip
-        environment = {"DATABASE_URL": own.url, "PATH": "/usr/bin:/bin"}
-        migrate = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-            cwd=ROOT, env={**os.environ, **environment}, capture_output=True, text=True,
-        )  # fmt: skip
-        assert migrate.returncode == 0, migrate.stderr
+        own.create_portal()
         worker = Worker(["dbdown"], name="dbdown", DATABASE_URL=own.url)
         wait_until(lambda: own.last_seen("dbdown") is not None, 30, lambda: worker.tail(2000), interval=0.3)
         own.stop()
@@ -154,5 +166,52 @@ def test_the_recorder_takes_heartbeats_again_after_a_database_outage(transaction
     finally:
         if worker is not None:
             worker.stop()
-        own.stop(check=False)
-        shutil.rmtree(own.folder, ignore_errors=True)
+        own.remove()
+
+
+CREATE_TOKEN = (
+    "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+    "print(Token.objects.create(user=User.objects.create(username='ops')).key)"
+)
+
+
+def test_the_api_answers_json_503_while_the_database_is_down_and_says_not_where(transactional_db):
+    own = OwnPostgres()
+    own.start()
+    server = None
+    try:
+        own.create_portal()
+        token = own.manage("shell", "-v0", "-c", CREATE_TOKEN).strip()
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT, env={**os.environ, "DATABASE_URL": own.url, "DJANGO_DEBUG": "0"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Token {token}"}
+        wait_until(lambda: answers(f"{base}/healthz"), 30, "the server did not start")
+        assert requests.get(f"{base}/api/deployments/", headers=headers, timeout=10).status_code == 200
+        own.stop()
+        down = requests.get(f"{base}/api/deployments/", headers=headers, timeout=10)
+        assert down.status_code == 503 and down.headers["Content-Type"] == "application/json", down.text
+        assert "database is not reachable" in down.json()["detail"] and str(own.port) not in down.text
+        ready = requests.get(f"{base}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["missing"] == {"database": "not reachable"}
+        own.start()
+        wait_until(
+            lambda: requests.get(f"{base}/api/deployments/", headers=headers, timeout=10).ok,
+            15,
+            "the API did not answer again after the database came back",
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        own.remove()
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.ConnectionError:
+        return False

@@ -143,6 +143,14 @@ def test_the_checklist_pages_sorts_and_filters_at_any_size(lab, browser):
     page.locator("th[aria-sort] a").click()
     assert page.locator("th[aria-sort]").get_attribute("aria-sort") == "descending"
     assert "sort=-destination" in page.url and page.url.count("sort=") == 1
+    # The filter form as a person uses it: every field is sent, the ones left at "any" blank.
+    page.goto(f"{base}/deployments/{deployment.pk}/")
+    page.locator(".filters input[name=port]").fill("9443")
+    page.locator(".filters button[type=submit]").click()
+    page.wait_for_url("**port=9443**")
+    assert "status=" in page.url and page.locator(".filters label.invalid").count() == 0
+    ports = page.locator("tbody td[data-label=Port]").all_inner_texts()
+    assert ports and all("9443" in port for port in ports), ports
     # A filter that does not parse says so next to its field, and shows nothing.
     page.goto(f"{base}/deployments/{deployment.pk}/?port=abc")
     assert "Enter a whole number." in page.locator(".filters label.invalid").inner_text()
@@ -169,6 +177,11 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
         first = page.locator("tbody tr[data-item]").first
         first.locator("select.status-select").select_option("opened")
         page.locator("#toast", has_text="Opened.").wait_for()
+        # Readable: its text is not painted in its own background's colour (axe leaves it "incomplete").
+        ink, ground = page.locator("#toast").evaluate(
+            "t => [getComputedStyle(t).color, getComputedStyle(t).backgroundColor]"
+        )
+        assert ink != ground, (ink, ground)
         page.wait_for_function("document.querySelector('#panel').innerText.includes('Opened\\n1')")
 
         # Waived needs a reason, kept in the history; cancelling changes nothing.

@@ -9,6 +9,17 @@ from ports.models import ChecklistItem, Deployment, Requirement
 from probes.choices import FAILING_STATES, PROBED_STATES
 
 
+class AnyOfField(forms.MultipleChoiceField):
+    """Values to match any of; a blank one (a form's "any", sent with every other field) is none."""
+
+    def to_python(self, value: object) -> list[str]:
+        return [choice for choice in super().to_python(value) if choice != ""]
+
+
+class AnyOfFilter(filters.MultipleChoiceFilter):
+    field_class = AnyOfField
+
+
 @extend_schema_field(OpenApiTypes.INT)
 class PortFilter(filters.NumberFilter):
     """A port: a whole number 0-65535 (0.5 or 70000 is the client's mistake, a 400)."""
@@ -68,7 +79,7 @@ NEVER_PROBED = "never"
 
 class ChecklistItemFilterSet(filters.FilterSet):
     deployment = filters.NumberFilter()
-    status = filters.MultipleChoiceFilter(choices=ItemStatus.choices)
+    status = AnyOfFilter(choices=ItemStatus.choices)
     protocol = filters.ChoiceFilter(choices=Protocol.choices)
     interface = filters.ChoiceFilter(choices=Interface.choices)
     role = filters.ChoiceFilter(

@@ -114,18 +114,8 @@ class Engine:
                 f"no answer within {self.timeout:g} s: dropped, or the host is down",
                 {"cause": f"no SYN-ACK within {self.timeout:g} s"},
             )
-        except ConnectionRefusedError as exc:
-            return PortResult(
-                port,
-                State.REFUSED,
-                _ms(started),
-                "connection refused (RST): nothing listens, or a firewall rejects",
-                {"cause": cause_of(exc)},
-            )
         except OSError as exc:
-            if exc.errno in UNREACHABLE_ERRNOS:
-                return PortResult(port, State.UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
-            raise
+            return rejected(port, exc, started, "connection refused (RST): nothing listens, or a firewall rejects")
         latency = _ms(started)
         speak = TCP_SERVICES.get(check.service)
         try:
@@ -182,18 +172,8 @@ class Engine:
                     f"no UDP answer within {self.timeout:g} s: dropped, or nothing answers",
                     {"cause": f"no datagram within {self.timeout:g} s"},
                 )
-            except ConnectionRefusedError as exc:
-                return PortResult(
-                    port,
-                    State.REFUSED,
-                    _ms(started),
-                    "ICMP port unreachable: nothing listens, or a firewall rejects",
-                    {"cause": cause_of(exc)},
-                )
             except OSError as exc:
-                if exc.errno in UNREACHABLE_ERRNOS:
-                    return PortResult(port, State.UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
-                raise
+                return rejected(port, exc, started, "ICMP port unreachable: nothing listens, or a firewall rejects")
             latency = _ms(started)
             try:
                 evidence = parse(data, request)
@@ -221,6 +201,17 @@ class _Datagram(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         if not self.answered.done():
             self.answered.set_exception(exc)
+
+
+def rejected(port: int, exc: OSError, started: float, refused: str) -> PortResult:
+    """A connection the path answered with a no: refused (a TCP RST, or ICMP port unreachable for
+    UDP, said as `refused`) or unreachable (ICMP host or network unreachable). Any other error is
+    the probe's own, raised again."""
+    if isinstance(exc, ConnectionRefusedError):
+        return PortResult(port, State.REFUSED, _ms(started), refused, {"cause": cause_of(exc)})
+    if exc.errno in UNREACHABLE_ERRNOS:
+        return PortResult(port, State.UNREACHABLE, _ms(started), describe(exc), {"cause": cause_of(exc)})
+    raise exc
 
 
 def _ms(started: float) -> float:
