@@ -20,6 +20,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Max
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils.html import format_html_join
@@ -112,7 +113,7 @@ def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
             show_errors(invalid.detail, form, formsets, rows)
         else:
             rules = saved.deployment.checklist.count()
-            text = f"{saved.deployment.name} saved ({saved.outcome}): its checklist has {rules} rules."
+            text = f"{saved.deployment.name} saved ({saved.outcome}): its checklist has {rules} rule{pluralize(rules)}."
             messages.success(request, text)
             return redirect("checklist", pk=saved.deployment.pk)
     return render(request, "ports/deployment_form.html", {"form": form, "formsets": formsets, "deployment": deployment})
