@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from ports.models import Team
+from probes.alerts.delivery import retry_delays
 from probes.alerts.raising import send_test_alert
 from probes.models import Alert, AlertChannel
 
@@ -21,6 +22,27 @@ class ChannelForm(forms.ModelForm):
         model = AlertChannel
         fields = ["team", "name", "kind", "target"]
         labels = {"target": "Email address or webhook URL"}
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def retry_promise() -> str:
+    """What the page promises about failed deliveries, from the schedule the worker follows."""
+    delays = retry_delays()
+    if not delays:
+        return "A failed delivery is not tried again: it is marked failed."
+    if len(delays) == 1:
+        return f"A failed delivery is tried again once, after {duration(delays[0])}, then marked failed."
+    after = [duration(delay) for delay in delays]
+    when = f"{', '.join(after[:-1])} and {after[-1]}"
+    total = duration(sum(delays))
+    return f"A failed delivery is tried again {len(delays)} times, after {when} ({total} in all), then marked failed."
 
 
 @login_required
@@ -35,7 +57,8 @@ def alert_channels(request: HttpRequest) -> HttpResponse:
         return redirect("alerts")
     channels = AlertChannel.objects.for_user(request.user).select_related("team")
     alerts = Alert.objects.for_user(request.user).prefetch_related("deliveries__channel")[:25]
-    return render(request, "probes/alerts.html", {"form": form, "channels": channels, "alerts": alerts})
+    context = {"form": form, "channels": channels, "alerts": alerts, "retry_promise": retry_promise()}
+    return render(request, "probes/alerts.html", context)
 
 
 @login_required

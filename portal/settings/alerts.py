@@ -8,7 +8,9 @@ ALERT_SITE_SILENT_AFTER = env_float("ALERT_SITE_SILENT_AFTER", 300)
 # A failed delivery is tried again after 30 s, 60 s, 120 s, ... (ALERT_MAX_RETRIES times).
 ALERT_RETRY_BASE = env_float("ALERT_RETRY_BASE", 30)
 ALERT_MAX_RETRIES = env_int("ALERT_MAX_RETRIES", 5)
-ALERT_WEBHOOK_TIMEOUT = env_float("ALERT_WEBHOOK_TIMEOUT", 10)
+# Each step of a webhook's POST (connect, TLS, the answer) gets this long: a receiver slower than
+# that fails this try and is tried again later, rather than holding an alerts worker.
+ALERT_WEBHOOK_TIMEOUT = env_float("ALERT_WEBHOOK_TIMEOUT", 5)
 # Where webhooks may go: the networks of your chat and ticket systems' receivers.
 ALERT_WEBHOOK_ALLOWED_NETWORKS = env_list("ALERT_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 ALERT_FROM_EMAIL = env_str("ALERT_FROM_EMAIL", "portal@localhost")

@@ -45,6 +45,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = int(CELERY_VISIBILITY_TIMEOUT * 0.8)
 CELERY_TASK_SOFT_TIME_LIMIT = int(CELERY_VISIBILITY_TIMEOUT * 0.7)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Alert deliveries wait on other people's servers: they have a queue and workers of their own
+# (docker-compose.yml's `alerts`), so that a receiver that hangs holds none of the central
+# worker's slots (exports, probes of the central site, beat's work). Their time limits are the
+# task's own (probes.tasks.deliver_alert), seconds rather than the minutes above.
+ALERTS_QUEUE = "portal.alerts"
+CELERY_TASK_ROUTES = {"probes.tasks.deliver_alert": {"queue": ALERTS_QUEUE}}
 # Remote control (inspect, ping) uses broker pub/sub, which a site's broker user is not given:
 # site workers run with WORKER_REMOTE_CONTROL=0 (README, "Broker users per site").
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = env_str("WORKER_REMOTE_CONTROL", "1") != "0"
