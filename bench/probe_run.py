@@ -4,8 +4,8 @@
 1,000 loopback checks: 100 addresses (127.90.0.1-100) x 10 ports, of which 3 answer
 (open), 4 have nothing listening (refused) and 3 drop the SYN (filtered: a listener
 whose accept queue is full). The run goes through the whole path: the API starts it,
-Redis carries the task, the site's Celery worker (no database) probes and sends the results
-through Redis to a central worker that records them in PostgreSQL, and
+Redis carries the task, the site's Celery worker (no database) probes and reports the results
+on its Redis stream to the recorder (`manage.py record`), which writes them in PostgreSQL, and
 the API is polled until the run is finished. The references, measured in the same run
 with the same timeout: a bare asyncio connect sweep of the same 1,000 ports, and
 `nmap -sT` with the same fixed timeout and no retries (installed with apt if missing).
@@ -43,7 +43,7 @@ from rest_framework.authtoken.models import Token  # noqa: E402
 from ports.deployments import save_deployment  # noqa: E402
 from ports.models import ChecklistItem, Requirement  # noqa: E402
 from probes.responders import Listeners  # noqa: E402
-from tests.probe_worker import Worker, flush_broker  # noqa: E402
+from tests.probe_worker import Recorder, Worker, flush_broker  # noqa: E402
 
 HOSTS = [f"127.90.0.{n}" for n in range(1, 101)]
 PORTS = list(range(41001, 41011))
@@ -164,8 +164,8 @@ def main() -> None:
             serve(listeners)
             deployment_id, client = prepare_deployment(user)
             flush_broker()
-            # As in production: the site's worker probes (no database), a central one records.
-            recorder = Worker([], name="recorder")
+            # As in production: the site's worker probes (no database), the recorder records.
+            recorder = Recorder("recorder")
             worker = Worker(["default"], name="bench", central=False, PROBE_TIMEOUT=str(ARGS.timeout))
             worker.wait_until_live()
             connection.close()  # the worker writes; this process only reads through the API

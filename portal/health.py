@@ -22,12 +22,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from ports.models import CatalogVersion, ChecklistItem, Deployment
 from probes.choices import FINISHED_STATUSES
 from probes.models import AlertDelivery, ProbeRun, WorkerHeartbeat
-from probes.worker import RECORDER_QUEUE, site_queue
+from probes.reports import DROPPED_KEY, StreamChannel
+from probes.worker import site_queue
 
 log = logging.getLogger(__name__)
 
@@ -130,25 +131,34 @@ class PortalCollector:
         yield age
 
         if settings.REDIS_URL:
-            depth = GaugeMetricFamily(
-                "portal_queue_depth",
-                "Messages waiting in a site's probe queue, and (site '(recorder)') for the recorder.",
-                labels=["site"],
-            )
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-            sites = set(WorkerHeartbeat.objects.values_list("site", flat=True)) | Deployment.objects.probed_from()
-            try:
-                for site in sorted(sites):
-                    depth.add_metric([site], client.llen(site_queue(site)))
-                depth.add_metric(["(recorder)"], client.llen(RECORDER_QUEUE))
-            except redis.RedisError:
-                pass  # the broker is down: /readyz says so; the other figures still come
-            else:
-                yield depth
+            yield from self.broker()
 
         scraped = GaugeMetricFamily("portal_metrics_scraped_at_seconds", "When these figures were read.")
         scraped.add_metric([], time.time())
         yield scraped
+
+    def broker(self) -> Iterator[Metric]:
+        """What waits on the broker: tasks in each site's queue, reports for the recorder, and the
+        reports it dropped (malformed: a faulty or hostile site)."""
+        depth = GaugeMetricFamily("portal_queue_depth", "Tasks waiting in a site's probe queue.", labels=["site"])
+        waiting = GaugeMetricFamily(
+            "portal_reports_waiting", "Reports of a site waiting for the recorder.", labels=["site"]
+        )
+        dropped = CounterMetricFamily(
+            "portal_reports_dropped", "Reports of a site that the recorder dropped as malformed.", labels=["site"]
+        )
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        sites = set(WorkerHeartbeat.objects.values_list("site", flat=True)) | Deployment.objects.probed_from()
+        try:
+            for site in sorted(sites):
+                depth.add_metric([site], client.llen(site_queue(site)))
+            for site, count in sorted(StreamChannel(client).waiting().items()):
+                waiting.add_metric([site], count)
+            for site, count in sorted(client.hgetall(DROPPED_KEY).items()):
+                dropped.add_metric([site.decode()], int(count))
+        except redis.RedisError:
+            return  # the broker is down: /readyz says so; the other figures still come
+        yield from (depth, waiting, dropped)
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

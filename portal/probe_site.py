@@ -10,11 +10,11 @@ import os
 
 from celery import Celery
 
-from probes.worker import Heartbeat
+from probes.worker import add_probe_steps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 # No fixups: Celery's Django fixup would call django.setup() when the worker starts.
 app = Celery("probe-site", fixups=[], include=["probes.probing"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.steps["worker"].add(Heartbeat)
+add_probe_steps(app)

@@ -18,4 +18,13 @@ class Strict:
             if unknown:
                 known = ", ".join(name for name, field in self.fields.items() if not field.read_only)
                 raise serializers.ValidationError({name: [f"Unknown field; known: {known}."] for name in unknown})
+            # DRF's text fields take a number and store its digits: 0 is not the text "0" here.
+            not_text = [
+                name
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField) and data.get(name) is not None
+                and not isinstance(data[name], str)
+            ]  # fmt: skip
+            if not_text:
+                raise serializers.ValidationError({name: ["Not a string."] for name in not_text})
         return super().to_internal_value(data)

@@ -12,7 +12,7 @@ from .addresses import is_ip_address, never_probed
 # RFC 1123 labels; a name must not look like a (mistyped) dotted IPv4 address.
 # Used with fullmatch(): "$" alone would let a trailing newline through ("dmz\n").
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
-_SITE = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
+SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 
 
 def parse_cron(value: str) -> crontab:
@@ -110,7 +110,7 @@ def validate_text(value: str) -> None:
 
 def validate_site(value: str) -> None:
     """A probe site's name, which becomes part of a queue name (probes.<site>)."""
-    if not _SITE.fullmatch(value):
+    if not SITE_NAME.fullmatch(value):
         raise ValidationError(
             "A site name is lower-case letters, digits, '-' and '_', starting with a letter or digit.",
             code="invalid_site",

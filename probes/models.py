@@ -6,6 +6,7 @@ import json
 import math
 import secrets
 from collections import Counter
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,6 +16,7 @@ from psycopg2.extras import Json, execute_values
 
 from ports.broker import BrokerUnavailable, send
 from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
+from ports.rules import PortRange
 from ports.validators import validate_name
 
 from . import signals
@@ -198,6 +200,11 @@ class ProbeRun(models.Model):
                 PROBE_SITE,
                 (self.pk, site, checks, self.timeout),
                 queue=site_queue(site),
+                # Straight into the site's list: its broker user may write its queue's routing
+                # entry, which the centre therefore never reads.
+                exchange="",
+                routing_key=site_queue(site),
+                declare=[],
                 task_id=f"probe-run-{self.pk}-{site}",
             )
         except BrokerUnavailable as unavailable:
@@ -233,14 +240,16 @@ class ProbeRun(models.Model):
         return {"done": self.done, "total": self.total}
 
     @classmethod
-    def record(cls, run_id: int, worker: str, outcomes: dict[int, dict]) -> int:
+    def record(cls, run_id: int, worker: str, outcomes: dict[int, dict], site: str | None = None) -> int:
         """The recorder: write the outcomes of some of a run's items (by item id), as a site's
         worker sent them; returns how many were new.
 
         Only items still pending in the run are written, so a batch sent twice (a redelivered
-        task probes again) changes nothing. Each item's current state (LatestProbe) is updated
-        in one statement, a ProbeFlip row is added only where the state changed, and the batch
-        is kept as one ProbeBatch row until it is purged: a handful of rows per thousand results.
+        task probes again) changes nothing; with `site` (the site that sent them, as the broker
+        knows it), only the items this run sent to that site: a site cannot write another's.
+        Each item's current state (LatestProbe) is updated in one statement, a ProbeFlip row is
+        added only where the state changed, and the batch is kept as one ProbeBatch row until it
+        is purged: a handful of rows per thousand results.
         """
         outcomes = {int(item_id): clean_outcome(outcome) for item_id, outcome in outcomes.items()}
         worker, now = str(worker)[:200], timezone.now()
@@ -251,13 +260,23 @@ class ProbeRun(models.Model):
             # The deployment before its items, as a save of the deployment takes them (ports.checklist):
             # the pins, alerts and revision written below refer to it.
             Deployment.objects.select_for_update(no_key=True).filter(pk=run.deployment_id).exists()
-            written = {item_id: site for site, ids in run.pending.items() for item_id in ids if item_id in outcomes}
+            written = {
+                item_id: pending_site
+                for pending_site, ids in run.pending.items()
+                if site is None or pending_site == site
+                for item_id in ids
+                if item_id in outcomes
+            }
             if not written:
                 return 0
             run.pending = {
                 site: rest for site, ids in run.pending.items() if (rest := [i for i in ids if i not in written])
             }
-            results = {item_id: outcomes[item_id] | {"site": site} for item_id, site in written.items()}
+            rules = rule_identities(written)
+            results = {
+                item_id: outcomes[item_id] | {"site": site, "rule": rules.get(item_id, {})}
+                for item_id, site in written.items()
+            }
             for result in results.values():
                 run.by_state[result["state"]] = run.by_state.get(result["state"], 0) + 1
             run.done += len(written)
@@ -328,11 +347,30 @@ class ProbeRun(models.Model):
             RunResult(run=self.pk, item=items.get(i), worker=batch.worker, checked_at=batch.received, **result)
             for i, batch, result in found
         ]
-        results += [RunResult(run=self.pk, item=items.get(i), site=site) for i, site in pending]
+        # A pending item that has gone from the checklist is no rule any more: nothing to show.
+        results += [RunResult(run=self.pk, item=items[i], site=site) for i, site in pending if i in items]
         return sorted(results, key=lambda result: result.item.position if result.item else 0)
 
 
 STATES = frozenset(ProbeState.values)
+
+
+def rule_identities(item_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    """What each item is, as a run's results keep it: the result still says which rule it was
+    after the item has gone from the checklist."""
+    columns = ("pk", "requirement__uid", "source", "destination", "protocol", "port_start", "port_end")
+    return {
+        pk: {
+            "requirement": uid,
+            "source": source,
+            "destination": destination,
+            "protocol": protocol,
+            "ports": str(PortRange(start, end)),
+        }
+        for pk, uid, source, destination, protocol, start, end in ChecklistItem.objects.filter(
+            pk__in=list(item_ids)
+        ).values_list(*columns)
+    }
 
 
 def clean_outcome(outcome: object) -> dict:
@@ -421,6 +459,18 @@ class RunResult(ProbeOutcome):
     evidence: dict = dataclasses.field(default_factory=dict)
     checked_at: datetime.datetime | None = None
     previous_state: str = ""
+    # Which rule it was, as the recorder kept it (rule_identities): read when the item has gone.
+    rule: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.item is not None:
+            self.rule = {
+                "requirement": self.item.requirement.uid,
+                "source": self.item.source,
+                "destination": self.item.destination,
+                "protocol": self.item.protocol,
+                "ports": str(self.item.ports),
+            }
 
 
 class OutcomeColumns(models.Model):

@@ -90,11 +90,12 @@ class ProbeResultSerializer(EvidenceSerializer):
 
     run = serializers.IntegerField(read_only=True)
     item = serializers.IntegerField(source="item.pk", allow_null=True, read_only=True)
-    requirement = serializers.CharField(source="item.requirement.uid", read_only=True)
-    source = serializers.CharField(source="item.source", read_only=True)
-    destination = serializers.CharField(source="item.destination", read_only=True)
-    protocol = serializers.CharField(source="item.protocol", read_only=True)
-    ports = serializers.CharField(source="item.ports", read_only=True)
+    # The rule as the result keeps it: still there when the item has gone (item is then null).
+    requirement = serializers.CharField(source="rule.requirement", default="", read_only=True)
+    source = serializers.CharField(source="rule.source", default="", read_only=True)
+    destination = serializers.CharField(source="rule.destination", default="", read_only=True)
+    protocol = serializers.CharField(source="rule.protocol", default="", read_only=True)
+    ports = serializers.CharField(source="rule.ports", default="", read_only=True)
 
 
 class ProbeRunSerializer(serializers.ModelSerializer):

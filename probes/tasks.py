@@ -1,74 +1,65 @@
-"""The central workers' tasks: record what the probe sites send back (results and heartbeats, on the
-recorder's queue), deliver alerts, and beat's schedule. The sites' own task is probing.probe_site."""
+"""The central workers' tasks: deliver alerts, and beat's schedule. The sites' own task is
+probing.probe_site; what the sites report is written by the recorder (probes.recorder)."""
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Sequence
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ports.choices import ProbeSchedule
 from ports.models import Deployment
 
-from .alerts.delivery import deliver
+from .alerts.delivery import deliver, retry_delays
 from .alerts.raising import alert_silent_sites
-from .choices import DeliveryStatus, ProbeState, RunStatus
-from .models import AlertDelivery, ProbeBatch, ProbeRun, WorkerHeartbeat
-from .worker import RECORD_HEARTBEAT, RECORD_RESULTS
+from .choices import DeliveryStatus, RunStatus
+from .models import AlertDelivery, ProbeBatch, ProbeRun
+from .webhooks import DeliveryError
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(
-    name=RECORD_RESULTS, autoretry_for=(DatabaseError,), retry_backoff=True, retry_backoff_max=60, max_retries=30
+    bind=True,
+    # A try resolves a name, connects and waits for the answer, each step within its timeout; a
+    # resolver that hangs or a receiver that trickles its answer is stopped here (soft, then hard),
+    # so that a try holds an alerts worker for seconds, not the central tasks' minutes.
+    soft_time_limit=2 * max(settings.ALERT_WEBHOOK_TIMEOUT, settings.EMAIL_TIMEOUT),
+    time_limit=2 * max(settings.ALERT_WEBHOOK_TIMEOUT, settings.EMAIL_TIMEOUT) + 5,
 )
-def record_results(
-    run_id: int, worker: str, outcomes: dict[str, dict], unfinished: Sequence[int] = (), reason: str = ""
-) -> int:
-    """The recorder, on a central worker: write a batch a site worker sent (ProbeRun.record).
-    A database outage is waited out with retries rather than losing the batch."""
-    written = dict(outcomes)
-    gone = {"state": ProbeState.NOT_PROBED, "summary": reason, "evidence": {"reason": reason}}
-    for item_id in unfinished:
-        written.setdefault(str(item_id), gone)
-    return ProbeRun.record(run_id, worker, written)
-
-
-@shared_task(
-    name=RECORD_HEARTBEAT, autoretry_for=(DatabaseError,), retry_backoff=True, retry_backoff_max=10, max_retries=5
-)
-def record_heartbeat(site: str, worker: str, started: str, leaving: bool = False) -> None:
-    """The recorder's side of a site worker's heartbeat (probes.worker.Heartbeat)."""
-    if leaving:
-        WorkerHeartbeat.leave(site, worker)
-    else:
-        WorkerHeartbeat.record(site, worker, datetime.datetime.fromisoformat(started))
-
-
-@shared_task(bind=True)
 def deliver_alert(self, delivery_id: int) -> None:
-    """Send one alert to one channel; on failure try again after ALERT_RETRY_BASE seconds, doubled
-    each time, ALERT_MAX_RETRIES times, then mark it failed."""
+    """Send one alert to one channel, on the alerts' own queue (CELERY_TASK_ROUTES); on failure try
+    again after each of retry_delays() (ALERT_RETRY_BASE seconds, doubled each time,
+    ALERT_MAX_RETRIES times), then mark it failed, saying what went wrong in words."""
     delivery = AlertDelivery.objects.select_related("alert__team", "channel").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return
     try:
         deliver(delivery)
-    except Exception as exc:  # whatever it was, the delivery says so rather than stay pending
-        final = getattr(exc, "final", False) or self.request.retries >= settings.ALERT_MAX_RETRIES
-        delivery.fail(str(exc), final=final)
-        if not final:
-            raise self.retry(countdown=settings.ALERT_RETRY_BASE * 2**self.request.retries, max_retries=None) from exc
+    except DeliveryError as exc:
+        error, final = str(exc), exc.final
+    except SoftTimeLimitExceeded:
+        error, final = f"timed out after {self.soft_time_limit:g} s", False
+    except Exception as exc:  # unforeseen: the log has the traceback, the page a sentence
+        log.exception("alert delivery %s failed", delivery_id)
+        error, final = f"the delivery failed unexpectedly ({type(exc).__name__}; see the alerts worker's log)", False
+    else:
+        AlertDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1
+        )
         return
-    AlertDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
-        status=DeliveryStatus.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1
-    )
+    delays = retry_delays()
+    final = final or self.request.retries >= len(delays)
+    delivery.fail(error, final=final)
+    if not final:
+        # max_retries said here: the task's own default (Celery's 3) would end the schedule early
+        # and leave the delivery pending for ever.
+        raise self.retry(countdown=delays[self.request.retries], max_retries=len(delays))
 
 
 @shared_task

@@ -17,7 +17,6 @@ from django.db import connection
 
 from probes.models import WorkerHeartbeat
 from probes.responders import free_port
-from probes.worker import RECORDER_QUEUE
 
 from .waiting import wait_until
 
@@ -33,8 +32,9 @@ def test_database_url() -> str:
 class Worker:
     """`celery worker -Q probes.<site>,...` in its own process group, so it can be killed whole.
 
-    A central worker (the default) also records results and heartbeats, with the database; a
-    site worker (`central=False`) has no DATABASE_URL at all, only its broker.
+    A central worker (the default) comes with the recorder (`manage.py record`, a process of its
+    own), with the database; a site worker (`central=False`) has no DATABASE_URL at all, only
+    its broker.
     """
 
     def __init__(
@@ -51,13 +51,15 @@ class Worker:
         environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         if central:
             environment["DATABASE_URL"] = test_database_url()
-            extra_queues = (*extra_queues, RECORDER_QUEUE)
         environment |= {"PROBE_HEARTBEAT_INTERVAL": "1", "PROBE_TIMEOUT": "1", **env}
         queues = ",".join([*(f"probes.{site}" for site in sites), *extra_queues])
         # A site's worker runs the site's own Celery app, which sets up no Django and loads no ORM.
         app = "portal" if central else "portal.probe_site"
         command = [*prefix, sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-n", f"{name}@%h"]
         command += ["--concurrency=1", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+        if not central:  # as production runs a site's worker: no Celery heartbeat, no remote control
+            command.append("--without-heartbeat")
+            environment.setdefault("WORKER_REMOTE_CONTROL", "0")
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -66,6 +68,7 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self.recorder = Recorder(name, **env) if central else None
 
     def tail(self, chars: int = 3000) -> str:
         """The end of the worker's log, for a failure's message."""
@@ -95,6 +98,42 @@ class Worker:
         """SIGKILL the whole worker (main process and pool): no goodbye, no acknowledgement."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+        if self.recorder:
+            self.recorder.kill()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.recorder:
+            self.recorder.stop()
+
+
+class Recorder:
+    """`manage.py record`: the recorder, a process of its own (with the database)."""
+
+    def __init__(self, name: str, **env: str) -> None:
+        self.log = Path(f"/tmp/probe-recorder-{name}-{os.getpid()}.log")
+        environment = {**os.environ, "DATABASE_URL": test_database_url(), "PROBE_HEARTBEAT_TIMEOUT": "5", **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "record"],
+            cwd=ROOT,
+            env=environment,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text()[-chars:]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
     def stop(self) -> None:
         if self.process.poll() is None:

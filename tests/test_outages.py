@@ -21,7 +21,7 @@ from probes.models import ProbeRun, WorkerHeartbeat
 from probes.responders import Listeners, free_port
 
 from .conftest import make_member, token_client
-from .probe_worker import ROOT, OwnRedis, Worker, needs_redis, portal_broker, wait_for_run
+from .probe_worker import ROOT, OwnRedis, Recorder, Worker, needs_redis, portal_broker, wait_for_run
 from .waiting import wait_until
 
 pytestmark = [needs_redis, pytest.mark.integration]
@@ -66,12 +66,12 @@ def outage_lab(transactional_db):
         "hosts": [{"role": "security_manager", "name": "fsm", "address": "127.0.66.2", "site": "outage"}],
     }
     deployment = save_deployment(document).deployment
-    yield api, deployment, port
+    yield api, deployment, port, listeners
     listeners.close()
 
 
 def test_a_site_worker_is_heard_again_after_broker_outages_and_probes_again(outage_lab, settings):
-    api, deployment, _ = outage_lab
+    api, deployment, _, _ = outage_lab
     settings.PROBE_HEARTBEAT_TIMEOUT = 5  # outages below last longer than the heartbeat timeout
     own = OwnRedis()
     own.start()
@@ -95,6 +95,67 @@ def test_a_site_worker_is_heard_again_after_broker_outages_and_probes_again(outa
             assert body["status"] == "done", (seconds, body)  # the worker consumes again after the outage
     finally:
         worker.stop()
+        own.stop()
+
+
+def states_of(run: dict) -> dict[int, str]:
+    """Each item's state, as a finished run's detail shows it."""
+    return {result["item"]: result["state"] for result in run["results"]}
+
+
+@pytest.mark.parametrize("seconds", [15, 60])
+def test_a_run_that_loses_its_broker_ends_with_every_items_true_state(outage_lab, full_document, settings, seconds):
+    """The broker goes away while the site's worker probes (Redis with its append-only file, as
+    production keeps it): the results probed meanwhile wait on the site and are recorded when it is
+    back, the run ends with the states a run without the outage finds, and the worker takes the
+    next run."""
+    api, _, _, listeners = outage_lab
+    document = {**full_document, "team": "Mail team", "name": "Outage during a run", "peer_networks": []}
+    for part in (*document["appliances"], *document["hosts"]):
+        part["site"] = "outage"
+    deployment = save_deployment(document).deployment
+    fsm_ports = deployment.checklist.filter(destination="127.0.4.1", protocol="tcp").values_list("port_start")
+    for (port,) in set(fsm_ports):
+        listeners.filtered("127.0.4.1", port)  # 4 s each: the outage starts meanwhile
+    settings.PROBE_HEARTBEAT_TIMEOUT = 5
+    own = OwnRedis("127.0.0.1", "--appendonly", "yes", "--appendfsync", "always")
+    own.start()
+    # A site's worker as production runs it; its task has 18 s: a 60 s outage outlasts it, so its
+    # acknowledgement fails while the broker is away (the wedge probes.worker.Consuming undoes).
+    site = {"BROKER_UNACKED_KEY": "unacked.outage", "CELERY_VISIBILITY_TIMEOUT": "30", "PROBE_TIMEOUT": "4"}
+    worker = Worker(["outage"], name="outage", central=False, REDIS_URL=own.url, **site)
+    recorder = Recorder("outage", REDIS_URL=own.url)
+    try:
+        worker.wait_until_live()
+
+        def start_run() -> int:
+            with portal_broker(own.url):
+                response = api.post(f"/api/deployments/{deployment.pk}/probe-runs/", {}, format="json")
+            assert response.status_code == 202, response.content
+            return response.json()["id"]
+
+        calm = wait_for_run(api, start_run(), timeout=60)
+        assert calm["status"] == "done", calm
+        expected = states_of(calm)
+        assert {"refused", "filtered"} <= set(expected.values()) and len(expected) > 10, expected
+
+        run_id = start_run()
+        run = ProbeRun.objects.filter(pk=run_id)
+        wait_until(lambda: run.get().done > 0, 30, worker.tail, interval=0.1)  # probing: the first results are in
+        assert run.get().pending, "the run ended before the outage: nothing was tested"
+        own.stop()
+        time.sleep(seconds)
+        own.start()
+        body = wait_for_run(api, run_id, timeout=120)
+        assert body["status"] == "done", (body, worker.tail())
+        assert states_of(body) == expected  # every item's true state: none lost, none invented
+
+        worker.wait_until_live()  # heard again (a run started before is honestly "no live worker")
+        again = wait_for_run(api, start_run(), timeout=60)  # the worker consumes its queue again
+        assert again["status"] == "done" and states_of(again) == expected, {r["summary"] for r in again["results"]}
+    finally:
+        worker.stop()
+        recorder.stop()
         own.stop()
 
 

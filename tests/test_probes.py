@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -22,10 +21,12 @@ from ports.models import Deployment
 from probes.engine import Check, Engine
 from probes.models import ProbeRun, TlsPin, WorkerHeartbeat
 from probes.probing import probe_site
+from probes.recorder import take
+from probes.reports import channel
 from probes.responders import Listeners, free_port, self_signed
 from probes.tasks import expire_overdue_runs
 
-from .conftest import create_deployment, make_member, token_client
+from .conftest import create_deployment, make_member, recorded_run, token_client
 from .probe_worker import Worker, flush_broker, needs_redis, wait_for_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -411,22 +412,15 @@ def test_run_lists_take_the_same_queries_for_one_run_or_many(deployment, api):
         assert [run["progress"]["total"] for run in body["results"]] == [1, 81, 81]
 
 
-@pytest.fixture
-def recorder_in_process():
-    """Tasks sent to the recorder run at once, in this process: a site task called directly
-    has its results recorded before it returns."""
-    from portal.celery import app
-
-    # The site's task sends by name (it does not import the recorder): the broker's edge is replaced.
-    def run_here(name: str, args: tuple = (), kwargs: dict | None = None, **options: object) -> object:
-        return app.tasks[name].apply(args, kwargs)
-
-    with mock.patch.object(app, "send_task", run_here):
-        yield
+def record_reported() -> None:
+    """What the sites reported, recorded now, in this process (as the recorder does)."""
+    reports_of = channel()
+    while take(reports_of, 0.1):
+        pass
 
 
 @override_settings(CELERY_TASK_SOFT_TIME_LIMIT=2)  # a budget of 1.8 s
-def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, listeners, recorder_in_process):
+def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, listeners):
     call_command("load_catalog", verbosity=0)
     make_member("alice", "Mail team")
     deployment = create_deployment(
@@ -443,6 +437,7 @@ def test_a_task_stops_within_its_time_budget_and_says_so(transactional_db, liste
     )
     (check,), _ = run.checks("default")
     probe_site(run.pk, "default", [check], run.timeout)
+    record_reported()
     run.refresh_from_db()
     (result,) = run.results()  # not "filtered": the 3 s probe was cut at 1.8 s
     assert (result.state, result.summary) == ("not_probed", "the probe task of site 'default' ran out of time")
@@ -475,3 +470,22 @@ def test_the_recorder_keeps_only_what_a_result_holds(deployment):
     assert results[items[3].pk].evidence == {"dropped": "evidence that could not be read"}
     assert results[items[4].pk].evidence == {"banner": ["220 mx ESMTP"]}
     assert all(isinstance(r.evidence_words, list) for r in results.values())
+
+
+def test_a_runs_results_keep_their_rule_when_the_item_goes(deployment, api, full_document):
+    """The rule behind a result is the one that was probed: after the deployment drops the host,
+    the result still says which rule it was (item null), as the schema promises."""
+    gone = deployment.checklist.filter(destination_name="nms").first()
+    kept = deployment.checklist.exclude(destination_name="nms").first()
+    run = recorded_run(deployment, [(gone, "refused"), (kept, "open")])
+    identity = {"requirement": gone.requirement.uid, "source": gone.source, "destination": gone.destination}
+    identity |= {"protocol": gone.protocol, "ports": str(gone.ports)}
+    full_document["hosts"] = [host for host in full_document["hosts"] if host["name"] != "nms"]
+    response = api.put(f"/api/deployments/{deployment.pk}/", {**full_document, "team": "Mail team"}, format="json")
+    assert response.status_code == 200, response.content
+    assert not deployment.checklist.filter(pk=gone.pk).exists()
+
+    results = {result["state"]: result for result in api.get(f"/api/probe-runs/{run.pk}/").json()["results"]}
+    assert results["refused"]["item"] is None
+    assert {name: results["refused"][name] for name in identity} == identity
+    assert results["open"]["item"] == kept.pk and results["open"]["destination"] == kept.destination

@@ -5,20 +5,25 @@ queue. Results and heartbeats reach the database through the recorder's queue.""
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import socket
 import subprocess
+import time
 
 import pytest
 import redis
 from django.core.management import call_command
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from ports.deployments import save_deployment
 from probes.models import ProbeBatch, ProbeRun, WorkerHeartbeat
-from probes.worker import TO_RECORDER, site_acl
+from probes.reports import DROPPED_KEY
+from probes.worker import site_acl
 
 from .conftest import make_member, token_client
-from .probe_worker import OwnRedis, Worker, flush_broker, needs_redis, portal_broker
+from .probe_worker import OwnRedis, Recorder, Worker, flush_broker, needs_redis, portal_broker
 from .waiting import wait_until
 
 pytestmark = [needs_redis, pytest.mark.integration]
@@ -69,6 +74,18 @@ def site_network():
         subprocess.run(["ip", "netns", "delete", NAMESPACE], capture_output=True)
 
 
+DMZ_DOCUMENT = {
+    "team": "Mail team",
+    "name": "DMZ site",
+    "features": [],
+    "appliances": [{"hostname": "esa", "c_address": "127.0.0.1", "site": "dmz"}],
+    "hosts": [
+        {"role": "security_manager", "name": "fsm", "address": "127.0.0.1", "site": "dmz"},
+        {"role": "log_server", "name": "log", "address": "127.0.0.1", "site": "dmz"},
+    ],
+}
+
+
 def start_broker(broker: OwnRedis) -> tuple[str, str]:
     """The broker with its two users: the central workers' and the site's (its ACL from the portal)."""
     acl = os.path.join(broker.folder, "users.acl")
@@ -88,17 +105,7 @@ def test_a_site_worker_with_only_its_broker_user_probes_and_is_recorded_once(tra
     central_url, site_url = start_broker(broker)
     call_command("load_catalog", verbosity=0)
     api = token_client(make_member("alice", "Mail team"))
-    document = {
-        "team": "Mail team",
-        "name": "DMZ site",
-        "features": [],
-        "appliances": [{"hostname": "esa", "c_address": "127.0.0.1", "site": "dmz"}],
-        "hosts": [
-            {"role": "security_manager", "name": "fsm", "address": "127.0.0.1", "site": "dmz"},
-            {"role": "log_server", "name": "log", "address": "127.0.0.1", "site": "dmz"},
-        ],
-    }
-    deployment = save_deployment(document).deployment
+    deployment = save_deployment(DMZ_DOCUMENT).deployment
     site_env = {
         "REDIS_URL": site_url,
         "BROKER_UNACKED_KEY": "unacked.dmz",
@@ -106,7 +113,7 @@ def test_a_site_worker_with_only_its_broker_user_probes_and_is_recorded_once(tra
         "CELERY_VISIBILITY_TIMEOUT": "8",
         "PORTAL_VAR_DIR": broker.folder,  # nothing of the central site's on disk either
     }
-    recorder = Worker([], name="central", REDIS_URL=central_url)
+    recorder = Recorder("central", REDIS_URL=central_url)
     site = Worker(["dmz"], name="dmz", central=False, prefix=inside, **site_env)
     heir = None
     try:
@@ -156,7 +163,42 @@ def test_a_site_worker_with_only_its_broker_user_probes_and_is_recorded_once(tra
     assert dropped.state == "filtered" and dropped.worker.startswith("heir@"), dropped
 
 
-def test_a_site_broker_user_reaches_only_its_own_queue(transactional_db, site_network):
+# The keys of the centre and of other sites, as a site's user must never touch them (its own
+# report stream only by XADD).
+FOREIGN_KEYS = ["portal.report.dmz", "portal.report.lan", DROPPED_KEY, "celery", "unacked", "probes.lan"]
+
+
+def commands_by_first_key(client: redis.Redis) -> list[list[str]]:
+    """Every command and subcommand of this Redis whose first argument is a key (COMMAND)."""
+    found = []
+    for name, info in client.command().items():
+        if info["first_key_pos"] == 1:
+            found.append([name])
+        for sub in info["subcommands"]:
+            if sub[3] == 2:  # "xgroup|create key ..."
+                found.append(sub[0].decode().split("|"))
+    return found
+
+
+def dry_run(client: redis.Redis, user: str, command: list[str], key: str) -> bool:
+    """Whether Redis would let `user` run `command key ...` (ACL DRYRUN: nothing runs), with the
+    arguments after the key as a call could give them: the key again, numbers, or a count and
+    the key ("ZUNIONSTORE dest 1 key"); only forms that Redis reads as naming the key count."""
+    for extra in range(8):
+        for filling in {(key,) * extra, ("1",) * extra, ("1",) + (key,) * (extra - 1) if extra else ()}:
+            arguments = [*command, key, *filling]
+            try:
+                named = client.command_getkeys(*arguments)
+                if key not in {k.decode() if isinstance(k, bytes) else k for k in named}:
+                    continue
+            except redis.ResponseError:
+                continue  # not a well-formed call: Redis would refuse it before any key
+            if client.execute_command("ACL", "DRYRUN", user, *arguments) in (b"OK", "OK", True):
+                return True
+    return False
+
+
+def test_a_site_broker_user_reaches_only_its_own_queue_and_appends_to_its_own_stream(transactional_db, site_network):
     broker, _ = site_network
     central_url, site_url = start_broker(broker)
     central = redis.Redis.from_url(central_url)
@@ -164,13 +206,23 @@ def test_a_site_broker_user_reaches_only_its_own_queue(transactional_db, site_ne
     central.lpush("probes.lan", "another site's task")
     central.lpush("celery", "a central task")
     central.hset("unacked", "tag", "a message the central workers hold")
+    central.xadd("portal.report.lan", {"kind": "heartbeat", "body": "{}"})
 
     site.lpush("probes.dmz", "own queue")
     assert site.rpop("probes.dmz") == b"own queue"
-    site.lpush("portal.record", "a result")  # it may send results...
+    site.xadd("portal.report.dmz", {"kind": "heartbeat", "body": "{}"})  # it may report, as itself...
     site.set("unacked.dmz_mutex", "1")
     for forbidden in (
-        lambda: site.lrange("portal.record", 0, -1),  # ...but not read anyone's
+        lambda: site.xrange("portal.report.dmz"),  # ...but not read, trim, delete or retype its reports
+        lambda: site.xdel("portal.report.dmz", "0-1"),
+        lambda: site.xtrim("portal.report.dmz", 0),
+        lambda: site.delete("portal.report.dmz"),
+        lambda: site.expire("portal.report.dmz", 1),
+        lambda: site.set("portal.report.dmz", "x"),
+        lambda: site.xgroup_destroy("portal.report.dmz", "recorders"),
+        lambda: site.xadd("portal.report.lan", {"kind": "heartbeat", "body": "{}"}),  # nor as another site
+        lambda: site.hincrby(DROPPED_KEY, "lan", -5),
+        lambda: site.set("portal.closed.1", "1"),
         lambda: site.rpop("probes.lan"),
         lambda: site.lpush("probes.lan", "forged"),
         lambda: site.rpop("celery"),
@@ -182,41 +234,126 @@ def test_a_site_broker_user_reaches_only_its_own_queue(transactional_db, site_ne
     ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
+    with pytest.raises(redis.exceptions.ResponseError, match="can't access"):  # not from a script either
+        site.eval("return redis.call('del', 'portal.report.dmz')", 0)
     assert central.llen("probes.lan") == 1 and central.llen("celery") == 1
+    assert central.xlen("portal.report.dmz") == 1 and central.xlen("portal.report.lan") == 1
+
+    # Every command of this Redis that takes a key first, on every key of the centre and of other
+    # sites: refused, but for XADD on its own stream.
+    commands = commands_by_first_key(central)
+    assert len(commands) > 150, commands
+    allowed = {
+        (" ".join(command), key)
+        for command in commands
+        for key in FOREIGN_KEYS
+        if dry_run(central, "site-dmz", command, key)
+    }
+    assert allowed == {("xadd", "portal.report.dmz")}
 
 
-def test_the_recorder_runs_nothing_but_recorder_tasks_from_its_queue(transactional_db, full_document):
-    """What a compromised site can push to the recorder's queue runs only as a recorder task."""
+def test_the_centre_sends_a_site_its_checks_whatever_the_site_wrote_in_its_routing(transactional_db, site_network):
+    """A site's user may write its queue's routing entry (its worker declares the queue): the
+    centre never reads it, so a site cannot turn its own checks into the central workers' tasks."""
+    broker, _ = site_network
+    central_url, site_url = start_broker(broker)
+    site = redis.Redis.from_url(site_url.replace(HOST_SIDE, "127.0.0.1"))
+    site.sadd("_kombu.binding.probes.dmz", "probes.dmz\x06\x16\x06\x16celery")
     call_command("load_catalog", verbosity=0)
     make_member("alice", "Mail team")
-    deployment = save_deployment({**full_document, "team": "Mail team"}).deployment
-    run_row = ProbeRun.objects.create(deployment=deployment, timeout=1, deadline=timezone.now())
-    old = timezone.now() - datetime.timedelta(days=400)
-    ProbeBatch.objects.create(run=run_row, worker="w", received=old, results={})
-    now = timezone.now().isoformat()
-    own = OwnRedis()
-    own.start()
-    recorder = Worker([], name="guard", REDIS_URL=own.url, RECORDER_ONLY="1")
+    deployment = save_deployment(DMZ_DOCUMENT).deployment
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(worker="w@dmz", site="dmz", started=now, last_seen=now)
+    with portal_broker(central_url):
+        ProbeRun.start(deployment, None, list(deployment.checklist.only(*ProbeRun.ITEM_FIELDS)))
+    central = redis.Redis.from_url(central_url)
+    assert central.llen("probes.dmz") == 1 and central.llen("celery") == 0
+
+
+def test_the_recorder_takes_only_what_a_site_was_asked_and_survives_anything_it_sends(
+    transactional_db, site_network, full_document
+):
+    """As a compromised site can, with only its broker user: junk, oversized and wrong-shaped
+    reports, a Celery task message with callbacks, results for another site's and another
+    team's items, and a heartbeat naming another site. The recorder drops or ignores each,
+    keeps recording, and runs nothing."""
+    broker, _ = site_network
+    central_url, site_url = start_broker(broker)
+    call_command("load_catalog", verbosity=0)
+    make_member("alice", "Mail team")
+    make_member("bob", "Branch team")
+    ours = save_deployment(DMZ_DOCUMENT).deployment
+    theirs = save_deployment({**full_document, "team": "Branch team"}).deployment
+    ours_items = list(ours.checklist.order_by("pk"))
+    theirs_items = list(theirs.checklist.order_by("pk")[:3])
+    deadline = timezone.now() + datetime.timedelta(hours=1)
+    our_run = ProbeRun.objects.create(
+        deployment=ours, timeout=1, deadline=deadline, total=len(ours_items),
+        pending={"dmz": [item.pk for item in ours_items[:-1]], "lan": [ours_items[-1].pk]},
+    )  # fmt: skip
+    their_run = ProbeRun.objects.create(
+        deployment=theirs, timeout=1, deadline=deadline, total=3, pending={"branch": [i.pk for i in theirs_items]}
+    )
+    old = ProbeBatch.objects.create(
+        run=their_run, worker="w", received=timezone.now() - datetime.timedelta(days=400), results={}
+    )
+    opened = {"state": "open", "summary": "forged", "evidence": {}}
+    started = timezone.now().isoformat()
+    site = redis.Redis.from_url(site_url.replace(HOST_SIDE, "127.0.0.1"))
+    stream = "portal.report.dmz"
+    task_message = {
+        "body": "W1tdLCB7fSwgeyJjYWxsYmFja3MiOiBudWxsfV0=",
+        "headers": {"task": "probes.tasks.purge_old_results", "id": "x"},
+        "properties": {"callbacks": [{"task": "probes.tasks.start_due_runs"}], "reply_to": "celery"},
+    }
+    hostile = [
+        {"kind": "results", "body": "not json"},
+        {"kind": "results", "body": "[1, 2]"},
+        {"kind": "results", "body": json.dumps({"run": "1; drop table", "results": {}})},
+        {"kind": "results", "body": json.dumps({"run": our_run.pk, "worker": "w", "results": {"x": opened}})},
+        {"kind": "results", "body": json.dumps({"run": our_run.pk, "worker": "w\nforged", "results": {}})},
+        {"kind": "results", "body": "[" * 100_000},
+        {"kind": "results", "body": json.dumps({"run": our_run.pk, "worker": "w", "x": "y" * 2_500_000})},
+        {"kind": "task", "body": json.dumps(task_message)},
+        {"body": json.dumps(task_message)},
+        {"kind": "heartbeat", "body": json.dumps({"worker": "w@dmz", "started": "yesterday"})},
+        # Well-formed, and still not taken: another site's item of our run, another team's items.
+        {"kind": "results", "body": json.dumps(
+            {"run": our_run.pk, "worker": "w@dmz", "results": {str(ours_items[-1].pk): opened}}
+        )},
+        {"kind": "results", "body": json.dumps(
+            {"run": their_run.pk, "worker": "w@dmz", "results": {str(i.pk): opened for i in theirs_items}}
+        )},
+        {"kind": "heartbeat", "body": json.dumps({"worker": "w@branch", "site": "branch", "started": started})},
+        # And what it was asked: recorded.
+        {"kind": "results", "body": json.dumps(
+            {"run": our_run.pk, "worker": "w@dmz", "results": {str(ours_items[0].pk): opened}}
+        )},
+    ]  # fmt: skip
+    for fields in hostile:
+        site.xadd(stream, fields)
+    recorder = Recorder("hostile", REDIS_URL=central_url)
     try:
-        recorder.wait_until_ready()
-        with portal_broker(own.url):
-            from portal.celery import app
-
-            # As a site can: straight into the recorder's queue, naming another task.
-            app.send_task("probes.tasks.purge_old_results", **TO_RECORDER)
-            app.send_task("probes.tasks.record_heartbeat", ("dmz", "w@dmz", now), **TO_RECORDER)
-
-        def refused_and_recorded() -> bool:
-            return "not a recorder task" in recorder.log.read_text() and WorkerHeartbeat.objects.exists()
-
-        wait_until(refused_and_recorded, 30, recorder.tail, interval=0.2)
+        wait_until(lambda: redis.Redis.from_url(central_url).xlen(stream) == 0, 30, recorder.tail, interval=0.2)
+        assert recorder.process.poll() is None, recorder.tail()  # still recording
+        site.xadd(stream, {"kind": "heartbeat", "body": json.dumps({"worker": "late@dmz", "started": started})})
+        wait_until(WorkerHeartbeat.objects.filter(worker="late@dmz").exists, 30, recorder.tail)
+        with override_settings(REDIS_URL=central_url):
+            metrics = Client().get("/metrics").content.decode()
     finally:
         recorder.stop()
-        own.stop()
-    log = recorder.log.read_text()
-    assert "probes.tasks.purge_old_results is not a recorder task" in log, log[-3000:]
-    assert ProbeBatch.objects.exists()  # the purge did not run
-    assert WorkerHeartbeat.objects.filter(site="dmz").exists()  # the recorder's own task did
+
+    our_run.refresh_from_db()
+    their_run.refresh_from_db()
+    rest = {"dmz": [i.pk for i in ours_items[1:-1]], "lan": [ours_items[-1].pk]}
+    assert our_run.done == 1 and our_run.pending == {site: ids for site, ids in rest.items() if ids}
+    assert their_run.done == 0 and len(their_run.pending["branch"]) == 3  # another team's: untouched
+    assert set(WorkerHeartbeat.objects.values_list("site", flat=True)) == {"dmz"}  # the stream's site only
+    assert ProbeBatch.objects.filter(pk=old.pk).exists()  # no purge ran
+    central = redis.Redis.from_url(central_url)
+    assert central.llen("celery") == 0  # nothing queued for the central workers
+    assert 'portal_reports_dropped_total{site="dmz"} 10.0' in metrics, metrics
+    assert "dropped a report of site dmz" in recorder.log.read_text()
 
 
 def test_raw_results_past_their_days_are_purged_and_the_states_stay(transactional_db, full_document):
@@ -251,3 +388,24 @@ def test_raw_results_past_their_days_are_purged_and_the_states_stay(transactiona
         items[2].pk: "open",
     }
     assert ProbeFlip.objects.count() == 4  # three first states and one change
+
+
+def test_a_worker_is_live_for_a_site_only_while_it_consumes_the_sites_queue(transactional_db):
+    """The heartbeat follows the consumer, not the process: a queue the worker stops consuming
+    (here cancelled by remote control) is a site it no longer beats for."""
+    from portal.celery import app
+
+    flush_broker()
+    worker = Worker(["default", "hq"], name="consumer")
+    try:
+        worker.wait_until_live()
+        answer = app.control.cancel_consumer("probes.hq", destination=[f"consumer@{socket.gethostname()}"], reply=True)
+        assert answer, "the worker did not answer the remote control"
+        time.sleep(1.5)  # a beat that was on its way when the queue was cancelled
+        seen = dict(WorkerHeartbeat.objects.filter(worker__startswith="consumer@").values_list("site", "last_seen"))
+        time.sleep(3)  # three heartbeat intervals
+        after = dict(WorkerHeartbeat.objects.filter(worker__startswith="consumer@").values_list("site", "last_seen"))
+    finally:
+        worker.stop()
+    assert after["default"] > seen["default"]  # still beating for the site it consumes
+    assert after["hq"] == seen["hq"]  # and no more for the other
