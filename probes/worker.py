@@ -130,7 +130,7 @@ def looks_at(consumer) -> tuple[bool, bool]:
     if not connection.connected or not getattr(channel, "active_queues", True):
         return False, False  # reconnecting: the queues are not consumed
     qos = getattr(channel, "qos", None)
-    if qos is None or not hasattr(qos, "_delivered"):  # not kombu's virtual transport: nothing more to see
+    if connection.transport.driver_type != "redis" or qos is None:  # the wedge is the Redis transport's
         return True, False
     held = {tag for tag in list(qos._delivered) if tag not in qos._dirty}
     owned = {request.message.delivery_tag for request in list(worker_state.requests.values()) if request.message}

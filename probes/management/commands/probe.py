@@ -40,9 +40,9 @@ class Command(BaseCommand):
             run.expire_if_overdue()
         if wait:
             for result in run.results():
-                item = result.item
+                rule = result.rule
                 self.stdout.write(
-                    f"{item.source:>18} -> {item.destination:<18} {item.ports:>11}/{item.protocol:<3} "
+                    f"{rule['source']:>18} -> {rule['destination']:<18} {rule['ports']:>11}/{rule['protocol']:<3} "
                     f"{result.state:<12} {result.summary}"
                 )
             pending = run.total - run.done
