@@ -22,7 +22,7 @@ from probes.engine import Check, Engine
 from probes.models import ProbeRun, TlsPin, WorkerHeartbeat
 from probes.probing import probe_site
 from probes.recorder import take
-from probes.reports import channel
+from probes.reports import FolderChannel, Kind, channel
 from probes.responders import Listeners, free_port, self_signed
 from probes.tasks import expire_overdue_runs
 
@@ -489,3 +489,18 @@ def test_a_runs_results_keep_their_rule_when_the_item_goes(deployment, api, full
     assert results["refused"]["item"] is None
     assert {name: results["refused"][name] for name in identity} == identity
     assert results["open"]["item"] == kept.pk and results["open"]["destination"] == kept.destination
+
+
+def test_make_runs_embedded_broker_carries_reports_as_files(transactional_db, tmp_path, settings):
+    """Without Redis (make run), reports are files in a folder per site, read by the same recorder;
+    a file that is not a report is dropped and recording goes on."""
+    settings.REDIS_URL, settings.VAR_DIR = "", tmp_path
+    reports_of = channel()
+    assert isinstance(reports_of, FolderChannel)
+    (tmp_path / "broker" / "reports" / "default").mkdir(parents=True)
+    (tmp_path / "broker" / "reports" / "default" / "00000000000000000001-junk.json").write_text("{not json")
+    reports_of.send("default", Kind.HEARTBEAT, {"worker": "w@host", "started": "2026-12-03T12:00:00+00:00"})
+    while take(reports_of, 0):
+        pass
+    assert WorkerHeartbeat.objects.filter(site="default", worker="w@host").exists()
+    assert not list((tmp_path / "broker" / "reports").glob("*/*"))  # each taken once
