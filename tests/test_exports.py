@@ -13,13 +13,18 @@ import pytest
 import yaml
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
+from django.db.models import Q
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from openpyxl import load_workbook
 from pypdf import PdfReader
 from rest_framework.test import APIClient
 
+from portal.api.ports import XLSX
 from ports.exports import RuleSet, Scope
-from ports.exports.firewall import Target, cisco_asa, panos
+from ports.exports.firewall import SYNTAXES, Target, cisco_asa, panos
+from ports.exports.sheets import SHEET_COLUMNS, csv_chunks, csv_table
 
 from .conftest import create_deployment, make_member, recorded_run, token_client
 from .probe_worker import Worker, flush_broker, needs_redis
@@ -598,3 +603,101 @@ def test_a_large_change_request_is_rendered_by_a_worker_then_downloaded(transact
     assert "CHG-4711" in words and f"all rules: 75 firewall rules ({count} checklist items;" in words
     assert "Test plan" in words and "Rollback" in words
     assert deployment.exports.filter(fingerprint=job["fingerprint"]).exists()
+
+
+# --- Every export at the limits ----------------------------------------------------------------
+# bench/exports.py times each format at MAX_RULES; these say how they answer: the large ones
+# streamed, their rows read in a number of queries that does not grow with the rules.
+
+EXPORTS = [
+    "checklist/",
+    "checklist/?format=csv",
+    "checklist.csv",
+    "checklist.xlsx",
+    *(f"firewall/{syntax}/" for syntax in SYNTAXES),
+]
+
+
+def body_of(response: object) -> bytes:
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+def test_the_xlsx_export_written_row_by_row_reads_as_before(deployment, api, user):
+    items = list(deployment.checklist.all())
+    items[0].change_status("opened", user)
+    recorded_run(deployment, [(items[0], "open")])
+    # What a user typed, or old data: text that a spreadsheet would take for a formula or an error.
+    deployment.checklist.filter(source_name="fsm").update(source_name="=1+1")
+    deployment.checklist.filter(destination_name="nms").update(destination_name="#N/A")
+    response = api.get(f"/api/deployments/{deployment.pk}/checklist.xlsx")
+    assert response.status_code == 200 and response.headers["Content-Type"] == XLSX
+    assert response.headers["Content-Disposition"] == f'attachment; filename="checklist-{deployment.pk}.xlsx"'
+    workbook = load_workbook(io.BytesIO(response.content))
+    assert workbook.sheetnames == ["Rules", "About"]
+    sheet = workbook["Rules"]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:AC76"  # 29 columns: the header and 75 rules
+    header, *rows = sheet.iter_rows()
+    assert [cell.value for cell in header] == [label for _, label in SHEET_COLUMNS]
+    assert all(cell.font.b and cell.data_type == "s" for cell in header)
+    column = {name: index for index, (name, _) in enumerate(SHEET_COLUMNS)}
+    typed = [cell for row in rows for cell in row if cell.value in ("=1+1", "#N/A")]
+    flows = deployment.checklist.filter(Q(source_name="=1+1") | Q(destination_name="#N/A")).values("number")
+    assert len(typed) == flows.distinct().count() > 0
+    assert all(cell.data_type == "s" for cell in typed)  # text, never a formula nor an error
+    first = next(row for row in rows if str(items[0].pk) in row[column["items"]].value.split(", "))
+    assert first[column["number"]].data_type == "n" and first[column["carries_tls"]].data_type == "b"
+    for name in ("status_changed_at", "probe_checked_at"):
+        cell = first[column[name]]
+        assert cell.is_date and cell.number_format == 'yyyy-mm-dd hh:mm "UTC"', name
+    assert first[column["probe_state"]].value == "open"
+    about = workbook["About"]
+    assert about.column_dimensions["A"].width == 40 and about.column_dimensions["B"].width == 120
+    assert all(row[1].alignment.wrap_text and row[1].alignment.vertical == "top" for row in about.iter_rows())
+
+
+def test_the_csv_export_is_streamed_with_the_bytes_of_the_checklist_csv(deployment, api, django_assert_num_queries):
+    base = f"/api/deployments/{deployment.pk}"
+    response = api.get(f"{base}/checklist.csv")
+    assert response.status_code == 200 and response.streaming
+    assert response.headers["Content-Disposition"] == f'attachment; filename="checklist-{deployment.pk}.csv"'
+    assert response.headers["Checklist-Fingerprint"] == deployment.checklist_fingerprint
+    with django_assert_num_queries(0):  # the rows were read before the first byte
+        body = body_of(response)
+    assert body == api.get(f"{base}/checklist/", {"format": "csv"}).content
+    # Written a chunk of rows at a time: the chunks joined are what one writer writes at once.
+    rows = csv_table(RuleSet.build(deployment, {"scope": Scope.ALL}))
+    chunks = list(csv_chunks(rows, rows_per_chunk=10))
+    whole = io.StringIO()
+    csv.writer(whole).writerows(rows)
+    assert len(chunks) == 8 and b"".join(chunks) == whole.getvalue().encode()
+
+
+def test_every_export_reads_its_rules_in_queries_that_do_not_grow_with_them(catalog, user, api, full_document):
+    small = create_deployment(full_document)
+    full_document["name"] = "Eight gateways"
+    full_document["appliances"] = [
+        {"hostname": f"esa{n}", "c_address": f"127.0.{10 + n}.1", "p1_address": f"127.0.{10 + n}.2"} for n in range(8)
+    ]
+    large = create_deployment(full_document)
+    assert large.checklist.count() > 3 * small.checklist.count()
+    for export in EXPORTS:
+        counts = []
+        for deployment in (small, large):
+            with CaptureQueriesContext(connection) as queries:
+                response = api.get(f"/api/deployments/{deployment.pk}/{export}")
+                body_of(response)
+            assert response.status_code == 200, (export, response.status_code)
+            counts.append(len(queries))
+        assert counts[0] == counts[1], (export, counts)
+
+
+@override_settings(EXPORT_SYNC_RULES=50)  # so that the 75 rules are too many to render at once
+def test_a_change_request_too_large_to_render_at_once_names_the_limit_and_the_job(deployment, api):
+    response = api.get(f"/api/deployments/{deployment.pk}/change-request.pdf")
+    assert response.status_code == 400
+    message = response.json()["scope"][0]
+    assert "75 rules" in message and "(EXPORT_SYNC_RULES, 50)" in message
+    assert f"POST /api/deployments/{deployment.pk}/change-requests/" in message
+    assert not deployment.exports.filter(kind="pdf").exists()  # nothing handed out
+    small = api.get(f"/api/deployments/{deployment.pk}/change-request.pdf", {"scope": "failed"})
+    assert small.status_code == 200  # a scope within the limit still renders at once

@@ -5,14 +5,20 @@ CSV is one table a parser reads as it is: a header row of the column names (SHEE
 ABOUT_COLUMNS), then a row per flow. What holds for the whole sheet (catalog, fingerprint, the
 vendor's warning) is repeated in its own columns, so that a row filtered out of the sheet still
 carries it. The XLSX puts that on its "About" sheet instead.
+
+Both are written a row at a time (csv_chunks, openpyxl's write-only mode), so that an export of
+MAX_RULES rules can be streamed and none holds a sheet of cell objects (bench/exports.py).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import BinaryIO
 
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from rest_framework.renderers import BaseRenderer
 
@@ -88,8 +94,8 @@ def xlsx_cell(value: object) -> object:
     return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
 
 
-def csv_table(rule_set: RuleSet) -> list[list[object]]:
-    """The CSV's rows: the header, then a row per flow."""
+def csv_rows(rule_set: RuleSet) -> Iterator[list[object]]:
+    """The CSV's rows: the header, then a row per flow (each flow's row made once, not once a cell)."""
     version = rule_set.deployment.catalog_version
     about = {
         "catalog": f"{version.product} {version.version}",
@@ -97,8 +103,28 @@ def csv_table(rule_set: RuleSet) -> list[list[object]]:
         "warning": version.warning,
     }
     columns = [name for name, _ in SHEET_COLUMNS + ABOUT_COLUMNS]
-    rows = [[safe_cell((flow_row(flow) | about)[name]) for name in columns] for flow in rule_set.flows]
-    return [columns, *rows]
+    yield columns
+    for flow in rule_set.flows:
+        row = flow_row(flow) | about
+        yield [safe_cell(row[name]) for name in columns]
+
+
+def csv_table(rule_set: RuleSet) -> list[list[object]]:
+    return list(csv_rows(rule_set))
+
+
+def csv_chunks(rows: Iterable[list[object]], rows_per_chunk: int = 500) -> Iterator[bytes]:
+    """Rows as CSV in UTF-8, a chunk of rows at a time: a streamed response sends each chunk as
+    it is written, and the chunks joined are the bytes ChecklistCSVRenderer gives."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for count, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if count % rows_per_chunk == 0:
+            yield out.getvalue().encode("utf-8")
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode("utf-8")
 
 
 class ChecklistCSVRenderer(BaseRenderer):
@@ -111,50 +137,68 @@ class ChecklistCSVRenderer(BaseRenderer):
     def render(
         self, data: object, accepted_media_type: str | None = None, renderer_context: dict | None = None
     ) -> bytes:
-        out = io.StringIO()
-        writer = csv.writer(out)
         if isinstance(data, dict) and "rows" in data:
-            writer.writerows(data["rows"])
+            rows = data["rows"]
         else:
-            writer.writerow(["error"])
-            writer.writerow([data.get("detail", data) if isinstance(data, dict) else data])
-        return out.getvalue().encode(self.charset)
+            rows = [["error"], [data.get("detail", data) if isinstance(data, dict) else data]]
+        return b"".join(csv_chunks(rows))
 
 
-def append_as_text(sheet: object, row: list[object]) -> None:
-    """A row whose text cells stay text: openpyxl would take "=..." for a formula."""
-    sheet.append(row)
-    for cell in sheet[sheet.max_row]:
-        if isinstance(cell.value, str):
-            cell.data_type = "s"
-        elif isinstance(cell.value, datetime):
-            cell.number_format = 'yyyy-mm-dd hh:mm "UTC"'
+# Times on a sheet: the portal keeps UTC, and the format says so.
+TIME_FORMAT = 'yyyy-mm-dd hh:mm "UTC"'
 
 
-def to_xlsx(rule_set: RuleSet) -> bytes:
+def text_cell(sheet: object, value: object) -> object:
+    """A value as a write-only sheet's cell in which text stays text.
+
+    openpyxl takes a string that starts with "=" for a formula and one of its error codes
+    ("#N/A", "#REF!": all start with "#") for an error, unless the cell says text: such a
+    string goes as a cell typed as text. Any other string, number, boolean or empty cell goes
+    as it is, which openpyxl types right (text as text): a cell object for each of the half a
+    million cells of MAX_RULES rules would cost more than writing them."""
+    if isinstance(value, str) and value[:1] in ("=", "#"):
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"
+        return cell
+    if isinstance(value, datetime):
+        cell = WriteOnlyCell(sheet, value)
+        cell.number_format = TIME_FORMAT
+        return cell
+    return value
+
+
+def write_xlsx(rule_set: RuleSet, out: BinaryIO) -> None:
     """A workbook: a row per flow on "Rules" (headed by the columns' labels), and "About": the
-    catalog, fingerprint, warning and footnotes."""
+    catalog, fingerprint, warning and footnotes.
+
+    In openpyxl's write-only mode: each row goes to a temporary file as it is appended. The
+    default mode keeps every cell as an object, and styling each row after appending it (as
+    this did before) looked the last row up by scanning them all: quadratic, more than 300 s
+    at MAX_RULES."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
 
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "Rules"
-    sheet.append([label for _, label in SHEET_COLUMNS])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Rules")
+    sheet.freeze_panes = "A2"  # a write-only sheet takes its layout before its first row
+    header = [WriteOnlyCell(sheet, label) for _, label in SHEET_COLUMNS]
+    for cell in header:
+        cell.data_type, cell.font = "s", Font(bold=True)
+    sheet.append(header)
     for flow in rule_set.flows:
         row = flow_row(flow)
-        append_as_text(sheet, [xlsx_cell(row[name]) for name, _ in SHEET_COLUMNS])
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = sheet.dimensions
+        sheet.append([text_cell(sheet, xlsx_cell(row[name])) for name, _ in SHEET_COLUMNS])
+    # The filter spans the header and every row, as the default mode's sheet.dimensions said.
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(SHEET_COLUMNS))}{len(rule_set.flows) + 1}"
+
     info = workbook.create_sheet("About")
-    for row in rule_set.about():
-        append_as_text(info, [xlsx_cell(value) for value in row])
     info.column_dimensions["A"].width = 40
     info.column_dimensions["B"].width = 120
-    for cell in info["B"]:
-        cell.alignment = Alignment(wrap_text=True, vertical="top")
-    out = io.BytesIO()
+    for label, value in rule_set.about():
+        cells = [WriteOnlyCell(info, xlsx_cell(label)), WriteOnlyCell(info, xlsx_cell(value))]
+        for cell in cells:
+            cell.data_type = "s"  # the title is the deployment's name: what a user typed
+        cells[1].alignment = Alignment(wrap_text=True, vertical="top")
+        info.append(cells)
     workbook.save(out)
-    return out.getvalue()
