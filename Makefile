@@ -60,6 +60,7 @@ bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/probe_run.py
 	scripts/with-services $(PY) bench/export_pdf.py
 	scripts/with-services $(PY) bench/deployment_list.py
+	scripts/with-services $(PY) bench/exports.py
 
 clean:
 	rm -rf $(VENV) var

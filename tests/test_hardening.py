@@ -70,6 +70,13 @@ def test_a_number_or_list_where_text_belongs_is_a_400_and_changes_nothing(deploy
     assert state() == before
 
 
+@pytest.mark.parametrize("query", ["syntax=", "requested_date=", "scope="])
+def test_an_empty_export_parameter_is_a_400_naming_it(deployment, api, query):
+    """An empty value is a value: "syntax=" names no syntax (DRF's form rules read it as absent)."""
+    response = api.get(f"/api/deployments/{deployment.pk}/change-request.pdf?{query}")
+    assert response.status_code == 400 and query.rstrip("=") in response.json(), response.content
+
+
 def test_a_field_read_from_the_api_can_be_sent_back(deployment, api):
     document = api.get(f"/api/deployments/{deployment.pk}/").json()
     response = api.put(f"/api/deployments/{deployment.pk}/", document, format="json")

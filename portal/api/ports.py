@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
 from django.db.models import Count, QuerySet
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, QueryDict, StreamingHttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -335,6 +335,9 @@ class DeploymentExportView(TeamScoped, APIView):
     """An export of a deployment's rules; query parameters as ExportParams."""
 
     def params(self, data: object, serializer: type[ExportParams] = ExportParams) -> dict:
+        # A plain dict, not the QueryDict: DRF reads a form's empty value ("syntax=") as absent,
+        # where a query's is a value like any other (and "" is no syntax).
+        data = data.dict() if isinstance(data, QueryDict) else data
         params = serializer(data=data, context={"deployment": self.deployment})
         params.is_valid(raise_exception=True)
         return params.validated_data
