@@ -96,20 +96,30 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool): no goodbye, no acknowledgement."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        kill_group(self.process)
         if self.recorder:
             self.recorder.kill()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process)
         if self.recorder:
             self.recorder.stop()
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process and its children (its own session), SIGKILL after 15 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
 
 
 class Recorder:
@@ -131,17 +141,10 @@ class Recorder:
         return self.log.read_text()[-chars:]
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        kill_group(self.process)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process)
 
 
 def flush_broker() -> None:
