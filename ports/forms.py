@@ -39,18 +39,25 @@ class NetworkForm(forms.Form):
     site = forms.CharField(required=False, initial="default")
 
 
+# Each list of rows, and how many empty rows the form offers.
 ROWS = {
-    "appliances": (ApplianceForm, "hostname", 2),
-    "hosts": (HostForm, "name", 3),
-    "peer_networks": (NetworkForm, "name", 1),
+    "appliances": (ApplianceForm, 2),
+    "hosts": (HostForm, 3),
+    "peer_networks": (NetworkForm, 1),
 }
 
 
 def formsets_for(data: object, initial: dict[str, list[dict]]) -> dict[str, forms.BaseFormSet]:
     return {
         prefix: forms.formset_factory(form, extra=extra)(data, prefix=prefix, initial=initial.get(prefix))
-        for prefix, (form, _, extra) in ROWS.items()
+        for prefix, (form, extra) in ROWS.items()
     }
+
+
+def filled(row: dict) -> bool:
+    """A row the user wrote in: anything but the site, which every empty row shows as "default".
+    A row without its name is still a row: the API says what it lacks, on that row."""
+    return any(value for name, value in row.items() if name != "site")
 
 
 def document_of(form: DeploymentForm, formsets: dict[str, forms.BaseFormSet]) -> tuple[dict, dict[str, list[int]]]:
@@ -58,8 +65,7 @@ def document_of(form: DeploymentForm, formsets: dict[str, forms.BaseFormSet]) ->
     document = {**form.cleaned_data, "team": form.cleaned_data["team"].name}
     rows: dict[str, list[int]] = {}
     for prefix, formset in formsets.items():
-        key = ROWS[prefix][1]
-        entries = [(i, f.cleaned_data) for i, f in enumerate(formset.forms) if f.cleaned_data.get(key)]
+        entries = [(i, f.cleaned_data) for i, f in enumerate(formset.forms) if filled(f.cleaned_data)]
         rows[prefix] = [i for i, _ in entries]
         document[prefix] = [{k: v or None if k.endswith("_address") else v for k, v in d.items()} for _, d in entries]
         for entry in document[prefix]:

@@ -396,3 +396,28 @@ def test_states_show_in_their_tone_and_a_row_reads_the_same_whoever_renders_it(d
         assert page.get(option_url).status_code == 200, option_url
     rollback = re.search(r'<select name="syntax">(.*?)</select>', html)[1]
     assert re.findall(r'<option value="(\w+)">', rollback) == list(SYNTAXES)
+
+
+def test_the_form_says_which_row_lacks_its_name_and_saves_nothing(lab, browser):
+    """An appliance with an address but no hostname, or a host without a name, is a row the user
+    wrote: the form says what it lacks on that row, rather than dropping it and saving."""
+    deployment, base = lab
+    visits = Visits(browser, base, DESKTOP).logged_in("alice")
+    page = visits.page
+    before = (deployment.appliances.count(), deployment.hosts.count(), deployment.checklist.count())
+    page.goto(f"{base}/deployments/{deployment.pk}/edit/")
+    appliances = page.locator("fieldset", has_text="Appliances")
+    row = appliances.locator("tbody tr").count() - 1  # an empty row the form offers
+    page.type(f"#id_appliances-{row}-c_address", "127.0.50.1")
+    hosts = page.locator("fieldset", has_text="Hosts of the other roles")
+    row = hosts.locator("tbody tr").count() - 1
+    page.select_option(f"#id_hosts-{row}-role", "security_manager")
+    page.type(f"#id_hosts-{row}-address", "127.0.50.2")
+    page.get_by_role("button", name="Save and show the checklist").click()
+    page.wait_for_load_state()
+    assert "/edit/" in page.url  # not saved: the form again, with its rows
+    assert appliances.locator("td.invalid .error").count() >= 1, appliances.inner_text()
+    assert hosts.locator("td.invalid .error").count() >= 1, hosts.inner_text()
+    assert page.input_value(f"#id_hosts-{row}-address") == "127.0.50.2"  # what was typed stays
+    assert (deployment.appliances.count(), deployment.hosts.count(), deployment.checklist.count()) == before
+    visits.check("form-row-errors")
