@@ -5,12 +5,13 @@ from portal import health
 from portal.pages import alerts, checklist
 
 urlpatterns = [
-    path("", checklist.deployment_list, name="deployment-list"),
+    path("", checklist.deployment_list, name="deployments"),
     path("deployments/new/", checklist.deployment_form, name="deployment-create"),
     path("deployments/<int:pk>/", checklist.checklist, name="checklist"),
     path("deployments/<int:pk>/panel/", checklist.checklist_panel, name="checklist-panel"),
     path("deployments/<int:pk>/rows/", checklist.checklist_rows, name="checklist-rows"),
     path("deployments/<int:pk>/edit/", checklist.deployment_form, name="deployment-edit"),
+    path("deployments/<int:pk>/delete/", checklist.deployment_delete, name="deployment-delete"),
     path("catalog/", checklist.catalog, name="catalog"),
     path("alerts/", alerts.alert_channels, name="alerts"),
     path("alerts/channels/<int:pk>/<str:action>/", alerts.alert_channel_action, name="alert-channel-action"),

@@ -244,6 +244,7 @@ async function probe(body) {
 }
 
 document.getElementById("probe-all").addEventListener("click", () => probe({}));
+document.getElementById("open-delete").addEventListener("click", () => document.getElementById("delete-dialog").showModal());
 document.getElementById("probe-selected").addEventListener("click", () => {
   const picked = pickedRows();
   if (!picked.length) return say("Select rules first.");

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from ports.exports.firewall import SYNTAXES
-from ports.models import ChecklistItem
+from ports.models import ChecklistItem, Deployment
 from probes.choices import PROBED_STATES, STATE_TONES, ProbeState
 from probes.responders import Listeners
 
@@ -421,3 +421,36 @@ def test_the_form_says_which_row_lacks_its_name_and_saves_nothing(lab, browser):
     assert page.input_value(f"#id_hosts-{row}-address") == "127.0.50.2"  # what was typed stays
     assert (deployment.appliances.count(), deployment.hosts.count(), deployment.checklist.count()) == before
     visits.check("form-row-errors")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_deployment_is_deleted_from_its_page_after_a_dialog_that_says_what_goes(lab, browser, viewport):
+    deployment, base = lab
+    visits = Visits(browser, base, viewport).logged_in("alice")
+    page = visits.page
+    rules = deployment.checklist.count()
+    page.goto(f"{base}/deployments/{deployment.pk}/")
+    # The way back is the deployments page, not the API's list of the same name.
+    assert {link.get_attribute("href") for link in page.get_by_role("link", name="Deployments").all()} == {"/"}
+    page.get_by_role("button", name="Delete…").click()
+    dialog = page.get_by_role("dialog", name=f"Delete {deployment.name}?")
+    assert f"Its {rules} rules go with it" in dialog.inner_text()
+    visits.check("delete-dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert not dialog.is_visible() and Deployment.objects.filter(pk=deployment.pk).exists()
+
+    page.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete the deployment").click()
+    page.wait_for_load_state()
+    page.locator(".message.success", has_text=f"{deployment.name} deleted, with its {rules} rules").wait_for()
+    assert page.url == f"{base}/" and not Deployment.objects.filter(pk=deployment.pk).exists()
+    assert deployment.name not in page.locator("main").inner_text().replace(f"{deployment.name} deleted", "")
+
+
+def test_another_team_cannot_delete_a_deployment_through_the_page(lab):
+    deployment, _ = lab
+    client = Client()
+    client.force_login(make_member("mallory", "Other team"))
+    assert client.post(f"/deployments/{deployment.pk}/delete/").status_code == 404
+    assert client.get(f"/deployments/{deployment.pk}/delete/").status_code in (404, 405)
+    assert Deployment.objects.filter(pk=deployment.pk).exists()

@@ -25,6 +25,7 @@ from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
 from portal.api.filters import ChecklistItemFilterSet, RequirementFilterSet
@@ -117,6 +118,20 @@ def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
             messages.success(request, text)
             return redirect("checklist", pk=saved.deployment.pk)
     return render(request, "ports/deployment_form.html", {"form": form, "formsets": formsets, "deployment": deployment})
+
+
+@login_required
+@require_POST
+def deployment_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a deployment of the user's teams (as DELETE /api/deployments/{id}/ does), after the
+    page's dialog said what goes with it; the list then says what went."""
+    deployment = team_deployment(request.user, pk)
+    rules = deployment.checklist.count()
+    name = deployment.name
+    deployment.delete()
+    text = f"{name} deleted, with its {rules} rule{pluralize(rules)}, their history and its probe results."
+    messages.success(request, text)
+    return redirect("deployments")
 
 
 def checklist_summary(deployment: Deployment) -> dict:
