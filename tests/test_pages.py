@@ -101,7 +101,7 @@ def test_every_page_at_both_sizes_is_accessible_and_loads_nothing_from_outside(l
 
 
 def test_alert_channels_are_added_tested_and_refused_in_the_browser(lab, browser):
-    from probes.models import Alert
+    from probes.models import Alert, AlertChannel
 
     visits = Visits(browser, lab[1], PHONE).logged_in("alice")
     page = visits.page
@@ -120,8 +120,30 @@ def test_alert_channels_are_added_tested_and_refused_in_the_browser(lab, browser
     assert "Test alert to Ops mail" in page.inner_text("main")
     assert Alert.objects.get().kind == "test"
     visits.check("alerts-with-channel")
+
+    # Remove asks first, in place, and names the channel; only the second button removes it.
+    page.get_by_text("Remove", exact=True).click()
+    confirm = page.get_by_role("button", name="Remove Ops mail")
+    assert confirm.is_visible() and AlertChannel.objects.filter(name="Ops mail").exists()
+    visits.check("alerts-remove-asks")
+    confirm.click()
+    page.wait_for_load_state()
+    assert not AlertChannel.objects.filter(name="Ops mail").exists()
     page.close()
     flush_broker()  # its delivery task: no worker here takes it
+
+
+def test_a_skip_link_is_the_first_stop_and_leads_to_the_rules(lab, browser):
+    deployment, base = lab
+    page = Visits(browser, base, DESKTOP).logged_in("alice").page
+    page.goto(f"{base}/deployments/{deployment.pk}/")
+    page.keyboard.press("Tab")
+    skip = page.locator(":focus")
+    assert skip.inner_text() == "Skip to the rules" and skip.is_visible()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "rows"
+    page.keyboard.press("Tab")  # the next stop is inside the rules, not the header's links
+    assert page.evaluate("document.getElementById('rows').contains(document.activeElement)")
 
 
 def test_the_checklist_pages_sorts_and_filters_at_any_size(lab, browser):
