@@ -19,7 +19,7 @@ import io
 import math
 import time
 
-from harness import bench_database
+from harness import bench_database, document_at_scale
 
 # isort: split
 from pypdf import PdfReader
@@ -30,41 +30,10 @@ from ports.exports.layout import TABLE_COLUMNS, render_pdf
 from ports.exports.pdf import change_request
 from ports.models import Deployment
 
-HOSTS = [
-    ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),
-    ("hybrid_service", "hybrid"), ("filtering_service", "filtering"), ("linking_service", "linking"),
-    ("ldap", "ldap"), ("dns", "dns"), ("snmp_trap", "nms"),
-]  # fmt: skip
-
 
 def build(name: str, appliances: int) -> Deployment:
-    return save_deployment(
-        {
-            "team": "Bench",
-            "name": name,
-            # Without Personal Email Manager: no peer-appliance mesh, so rules grow linearly.
-            "features": ["dlp", "hybrid", "smd", "snmp", "web_protection"],
-            "appliances": [
-                {
-                    "hostname": f"esa{n}",
-                    "c_address": f"127.5.{n // 250}.{n % 250 + 1}",
-                    "p1_address": f"127.6.{n // 250}.{n % 250 + 1}",
-                }
-                for n in range(appliances)
-            ],
-            # Four DNS and four LDAP servers, so that 5,000 rules fit within MAX_APPLIANCES.
-            "hosts": [
-                {"role": role, "name": f"{name}{copy}", "address": f"127.7.{copy}.{i + 1}"}
-                for copy in range(4)
-                for i, (role, name) in enumerate(HOSTS)
-                if copy == 0 or role in ("dns", "ldap")
-            ],
-            "peer_networks": [
-                {"role": "end_users", "name": "Staff", "network": "127.8.0.0/16"},
-                {"role": "mail_senders", "name": "Internet", "network": "any"},
-            ],
-        }
-    ).deployment
+    # Four DNS and four LDAP servers, so that 5,000 rules fit within MAX_APPLIANCES.
+    return save_deployment(document_at_scale(name, appliances, copies=4)).deployment
 
 
 def rules_of(size: int) -> tuple[RuleSet, dict]:

@@ -25,7 +25,7 @@ import logging
 import statistics
 import time
 
-from harness import bench_database
+from harness import bench_database, document_at_scale
 
 # isort: split
 from django.conf import settings
@@ -46,42 +46,14 @@ from probes.models import ProbeRun
 
 GUNICORN_TIMEOUT = 30  # seconds: gunicorn's default, which the Dockerfile keeps
 APPLIANCES = 200  # MAX_APPLIANCES
-HOSTS = [
-    ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),
-    ("hybrid_service", "hybrid"), ("filtering_service", "filtering"), ("linking_service", "linking"),
-    ("ldap", "ldap"), ("dns", "dns"), ("snmp_trap", "nms"),
-]  # fmt: skip
 
 
 def build() -> Deployment:
     """200 appliances with 100 rules each: every host once, 19 more DNS and LDAP servers (4
     rules an appliance each) and one more DNS server (2), without Personal Email Manager (no
     peer-appliance mesh). The three DLP requirements of a range merge into one flow."""
-    hosts = [
-        {"role": role, "name": f"{name}{copy}", "address": f"127.7.{copy}.{i + 1}"}
-        for copy in range(20)
-        for i, (role, name) in enumerate(HOSTS)
-        if copy == 0 or role in ("dns", "ldap")
-    ]
-    hosts.append({"role": "dns", "name": "dns-extra", "address": "127.7.99.1"})
-    document = {
-        "team": "Bench",
-        "name": "At the limit",
-        "features": ["dlp", "hybrid", "smd", "snmp", "web_protection"],
-        "appliances": [
-            {
-                "hostname": f"esa{n}",
-                "c_address": f"127.5.{n // 250}.{n % 250 + 1}",
-                "p1_address": f"127.6.{n // 250}.{n % 250 + 1}",
-            }
-            for n in range(APPLIANCES)
-        ],
-        "hosts": hosts,
-        "peer_networks": [
-            {"role": "end_users", "name": "Staff", "network": "127.8.0.0/16"},
-            {"role": "mail_senders", "name": "Internet", "network": "any"},
-        ],
-    }
+    extra = ({"role": "dns", "name": "dns-extra", "address": "127.7.99.1"},)
+    document = document_at_scale("At the limit", APPLIANCES, copies=20, extra_hosts=extra)
     deployment = save_deployment(document).deployment
     items = list(ChecklistItem.objects.filter(deployment=deployment).values_list("pk", flat=True))
     probed = items[::2]

@@ -41,3 +41,40 @@ def bench_database() -> Iterator[object]:
         yield user
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+# The other roles' hosts of a deployment at scale (bench/export_pdf.py, bench/exports.py).
+HOSTS = [
+    ("security_manager", "fsm"), ("log_server", "log"), ("sql_server", "sql"), ("dlp_server", "dlp"),
+    ("hybrid_service", "hybrid"), ("filtering_service", "filtering"), ("linking_service", "linking"),
+    ("ldap", "ldap"), ("dns", "dns"), ("snmp_trap", "nms"),
+]  # fmt: skip
+
+
+def document_at_scale(name: str, appliances: int, copies: int, extra_hosts: tuple[dict, ...] = ()) -> dict:
+    """A deployment of `appliances` appliances, every host once and `copies` DNS and LDAP servers
+    in all, without Personal Email Manager (no peer-appliance mesh): its rules grow linearly."""
+    return {
+        "team": "Bench",
+        "name": name,
+        "features": ["dlp", "hybrid", "smd", "snmp", "web_protection"],
+        "appliances": [
+            {
+                "hostname": f"esa{n}",
+                "c_address": f"127.5.{n // 250}.{n % 250 + 1}",
+                "p1_address": f"127.6.{n // 250}.{n % 250 + 1}",
+            }
+            for n in range(appliances)
+        ],
+        "hosts": [
+            {"role": role, "name": f"{host}{copy}", "address": f"127.7.{copy}.{i + 1}"}
+            for copy in range(copies)
+            for i, (role, host) in enumerate(HOSTS)
+            if copy == 0 or role in ("dns", "ldap")
+        ]
+        + list(extra_hosts),
+        "peer_networks": [
+            {"role": "end_users", "name": "Staff", "network": "127.8.0.0/16"},
+            {"role": "mail_senders", "name": "Internet", "network": "any"},
+        ],
+    }
