@@ -35,7 +35,15 @@ from ports.exports.firewall import SYNTAXES, Target
 from ports.exports.layout import render_pdf
 from ports.exports.pdf import change_request
 from ports.exports.sheets import ChecklistCSVRenderer, csv_chunks, csv_rows, csv_table, write_xlsx
-from ports.models import CatalogVersion, ChangeRequestJob, ChecklistItem, Deployment, Requirement, StaleRevision
+from ports.models import (
+    CatalogVersion,
+    ChangeRequestJob,
+    ChecklistItem,
+    Deployment,
+    Requirement,
+    StaleRevision,
+    UnknownItems,
+)
 from ports.scoping import TeamScoped
 from ports.serializers import (
     CatalogDiffSerializer,
@@ -49,7 +57,13 @@ from ports.serializers import (
 from probes.verification import verify_open
 
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
-from .serializers import ChecklistItemDetailSerializer, ChecklistItemSerializer, ChecklistSerializer
+from .serializers import (
+    BulkStatusResultSerializer,
+    BulkStatusSerializer,
+    ChecklistItemDetailSerializer,
+    ChecklistItemSerializer,
+    ChecklistSerializer,
+)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -248,6 +262,33 @@ class VerifyOpenView(TeamScoped, APIView):
     )
     def post(self, request: Request, pk: str) -> Response:
         return Response({"verified": verify_open(self.deployment, request.user)})
+
+
+class BulkStatusView(TeamScoped, APIView):
+    """Change the status of many of the deployment's rules in one request: those listed, or all that
+    the checklist's filters select (a page's "all N matching rules"), as ChecklistItemQuerySet.change_status."""
+
+    @extend_schema(
+        request=BulkStatusSerializer,
+        responses={200: BulkStatusResultSerializer},
+        description=(
+            "Rules already at the status are left as they are (no history, no new revision): sending the "
+            "same change twice changes nothing the second time. `overwrites` counts the waived and verified "
+            "rules the change replaces; ask with `dry_run` first to confirm those. Anything invalid (an id "
+            "that is not this deployment's, a filter that does not parse) is a 400 and changes nothing."
+        ),
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        body = BulkStatusSerializer(data=request.data, context={"deployment": self.deployment})
+        body.is_valid(raise_exception=True)
+        change = body.validated_data
+        try:
+            changes = change["selection"].change_status(
+                change["status"], request.user, change["comment"], ids=change.get("items"), dry_run=change["dry_run"]
+            )
+        except UnknownItems as unknown:
+            raise serializers.ValidationError({"items": [str(unknown)]}, code="unknown") from unknown
+        return Response(BulkStatusResultSerializer(changes).data)
 
 
 def checklist_key(deployment: Deployment, format: str, query: dict) -> str:

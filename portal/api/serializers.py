@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import QueryDict
+from django_filters import MultipleChoiceFilter
+from django_filters.utils import translate_validation
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ports.choices import ItemStatus
-from ports.models import ChecklistItem, Deployment
-from ports.serializers import RuleSerializer, StatusChangeSerializer
+from ports.models import ChecklistItem, Deployment, StatusChanges
+from ports.serializers import RuleSerializer, StatusChangeSerializer, StatusUpdateSerializer
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
+
+from .filters import ChecklistItemFilterSet, PortFilter
 
 
 class ChecklistItemSerializer(RuleSerializer):
@@ -87,3 +94,138 @@ class ChecklistSerializer(serializers.Serializer):
     @extend_schema_field(ChecklistItemSerializer(many=True))
     def get_items(self, deployment: Deployment) -> list[dict]:
         return ChecklistItemSerializer(self.context["items"], many=True).data
+
+
+# --- Status of many rules -------------------------------------------------------------
+
+# The checklist's filters a bulk change takes: those of its GET, but the deployment, which is the path's.
+CHECKLIST_FILTERS = {name: f for name, f in ChecklistItemFilterSet.base_filters.items() if name != "deployment"}
+# The most changed ids an answer lists: a page of rows to show again, not a whole checklist.
+ANSWERED_IDS = 500
+
+
+def filter_schema(name: str) -> dict:
+    """One of the checklist's filters in the schema: the values its query parameter takes."""
+    found = CHECKLIST_FILTERS[name]
+    described = {"description": str(found.extra["help_text"])} if "help_text" in found.extra else {}
+    if isinstance(found, PortFilter):
+        return {"type": "integer", "minimum": 0, "maximum": 65535, **described}
+    if "choices" not in found.extra:
+        return {"type": "string", **described}
+    choice = {"type": "string", "enum": [value for value, _ in found.extra["choices"]]}
+    if isinstance(found, MultipleChoiceFilter):
+        return {"oneOf": [choice, {"type": "array", "items": choice}], **described}
+    return {**choice, **described}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {name: filter_schema(name) for name in CHECKLIST_FILTERS},
+        "additionalProperties": False,
+    }
+)
+class ChecklistFilterField(serializers.Field):
+    """The checklist's filters as an object, read as the GET reads its query: a value is a string or
+    a number, or a list of them where the filter takes several (`status`)."""
+
+    def to_internal_value(self, data: object) -> QueryDict:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                "An object of the checklist's filters; {} for every rule.", code="invalid"
+            )
+        query, errors = QueryDict(mutable=True), {}
+        for name, value in data.items():
+            values = value if isinstance(value, list) else [value]
+            if name not in CHECKLIST_FILTERS:
+                # Were it ignored, a misspelt filter would select every rule of the deployment.
+                errors[name] = [f"Unknown filter; known: {', '.join(CHECKLIST_FILTERS)}."]
+            elif isinstance(value, list) and not isinstance(CHECKLIST_FILTERS[name], MultipleChoiceFilter):
+                errors[name] = ["One value, not a list."]
+            elif not all(isinstance(one, str | int) and not isinstance(one, bool) for one in values):
+                errors[name] = ["A string or a whole number."]
+            else:
+                query.setlist(name, [str(one) for one in values])
+        if errors:
+            raise serializers.ValidationError(errors, code="invalid")
+        return query
+
+
+class BulkStatusSerializer(StatusUpdateSerializer):
+    """A status for many of a deployment's rules at once: those listed by id, or those the checklist's
+    filters select. `status` and `comment` as for one item (a waiver needs its reason)."""
+
+    items = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        allow_empty=False,
+        help_text="The ids of the rules, all of this deployment's checklist.",
+    )
+    filter = ChecklistFilterField(
+        required=False,
+        help_text="The rules the checklist's filters select, as its GET takes them; {} selects every rule.",
+    )
+    dry_run = serializers.BooleanField(default=False, help_text="Answer what would change; change nothing.")
+
+    def to_internal_value(self, data: object) -> dict:
+        # Counted before each id is validated: a million ids would take their time first. No
+        # checklist has more than MAX_RULES rules, and `filter` selects any number of them.
+        limit = settings.MAX_RULES
+        if isinstance(data, dict) and isinstance(data.get("items"), list) and len(data["items"]) > limit:
+            message = f"At most {limit} items at once (MAX_RULES); this names {len(data['items'])}. Use `filter`."
+            raise serializers.ValidationError({"items": [message]}, code="max_length")
+        return super().to_internal_value(data)
+
+    def validate_filter(self, query: QueryDict) -> QuerySet[ChecklistItem]:
+        deployment: Deployment = self.context["deployment"]
+        found = ChecklistItemFilterSet(query, queryset=deployment.checklist.all())
+        if not found.is_valid():
+            raise translate_validation(found.errors)
+        return found.qs
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if ("items" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError(
+                "Select the rules with either `items` (their ids) or `filter` (the checklist's filters; {} for all).",
+                code="selection",
+            )
+        # Listed items are looked for among the deployment's under their lock (UnknownItems), not here.
+        attrs["selection"] = attrs.pop("filter") if "filter" in attrs else self.context["deployment"].checklist.all()
+        return attrs
+
+
+class StatusOverwritesSerializer(serializers.Serializer):
+    waived = serializers.IntegerField()
+    verified = serializers.IntegerField()
+
+
+class BulkStatusResultSerializer(serializers.Serializer):
+    """What a bulk status change did, or would do (`dry_run`): ChecklistItemQuerySet.change_status."""
+
+    matched = serializers.IntegerField(help_text="The rules selected.")
+    changed = serializers.IntegerField(help_text="Those whose status changed (would change, in a dry run).")
+    unchanged = serializers.IntegerField(help_text="Those already at the status: left as they are, no history.")
+    overwrites = StatusOverwritesSerializer(
+        help_text="Of the changed, how many were waived or verified: a person's decision that the change replaces."
+    )
+    dry_run = serializers.BooleanField()
+    items = serializers.ListField(
+        child=serializers.IntegerField(),
+        allow_null=True,
+        help_text=f"The ids of the changed rules when at most {ANSWERED_IDS} (a page shows their rows anew); "
+        "null above that.",
+    )
+
+    def to_representation(self, changes: StatusChanges) -> dict:
+        return {
+            "matched": changes.matched,
+            "changed": len(changes.changed),
+            "unchanged": changes.unchanged,
+            "overwrites": {
+                "waived": changes.previous[ItemStatus.WAIVED],
+                "verified": changes.previous[ItemStatus.VERIFIED],
+            },
+            "dry_run": changes.dry_run,
+            "items": changes.changed if len(changes.changed) <= ANSWERED_IDS else None,
+        }

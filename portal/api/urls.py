@@ -22,6 +22,7 @@ urlpatterns = [
     path("deployments/<int:pk>/checklist.csv", ports.CsvExportView.as_view(), name="deployment-csv"),
     path("deployments/<int:pk>/checklist/diff/", ports.ChecklistDiffView.as_view(), name="deployment-diff"),
     path("deployments/<int:pk>/checklist/verify-open/", ports.VerifyOpenView.as_view(), name="deployment-verify-open"),
+    path("deployments/<int:pk>/checklist/status/", ports.BulkStatusView.as_view(), name="deployment-bulk-status"),
     path("deployments/<int:pk>/change-request.pdf", ports.ChangeRequestPDFView.as_view(), name="deployment-pdf"),
     path("deployments/<int:pk>/change-requests/", ports.ChangeRequestJobView.as_view(), name="deployment-pdf-jobs"),
     path("deployments/<int:pk>/firewall/<str:syntax>/", ports.FirewallExportView.as_view(), name="deployment-firewall"),
