@@ -421,6 +421,7 @@ class ProbeOutcome:
     """What a probe found, with the state before it: the words shared by a run's results, an
     item's current state and its state changes."""
 
+    site: str
     state: str
     previous_state: str
     evidence: dict
@@ -441,7 +442,8 @@ class ProbeOutcome:
 
     @property
     def evidence_words(self) -> list[str]:
-        return in_words(self.evidence)
+        """The evidence as sentences; a failing probe's path names the site it was probed from."""
+        return in_words(self.evidence, site=self.site, state=self.state)
 
 
 @dataclasses.dataclass

@@ -268,6 +268,15 @@ def test_a_run_goes_through_api_broker_worker_and_database(lab):
     assert results["fes.appliance.25-tcp"]["evidence"]["banner"] == ["220 ****************************"]
     assert results["fes.off-appliance.9443-tcp"]["evidence"]["issuer"] == "CN=Corporate Inspection CA"
     assert results["fes.off-appliance.50800-tcp"]["latency_ms"] is None
+    # A rule that does not answer says its path, through the worker, the recorder and the API.
+    for uid, port, verdict in [
+        ("fes.off-appliance.50800-tcp", 50800, "filtered: no SYN-ACK within"),
+        ("fes.off-appliance.636-tcp", 636, "refused (the SYN was answered with a reset, ECONNREFUSED), 1 try,"),
+    ]:
+        result = results[uid]
+        source = result["evidence"]["source"]
+        path = f"From site {result['site']} ({source}) to {result['address']} port {port}/tcp: {verdict}"
+        assert result["evidence_words"][0].startswith(path), result["evidence_words"]
     assert results["fes.off-appliance.1434-udp"]["evidence"]["instances"][0]["tcp"] == "1433"
     assert results["fes.off-appliance.389-tcp"]["evidence"]["namingContexts"] == ["dc=example,dc=test"]
     assert results["fes.off-appliance.53-udp"]["evidence"]["transport"] == "udp"

@@ -29,6 +29,47 @@ from .services import TCP_SERVICES, udp_exchange
 from .states import SEVERITY, State
 
 UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+# A result in these states carries the path it took in its evidence (see Attempt.evidence): where
+# the probe left from, where to, with which timeout and how many tries, for the firewall's logs.
+PATH_STATES = {State.REFUSED, State.FILTERED, State.UNREACHABLE, State.ERROR}
+# What a range's evidence says of the path, once for all its ports (each port's own stays small).
+RANGE_PATH = ("source", "destination", "protocol", "timeout", "tries")
+
+
+@dataclass
+class Attempt:
+    """The path of one port's probe, as the socket saw it: the local address it left from, and how
+    many tries (connects, or datagrams sent) the probe made, each up to the engine's timeout."""
+
+    source: str = ""
+    source_port: int = 0
+    tries: int = 0
+
+    def left_from(self, sockname: object) -> None:
+        """Note the local address of a socket (bound by its connect, even one that failed)."""
+        if isinstance(sockname, tuple) and len(sockname) >= 2 and sockname[1]:
+            self.source, self.source_port = str(sockname[0]), int(sockname[1])
+
+    def evidence(self, check: Check, address: str, port: int, timeout: float) -> dict:
+        """Small and JSON-safe: what a result in PATH_STATES adds to its evidence."""
+        source = self.source or route_source(address)
+        path = {"source": source} if source else {}
+        if self.source_port:
+            path["source_port"] = self.source_port
+        path |= {"destination": address, "port": port, "protocol": check.protocol}
+        return path | {"timeout": timeout, "tries": self.tries}
+
+
+def route_source(address: str) -> str:
+    """The local address the kernel's route to `address` leaves from ("" if none): a UDP socket's
+    connect() only picks the route; it sends nothing."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((address, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -96,17 +137,33 @@ class Engine:
         # overall slots that other hosts' probes could use.
         async with self._per_destination[address], self._overall:
             started = time.monotonic()
+            attempt = Attempt()
             try:
                 if check.protocol == "udp":
-                    return await self._probe_udp(check, address, port, started)
-                return await self._probe_tcp(check, address, port, started)
+                    result = await self._probe_udp(check, address, port, started, attempt)
+                else:
+                    result = await self._probe_tcp(check, address, port, started, attempt)
             except Exception as exc:  # a probe must report, never crash the run
-                return PortResult(port, State.ERROR, _ms(started), describe(exc), {"cause": cause_of(exc)})
+                result = PortResult(port, State.ERROR, _ms(started), describe(exc), {"cause": cause_of(exc)})
+            if result.state in PATH_STATES:
+                result.evidence = attempt.evidence(check, address, port, self.timeout) | result.evidence
+            return result
 
-    async def _probe_tcp(self, check: Check, address: str, port: int, started: float) -> PortResult:
+    async def _probe_tcp(self, check: Check, address: str, port: int, started: float, attempt: Attempt) -> PortResult:
+        # A socket of its own, not open_connection(host, port): after a refused or unanswered
+        # connect, it still tells which local address the SYN left from.
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), self.timeout)
+            sock.setblocking(False)
+            attempt.tries += 1
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (address, port)), self.timeout)
+            finally:
+                with contextlib.suppress(OSError):
+                    attempt.left_from(sock.getsockname())
+            reader, writer = await asyncio.open_connection(sock=sock)
         except TimeoutError:
+            sock.close()
             return PortResult(
                 port,
                 State.FILTERED,
@@ -115,7 +172,11 @@ class Engine:
                 {"cause": f"no SYN-ACK within {self.timeout:g} s"},
             )
         except OSError as exc:
+            sock.close()
             return rejected(port, exc, started, "connection refused (RST): nothing listens, or a firewall rejects")
+        except BaseException:  # cancelled: the run was closed
+            sock.close()
+            raise
         latency = _ms(started)
         speak = TCP_SERVICES.get(check.service)
         try:
@@ -145,7 +206,7 @@ class Engine:
             with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
-    async def _probe_udp(self, check: Check, address: str, port: int, started: float) -> PortResult:
+    async def _probe_udp(self, check: Check, address: str, port: int, started: float, attempt: Attempt) -> PortResult:
         exchange = udp_exchange(check.service)
         if exchange is None:
             return PortResult(
@@ -159,8 +220,13 @@ class Engine:
         request, parse = exchange
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagram(answered), remote_addr=(address, port))
         try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Datagram(answered), remote_addr=(address, port))
+        except OSError as exc:  # no route: connect() of a UDP socket fails before anything is sent
+            return rejected(port, exc, started, "ICMP port unreachable: nothing listens, or a firewall rejects")
+        attempt.left_from(transport.get_extra_info("sockname"))
+        try:
+            attempt.tries += 1
             transport.sendto(request)
             try:
                 data = await asyncio.wait_for(answered, self.timeout)
@@ -244,6 +310,8 @@ def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResul
         "open": opened,
         "total": len(ports),
     }
-    if state != State.OPEN:  # the range's verdict, with the cause of its first port in that state
-        evidence["cause"] = next(r.evidence.get("cause") for r in ports if r.state == state)
+    if state != State.OPEN:  # the range's verdict, with the cause (and path) of its first port in that state
+        first = next(r.evidence for r in ports if r.state == state)
+        evidence["cause"] = first.get("cause")
+        evidence |= {key: first[key] for key in RANGE_PATH if key in first}
     return CheckResult(state, summary, address, max(latencies) if latencies else None, evidence)
