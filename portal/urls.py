@@ -14,6 +14,7 @@ urlpatterns = [
     path("deployments/<int:pk>/delete/", checklist.deployment_delete, name="deployment-delete"),
     path("catalog/", checklist.catalog, name="catalog"),
     path("alerts/", alerts.alert_channels, name="alerts"),
+    path("alerts/recent/", alerts.recent_alerts, name="alert-rows"),
     path("alerts/channels/<int:pk>/<str:action>/", alerts.alert_channel_action, name="alert-channel-action"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -754,6 +754,9 @@ class AlertDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When the worker tries again (tasks.deliver_alert, as it schedules the retry): set while a
+    # failed delivery waits for its next try, cleared once it is sent or has failed for good.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["alert", "channel"]
@@ -762,9 +765,16 @@ class AlertDelivery(models.Model):
     def __str__(self) -> str:
         return f"{self.alert} to {self.channel}: {self.status}"
 
-    def fail(self, error: str, final: bool = True) -> None:
+    def fail(self, error: str, final: bool = True, next_attempt_at: datetime.datetime | None = None) -> None:
+        """A try failed: for good (`final`), or to be tried again at `next_attempt_at`."""
         self.attempts += 1
         self.last_error = error[:2000]
+        self.next_attempt_at = None if final else next_attempt_at
         if final:
             self.status = DeliveryStatus.FAILED
-        self.save(update_fields=["attempts", "last_error", "status"])
+        self.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+
+    @property
+    def this_try(self) -> int:
+        """The number of the try under way or waited for, while pending (the first is 1)."""
+        return self.attempts + 1

@@ -271,7 +271,7 @@ class AlertDeliverySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AlertDelivery
-        fields = ["channel", "status", "attempts", "last_error", "sent_at"]
+        fields = ["channel", "status", "attempts", "last_error", "sent_at", "next_attempt_at"]
         read_only_fields = fields
 
 

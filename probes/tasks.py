@@ -50,12 +50,14 @@ def deliver_alert(self, delivery_id: int) -> None:
         error, final = f"the delivery failed unexpectedly ({type(exc).__name__}; see the alerts worker's log)", False
     else:
         AlertDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
-            status=DeliveryStatus.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1
+            status=DeliveryStatus.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None
         )
         return
     delays = retry_delays()
     final = final or self.request.retries >= len(delays)
-    delivery.fail(error, final=final)
+    # The page says when the next try is: the countdown the retry below is given, from now.
+    next_attempt_at = None if final else timezone.now() + datetime.timedelta(seconds=delays[self.request.retries])
+    delivery.fail(error, final=final, next_attempt_at=next_attempt_at)
     if not final:
         # max_retries said here: the task's own default (Celery's 3) would end the schedule early
         # and leave the delivery pending for ever.

@@ -93,16 +93,18 @@ def other_api(db) -> APIClient:
     return token_client(make_member("mallory", "Other team"))
 
 
-def recorded_run(deployment: Deployment, states: list[tuple[object, str]], **run: object) -> object:
+def recorded_run(
+    deployment: Deployment, states: list[tuple[object, str]], summary: str = "{state} in test", **run: object
+) -> object:
     """A probe run of these items (pairs of item and state) whose results the recorder took,
-    as a site worker sends them."""
+    as a site worker sends them; each result's summary is `summary` with its state."""
     from probes.models import ProbeRun
 
     fields = {"timeout": 1, "deadline": "2100-01-01T00:00Z", **run}
     run = ProbeRun.objects.create(
         deployment=deployment, total=len(states), pending={"default": sorted(item.pk for item, _ in states)}, **fields
     )
-    outcomes = {item.pk: {"state": state, "summary": f"{state} in test"} for item, state in states}
+    outcomes = {item.pk: {"state": state, "summary": summary.format(state=state)} for item, state in states}
     ProbeRun.record(run.pk, "w@default", outcomes)
     run.refresh_from_db()
     return run
@@ -130,3 +132,15 @@ def browser():
         )  # fmt: skip
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def lab(live_server) -> tuple[Deployment, str]:
+    """The pages' lab: a live server, alice of the Mail team, and a deployment whose every host
+    is in the default site; with the server's URL."""
+    call_command("load_catalog", verbosity=0)
+    make_member("alice", "Mail team")
+    document = {**FULL_DEPLOYMENT, "name": "Pages lab"}
+    document["hosts"] = [{**host, "site": "default"} for host in document["hosts"]]
+    document["peer_networks"] = [{**network, "site": "default"} for network in document["peer_networks"]]
+    return create_deployment(document), live_server.url

@@ -32,6 +32,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.test import Client, override_settings
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from ports.deployments import save_deployment
 from probes.alerts.raising import send_test_alert
@@ -362,7 +363,8 @@ def test_a_failing_webhook_is_tried_as_promised_then_marked_failed_in_words(tran
     browser.force_login(user)
     page = browser.get("/alerts/").content.decode()
     assert "tried again 4 times, after 0.2 s, 0.4 s, 0.8 s and 1.6 s (3 s in all), then marked failed" in page
-    assert "Broken: failed after 5 tries (HTTP 500 from receiver)" in page
+    assert "Broken: failed after 5 tries: HTTP 500 from receiver" in strip_tags(page)
+    assert "Refused: failed after 5 tries: connection refused by" in strip_tags(page)
     settings.ALERT_RETRY_BASE, settings.ALERT_MAX_RETRIES = 30, 5
     page = browser.get("/alerts/").content.decode()
     assert "tried again 5 times, after 30 s, 1 min, 2 min, 4 min and 8 min (15.5 min in all)" in page

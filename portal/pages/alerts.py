@@ -7,12 +7,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from ports.models import Team
 from probes.alerts.delivery import retry_delays
 from probes.alerts.raising import send_test_alert
 from probes.models import Alert, AlertChannel
+
+RECENT_ALERTS = 25
+# While a delivery on the page is pending, its script (static/alerts.js) asks for the rows this often.
+POLL_SECONDS = 2
 
 
 class ChannelForm(forms.ModelForm):
@@ -56,9 +62,30 @@ def alert_channels(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Channel {channel.name} added: send it a test alert.")
         return redirect("alerts")
     channels = AlertChannel.objects.for_user(request.user).select_related("team")
-    alerts = Alert.objects.for_user(request.user).prefetch_related("deliveries__channel")[:25]
-    context = {"form": form, "channels": channels, "alerts": alerts, "retry_promise": retry_promise()}
+    context = {
+        "form": form,
+        "channels": channels,
+        "alerts": recent(request),
+        "tries": len(retry_delays()) + 1,
+        "poll_seconds": POLL_SECONDS,
+        "retry_promise": retry_promise(),
+    }
     return render(request, "probes/alerts.html", context)
+
+
+def recent(request: HttpRequest) -> list[Alert]:
+    """The user's teams' latest alerts, with their deliveries: the rows of "Recent alerts"."""
+    return list(Alert.objects.for_user(request.user).prefetch_related("deliveries__channel")[:RECENT_ALERTS])
+
+
+@login_required
+@never_cache
+def recent_alerts(request: HttpRequest) -> HttpResponse:
+    """The rows of "Recent alerts" as the page renders them (probes/_alert_row.html), newest first:
+    the page's script swaps them in while a delivery is pending, so that a delivery's state, and a
+    new alert, read as a reload would show them. Only the user's teams' alerts."""
+    row, tries = get_template("probes/_alert_row.html"), len(retry_delays()) + 1
+    return HttpResponse("\n".join(row.render({"alert": alert, "tries": tries}) for alert in recent(request)))
 
 
 @login_required
