@@ -12,6 +12,14 @@ const rows = () => [...table.querySelectorAll("tbody tr[data-item]")];
 const pickedRows = () => rows().filter((row) => row.querySelector("input.pick").checked);
 const ruleName = (row) => `Rule ${row.dataset.number}`;
 
+// A phone folds the first steps, the summary and the filters (a filtered page keeps its filters open): the first
+// rule is then on the first screen, and either opens with a tap.
+if (matchMedia("(max-width: 700px)").matches) {
+  for (const id of ["overview", "first-steps"]) if (document.getElementById(id)) document.getElementById(id).open = false;
+  const filters = document.getElementById("filter-box");
+  if (!("keepOpen" in filters.dataset)) filters.open = false;
+}
+
 // A message where the user looks: a toast at the bottom of the screen, read out by screen readers.
 let toastTimer;
 function say(text, kind = "info") {
@@ -98,10 +106,10 @@ async function setStatus(row, status, comment = "") {
   return false;
 }
 
-// A waiver needs a reason: asked in a dialog, kept in the rule's history.
-function askWhy(rowsToWaive) {
+// A waiver needs a reason: asked in a dialog, kept in the rule's history. `what` names the rules.
+function askWhy(what) {
   const dialog = document.getElementById("waive-dialog");
-  document.getElementById("waive-number").textContent = rowsToWaive.map((row) => row.dataset.number).join(", ");
+  document.getElementById("waive-number").textContent = what;
   document.getElementById("waive-comment").value = "";
   dialog.showModal();
   return new Promise((resolve) => {
@@ -118,7 +126,7 @@ async function applyStatus(select) {
   if (select.value === row.dataset.status) return;
   let comment = "";
   if (select.value === "waived") {
-    comment = await askWhy([row]);
+    comment = await askWhy(ruleName(row).toLowerCase());
     if (comment === null) {
       select.value = row.dataset.status;
       return say("Not waived: a waiver needs a reason.", "bad");
@@ -151,34 +159,81 @@ table.addEventListener("change", (event) => {
   if (event.target.matches("input.pick")) countPicked();
 });
 
+// The selection: the ticked rows of this page, or, after "Select all N matching rules", every
+// rule the page's filter matches, on every page (the filter in force, as the address has it).
+const matching = Number(table.dataset.matching);
+const pickMatching = document.getElementById("pick-matching");
+let allMatching = false;
+
 function countPicked() {
   const picked = pickedRows().length;
-  document.getElementById("picked").textContent = `${picked} selected`;
+  if (picked < rows().length) allMatching = false;
+  document.getElementById("picked").textContent = allMatching ? `All ${matching} matching rules selected` : `${picked} selected`;
   document.querySelectorAll(".picked-count").forEach((span) => { span.textContent = picked; });
   const all = document.getElementById("pick-all");
   all.checked = picked > 0 && picked === rows().length;
   all.indeterminate = picked > 0 && picked < rows().length;
+  pickMatching.hidden = !all.checked || matching <= picked;
+  pickMatching.textContent = allMatching ? "Select this page only" : `Select all ${matching} matching rules`;
 }
 
 document.getElementById("pick-all").addEventListener("change", (event) => {
   rows().forEach((row) => { row.querySelector("input.pick").checked = event.target.checked; });
   countPicked();
 });
+pickMatching.addEventListener("click", () => { allMatching = !allMatching; countPicked(); });
 
+function pageFilter() {
+  const names = [...document.querySelectorAll(".filters [name]")].map((field) => field.name).filter((name) => !["size", "sort"].includes(name));
+  const query = new URLSearchParams(location.search);
+  return Object.fromEntries(names.map((name) => [name, query.get(name)]).filter(([, value]) => value));
+}
+
+// Rules settled as waived or verified change only when the user says so, knowing how many.
+function askOverwrite(overwrites, statusName) {
+  const parts = Object.entries(overwrites).filter(([, n]) => n).map(([status, n]) => `${n} ${label("status", status).toLowerCase()}`);
+  if (!parts.length) return Promise.resolve(true);
+  const dialog = document.getElementById("overwrite-dialog");
+  document.getElementById("overwrite-text").textContent =
+    `${parts.join(" and ")} rule${parts.length === 1 && parts[0].startsWith("1 ") ? "" : "s"} would become ${statusName}. Their history keeps what they were.`;
+  dialog.showModal();
+  return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "change"), { once: true }));
+}
+
+const bulkBusy = (text) => {
+  document.getElementById("bulk-busy").hidden = !text;
+  document.getElementById("bulk-busy-text").textContent = text ?? "";
+  for (const id of ["bulk-apply", "bulk-status", "pick-all", "pick-matching"]) document.getElementById(id).disabled = Boolean(text);
+};
+
+// One request for any number of rules: first a dry run, which says how many would change and
+// how many of them are settled; then the change itself.
 document.getElementById("bulk-apply").addEventListener("click", async () => {
   const picked = pickedRows();
-  if (!picked.length) return say("Select rules first.");
+  if (!allMatching && !picked.length) return say("Select rules first.");
   const select = document.getElementById("bulk-status");
-  let comment = "";
-  if (select.value === "waived") {
-    comment = await askWhy(picked);
-    if (comment === null) return;
+  const statusName = select.selectedOptions[0].textContent.toLowerCase();
+  const body = { status: select.value, ...(allMatching ? { filter: pageFilter() } : { items: picked.map((row) => Number(row.dataset.item)) }) };
+  const count = allMatching ? matching : picked.length;
+  bulkBusy(`Checking ${count} rules…`);
+  try {
+    const plan = await api("POST", document.querySelector(".bulk").dataset.url, { ...body, dry_run: true });
+    if (!plan.response.ok) return say(problem(plan.data), "bad");
+    if (!plan.data.changed) return say(`All ${plan.data.matched} selected rules are ${statusName} already: nothing changed.`);
+    if (!(await askOverwrite(plan.data.overwrites, statusName))) return say("Nothing changed.");
+    if (select.value === "waived") {
+      body.comment = await askWhy(`${plan.data.changed} rules`);
+      if (body.comment === null) return say("Not waived: a waiver needs a reason.", "bad");
+    }
+    bulkBusy(`Marking ${plan.data.changed} rules ${statusName}…`);
+    const { response, data } = await api("POST", document.querySelector(".bulk").dataset.url, body);
+    if (!response.ok) return say(problem(data), "bad");
+    say(`${data.changed} rule${data.changed === 1 ? "" : "s"} marked ${statusName}` + (data.unchanged ? ` (${data.unchanged} ${statusName} already).` : "."), "good");
+    refreshPanel();
+    refreshRows(data.items ?? rows().map((row) => row.dataset.item));
+  } finally {
+    bulkBusy(null);
   }
-  const done = [];
-  for (const row of picked) if (await setStatus(row, select.value, comment)) done.push(row.dataset.item);
-  say(`${done.length} of ${picked.length} rules marked ${select.selectedOptions[0].textContent.toLowerCase()}.`, done.length === picked.length ? "good" : "bad");
-  refreshPanel();
-  refreshRows(done);
 });
 
 document.getElementById("verify-open").addEventListener("click", async (event) => {
@@ -198,8 +253,9 @@ document.getElementById("verify-open").addEventListener("click", async (event) =
 
 // --- Probes ------------------------------------------------------------------------------
 
-// The states' labels, as the portal declares them.
-const STATE_LABELS = JSON.parse(document.getElementById("state-labels").textContent);
+// Probe states, rule statuses and run statuses in words, as the portal declares them.
+const LABELS = JSON.parse(document.getElementById("labels").textContent);
+const label = (kind, value) => LABELS[kind][value] ?? value;
 
 const probeButtons = () => [document.getElementById("probe-all"), document.getElementById("probe-selected")];
 
@@ -229,14 +285,16 @@ async function probe(body) {
       await refreshRows(fresh.map((result) => result.item));
       bar.max = state.progress.total || 1;
       bar.value = state.progress.done;
-      text.textContent = `${state.progress.done} / ${state.progress.total} · ${state.status.replace("_", " ")}`;
+      text.textContent = `${state.progress.done} of ${state.progress.total} rules probed · ${label("run", state.status).toLowerCase()}`;
       if (!["queued", "running"].includes(state.status)) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
-    const counts = Object.entries(state.by_state ?? {}).filter(([, n]) => n).map(([s, n]) => `${n} ${(STATE_LABELS[s] ?? s).toLowerCase()}`);
+    const counts = Object.entries(state.by_state ?? {}).filter(([, n]) => n).map(([s, n]) => `${n} ${label("state", s).toLowerCase()}`);
     const dead = state.sites.filter((s) => !s.live_worker).map((s) => s.site);
-    say(`Probe run ${state.status.replace("_", " ")}: ${counts.join(", ") || "no results"}.` + (dead.length ? ` No live worker in site ${dead.join(", ")}.` : ""),
+    say(`Probe run ${label("run", state.status).toLowerCase()}: ${counts.join(", ") || "no results"}.`
+      + (dead.length ? ` No probe worker runs in site ${dead.join(", ")}: the summary says how to start one.` : ""),
       state.status === "done" ? "good" : "bad");
+    document.getElementById("first-steps")?.remove();
     refreshPanel();
   } finally {
     probeButtons().forEach((button) => { button.disabled = false; });
@@ -251,8 +309,17 @@ document.getElementById("probe-selected").addEventListener("click", () => {
   probe({ items: picked.map((row) => Number(row.dataset.item)) });
 });
 
-// Evidence in words and history, newest first, fetched when first opened.
-const when = (text) => (text ?? "").slice(0, 16).replace("T", " ");
+// Evidence in words and history, newest first, fetched when first opened. Times as the server
+// writes them ({% when %}: 2026-12-03 14:41 UTC); static/times.js adds the local time on hover.
+const when = (text) => {
+  const time = document.createElement("time");
+  if (!text) return time;
+  const utc = new Date(text).toISOString(); // 2026-12-03T14:41:07.000Z
+  time.dateTime = `${utc.slice(0, 19)}Z`;
+  time.textContent = `${utc.slice(0, 16).replace("T", " ")} UTC`;
+  time.title = `${utc.slice(0, 19).replace("T", " ")} UTC`;
+  return time;
+};
 table.addEventListener("toggle", async (event) => {
   const details = event.target;
   if (!(details instanceof HTMLDetailsElement) || !details.open || details.dataset.loaded) return;
@@ -274,15 +341,15 @@ table.addEventListener("toggle", async (event) => {
     box.append(evidence);
   }
   const entries = [
-    ...data.probe_history.map((entry) => ({ at: entry.checked_at, text: `probe ${entry.state}${entry.changed ? " (changed)" : ""} from ${entry.site}` })),
-    ...data.history.map((change) => ({ at: change.at, text: `status ${change.from_status} → ${change.to_status} by ${change.user ?? "?"}${change.comment ? ` (${change.comment})` : ""}` })),
+    ...data.probe_history.map((entry) => ({ at: entry.checked_at, text: `Probed from site ${entry.site}: ${label("state", entry.state).toLowerCase()}${entry.changed ? " (changed)" : ""}.` })),
+    ...data.history.map((change) => ({ at: change.at, text: `Marked ${label("status", change.to_status).toLowerCase()} (was ${label("status", change.from_status).toLowerCase()}) by ${change.user ?? "someone no longer a user"}${change.comment ? `: “${change.comment}”` : ""}.` })),
   ].sort((a, b) => (b.at ?? "").localeCompare(a.at ?? ""));
   const history = document.createElement("ol");
   history.className = "history";
   history.setAttribute("aria-label", "History, newest first");
   for (const entry of entries) {
     const li = document.createElement("li");
-    li.textContent = `${when(entry.at)} ${entry.text}`;
+    li.append(when(entry.at), ` ${entry.text}`);
     history.append(li);
   }
   if (!entries.length) history.textContent = "No history yet.";
@@ -306,14 +373,18 @@ function showFields() {
   exportForm.querySelectorAll(".for-pdf").forEach((label) => { label.hidden = format.value !== "pdf"; });
   exportForm.querySelectorAll(".for-zones").forEach((label) => { label.hidden = !("zones" in format.dataset); });
 }
-exportForm.elements.format.addEventListener("change", showFields);
+// Another format is another export: what the dialog said of the last one goes.
+function clearExport() {
+  exportStatus.textContent = "";
+  exportLink.hidden = true;
+  exportProgress.hidden = true;
+}
+exportForm.elements.format.addEventListener("change", () => { showFields(); clearExport(); });
 document.getElementById("export-close").addEventListener("click", () => exportDialog.close());
 document.getElementById("open-export").addEventListener("click", () => {
   countPicked();
   showFields();
-  exportStatus.textContent = "";
-  exportLink.hidden = true;
-  exportProgress.hidden = true;
+  clearExport();
   exportDialog.showModal();
 });
 

@@ -8,8 +8,8 @@ document.addEventListener("click", (event) => {
   const total = document.getElementById(`id_${prefix}-TOTAL_FORMS`);
   const index = Number(total.value);
   const row = document.getElementById(`${prefix}-empty`).content.firstElementChild.cloneNode(true);
-  row.querySelectorAll("[name], [id], [for]").forEach((element) => {
-    for (const attribute of ["name", "id", "for"]) {
+  row.querySelectorAll("[name], [id], [for], [aria-describedby]").forEach((element) => {
+    for (const attribute of ["name", "id", "for", "aria-describedby"]) {
       const value = element.getAttribute(attribute);
       if (value) element.setAttribute(attribute, value.replace("__prefix__", index));
     }

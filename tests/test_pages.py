@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.management import call_command
 from django.test import Client
 
 from ports.exports.firewall import SYNTAXES
@@ -22,7 +21,26 @@ from .probe_worker import Worker, flush_broker
 from .test_browser import log_in, pytestmark  # noqa: F401 (the same marks: Chromium and Redis)
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
+DESKTOP, TABLET, PHONE = {"width": 1366, "height": 768}, {"width": 768, "height": 1024}, {"width": 390, "height": 844}
+SCREENS = pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
+
+# Controls smaller than 24 by 24 px (WCAG 2.2, 2.5.8), visible ones only; a link inside a sentence is
+# exempt (the criterion's inline exception), as is one in a visually hidden box.
+SMALL_TARGETS = """() => [...document.querySelectorAll('a[href], button, select, input, textarea, summary')]
+  .filter((e) => e.checkVisibility() && !e.closest('.sr-only, table.cards thead'))
+  .filter((e) => !(e.matches('a') && e.parentElement.textContent.trim() !== e.textContent.trim()))
+  .map((e) => [e, e.getBoundingClientRect()])
+  .filter(([, r]) => r.width && (r.width < 23.5 || r.height < 23.5))
+  .map(([e, r]) => `${e.tagName} "${(e.textContent || e.name).trim().slice(0, 30)}" ${r.width}x${r.height}`)"""
+
+# axe's "incomplete" results that a person reviewed and found right, by rule and why: anything else
+# it cannot decide fails the test until someone looks at it.
+REVIEWED = {
+    # Symbols (the sort arrow, the TLS mark) are not text to axe; their colours are the ink's and
+    # --bad's on white or the header's grey, 6.5:1 at least. A dialog's fields scroll beneath its
+    # sticky foot (which keeps the download in view): ink on white, overlapped only while scrolled.
+    "color-contrast": "th span[aria-hidden=true], .tls, dialog :not(.dialog-foot, .dialog-foot *)",
+}
 
 
 class Visits:
@@ -50,15 +68,24 @@ class Visits:
         if not axe:
             return
         page.add_script_tag(path=str(AXE))
-        found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+        found = page.evaluate("async () => { const r = await axe.run(document); return [r.violations, r.incomplete]; }")
+        violations, incomplete = found
         serious = [
             (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in found
+            for v in violations
             if v["impact"] in ("serious", "critical")
         ]
         assert not serious, (name, json.dumps(serious, indent=1))
+        undecided = [
+            (v["id"], node["target"], node["failureSummary"])
+            for v in incomplete
+            for node in v["nodes"]
+            if not page.locator(node["target"][0]).evaluate("(e, s) => e.matches(s)", REVIEWED.get(v["id"], "none"))
+        ]
+        assert not undecided, (name, json.dumps(undecided, indent=1))
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= self.viewport["width"], (name, width, "scrolls sideways")
+        assert not page.evaluate(SMALL_TARGETS), (name, page.evaluate(SMALL_TARGETS))
 
     def logged_in(self, username: str) -> Visits:
         log_in(self.page, self.base, username)
@@ -70,19 +97,9 @@ class Visits:
         self.check(name, axe)
 
 
-@pytest.fixture
-def lab(live_server):
-    call_command("load_catalog", verbosity=0)
-    make_member("alice", "Mail team")
-    document = {**FULL_DEPLOYMENT, "name": "Pages lab"}
-    document["hosts"] = [{**host, "site": "default"} for host in document["hosts"]]
-    document["peer_networks"] = [{**network, "site": "default"} for network in document["peer_networks"]]
-    return create_deployment(document), live_server.url
-
-
-def test_every_page_at_both_sizes_is_accessible_and_loads_nothing_from_outside(lab, browser):
+def test_every_page_at_every_size_is_accessible_and_loads_nothing_from_outside(lab, browser):
     deployment, base = lab
-    for viewport in (DESKTOP, PHONE):
+    for viewport in (DESKTOP, TABLET, PHONE):
         visits = Visits(browser, base, viewport)
         visits.visit("/accounts/login/", "login")
         log_in(visits.page, base, "alice")
@@ -229,7 +246,7 @@ def test_every_action_keeps_the_page_true_and_says_so_where_the_user_looks(lab, 
         assert page.locator("#picked").inner_text() == "4 selected"
         page.select_option("#bulk-status", "requested")
         page.click("#bulk-apply")
-        page.locator("#toast", has_text="4 of 4 rules marked requested.").wait_for()
+        page.locator("#toast", has_text="4 rules marked requested.").wait_for()
         page.wait_for_function("document.querySelector('#panel').innerText.includes('Requested\\n4')")
         # The changed rows are the server's again, and stay selected.
         page.wait_for_function("!document.querySelector('tbody tr[data-before]')")

@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Max
+from django.db.models import Count, F, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -36,8 +36,9 @@ from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_er
 from ports.models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
 from ports.scoping import team_deployment
 from ports.serializers import DeploymentSerializer
-from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState
+from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
 from probes.models import ProbeRun, WorkerHeartbeat
+from probes.worker import site_queue
 
 # The checklist's sorts: `sort=port`, or `sort=-port` for descending; then by rule number.
 SORTS = {
@@ -83,12 +84,22 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
         by_status[pk][status] = n
     failing = ChecklistItem.objects.filter(deployment__in=shown).with_latest_state(FAILING_STATES)
     failing = dict(failing.order_by().values_list("deployment").annotate(n=Count("pk")))
-    last_run = ProbeRun.objects.filter(deployment__in=shown).order_by().values_list("deployment")
-    last_run = dict(last_run.annotate(last=Max("created")))
+    never = ChecklistItem.objects.filter(deployment__in=shown).with_latest_state(None)
+    never = dict(never.order_by().values_list("deployment").annotate(n=Count("pk")))
+    # Each deployment's latest run, whatever its end: a failed run probed nothing, "0 failing" would be false.
+    latest = ProbeRun.objects.filter(deployment=OuterRef("pk")).order_by("-created")
+    last_runs = Deployment.objects.filter(pk__in=shown).annotate(
+        run_created=Subquery(latest.values("created")[:1]), run_status=Subquery(latest.values("status")[:1])
+    )
+    last_run = {
+        pk: (created, status) for pk, created, status in last_runs.values_list("pk", "run_created", "run_status")
+    }
     for pk, deployment in shown.items():
         deployment.total = sum(by_status[pk].values())
         deployment.count_verified = by_status[pk][ItemStatus.VERIFIED]
-        deployment.failing, deployment.last_run = failing.get(pk, 0), last_run.get(pk)
+        deployment.failing, deployment.probed = failing.get(pk, 0), deployment.total - never.get(pk, 0)
+        created, status = last_run.get(pk, (None, None))
+        deployment.last_run, deployment.last_run_status = created, status and RunStatus(status).label
     return render(request, "ports/deployment_list.html", {"deployments": page, "page": page})
 
 
@@ -134,6 +145,19 @@ def deployment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("deployments")
 
 
+@dataclass(frozen=True)
+class ProbeSite:
+    """A site a deployment is probed from, as its summary shows it: whether a worker is live
+    there, and the command that starts one."""
+
+    name: str
+    live: bool
+
+    @property
+    def command(self) -> str:
+        return f"celery -A portal.probe_site worker -Q {site_queue(self.name)}"
+
+
 def checklist_summary(deployment: Deployment) -> dict:
     """The page's summary panel: status and latest-probe counts over the whole checklist, whatever
     the page shows, kept until the checklist changes; and the sites' workers and the last run."""
@@ -162,7 +186,7 @@ def checklist_summary(deployment: Deployment) -> dict:
     live = WorkerHeartbeat.objects.live_sites()
     return {
         **counts,
-        "sites": [(site, site in live) for site in counts["site_names"]],
+        "sites": [ProbeSite(site, site in live) for site in counts["site_names"]],
         "last_run": ProbeRun.objects.filter(deployment=deployment).order_by("-created").first(),
     }
 
@@ -271,7 +295,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
                 ("role", "Role", [("", "any"), *Role.choices]),
                 ("port", "Port", None),
                 ("q", "Text", None),
-                ("flag", "Flag", [("", "none"), *base["flag"].extra["choices"]]),
+                ("flag", "Show only", [("", "every rule"), *base["flag"].extra["choices"]]),
             ]
         ],
         "errors": errors,
@@ -294,7 +318,12 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
         "filtered": filtered,
         "statuses": ItemStatus.choices,
         "legend": [(state.label, meaning, STATE_TONES[state]) for state, meaning in STATE_MEANINGS.items()],
-        "state_labels": dict(ProbeState.choices),
+        # What the script says of states, statuses and runs, in the words the page uses.
+        "labels": {
+            "state": dict(ProbeState.choices),
+            "status": dict(ItemStatus.choices),
+            "run": dict(RunStatus.choices),
+        },
         "export_formats": export_formats(deployment),
         "rollback_syntaxes": [(name, syntax.label) for name, syntax in SYNTAXES.items()],
         **summary,
