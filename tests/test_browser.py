@@ -110,10 +110,10 @@ def test_an_admin_creates_a_deployment_works_its_checklist_and_probes_it(live_se
     assert [row.evaluate("row => row.outerHTML") for row in page.locator("tbody tr[data-item]").all()] == after_run
     dns_row.locator("details.evidence summary").click()
     # Evidence in words, and the history on demand, newest first: the probe, then the status changes.
-    dns_row.locator("ol.history li", has_text="status todo → requested by alice (by the API)").wait_for()
+    dns_row.locator("ol.history li", has_text="Marked requested (was to do) by alice: “by the API”.").wait_for()
     assert "DNS answered NOERROR with 1 answers." in dns_row.locator(".loaded").inner_text()
     history = dns_row.locator("ol.history li").all_inner_texts()
-    assert "probe open" in history[0] and "status todo → requested" in history[-1]
+    assert "Probed from site default: open." in history[0] and "Marked requested (was to do)" in history[-1]
     assert page.locator(f"#item-{smtp.pk} td.probe .state.tone-bad").inner_text() == "Refused"
     # Marked opened, but the probe is refused: flagged.
     assert page.locator(f"#item-{smtp.pk} .flag").inner_text() == "Opened, but the probe fails"
