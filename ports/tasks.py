@@ -1,3 +1,6 @@
+import time
+from collections.abc import Callable
+
 from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -28,7 +31,7 @@ def render_change_request(job_id: int) -> None:
         job.advance(20, f"gathering {len(rule_set.flows)} rules", rule_count=len(rule_set.flows))
         content = change_request(rule_set, params, user)
         job.advance(40, "laying out the PDF")
-        pdf = render_pdf(content)
+        pdf = render_pdf(content, progress=progress_of(job, 40, 95, "laying out the PDF"))
         rule_set.remember("pdf", user)
         job.advance(
             100,
@@ -43,3 +46,19 @@ def render_change_request(job_id: int) -> None:
             job.progress, "failed", status=ChangeRequestJob.Status.FAILED, error=str(exc), finished=timezone.now()
         )
         raise
+
+
+def progress_of(job: ChangeRequestJob, start: int, end: int, stage: str, every: float = 1.0) -> Callable[[float], None]:
+    """A callback that moves the job from `start` to `end` percent as a share of its work is done,
+    written at most once every `every` seconds: ReportLab calls it a few times a page, and the
+    page that polls the job asks once a second."""
+    written = time.monotonic()
+
+    def advance(share: float) -> None:
+        nonlocal written
+        now = time.monotonic()
+        if now - written >= every:
+            written = now
+            job.advance(start + int((end - start) * share), stage)
+
+    return advance
