@@ -245,7 +245,9 @@ def test_the_pages_say_in_words_what_a_new_admin_must_do_and_what_went_wrong(lab
     now = timezone.now()
     ProbeRun.objects.create(deployment=deployment, total=81, status=RunStatus.FAILED, timeout=1, deadline=now)
     WorkerHeartbeat.objects.create(worker="w@default", site="default", started=now, last_seen=now)
-    listed = strip_tags(page.get("/").content.decode())
+    listed = page.get("/").content.decode()
+    assert '<span class="bad">failed</span>' in listed  # in red; a run going on is not
+    listed = strip_tags(listed)
     assert re.search(r"not probed yet\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC, failed", listed), listed
     html = strip_tags(page.get(f"/deployments/{deployment.pk}/").content.decode())
     assert "First steps" not in html and "default: a probe worker is running there." in html

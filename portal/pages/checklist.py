@@ -100,6 +100,7 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
         deployment.failing, deployment.probed = failing.get(pk, 0), deployment.total - never.get(pk, 0)
         created, status = last_run.get(pk, (None, None))
         deployment.last_run, deployment.last_run_status = created, status and RunStatus(status).label
+        deployment.last_run_bad = status in (RunStatus.FAILED, RunStatus.PARTLY_DONE, RunStatus.CANCELLED)
     return render(request, "ports/deployment_list.html", {"deployments": page, "page": page})
 
 
