@@ -54,6 +54,13 @@ FULL_DEPLOYMENT = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_api_rate_limits(settings) -> None:
+    """The suite makes many requests, from one address and a few users, in a cache (Redis) that
+    outlives each test: the API's rate limits are off, and their own tests set them."""
+    settings.API_RATE_USER = settings.API_RATE_ANON = None
+
+
 @pytest.fixture
 def catalog(db) -> CatalogVersion:
     call_command("load_catalog", verbosity=0)

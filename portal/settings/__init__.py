@@ -28,6 +28,8 @@ from .alerts import (
 )
 from .api import (
     API_MAX_BODY_BYTES,
+    API_RATE_ANON,
+    API_RATE_USER,
     API_SCHEMA_PUBLIC,
     EXPORT_SYNC_RULES,
     MAX_APPLIANCES,
@@ -51,6 +53,7 @@ from .base import (
     LOGIN_URL,
     LOGOUT_REDIRECT_URL,
     MIDDLEWARE,
+    REDIS_URL,
     ROOT_URLCONF,
     SECRET_KEY,
     STATIC_ROOT,
@@ -81,7 +84,6 @@ from .celery import (
     CELERY_WORKER_HIJACK_ROOT_LOGGER,
     CELERY_WORKER_PREFETCH_MULTIPLIER,
     PROBE_SCHEDULE_TICK,
-    REDIS_URL,
 )
 from .logging import LOGGING
 from .probes import (

@@ -1,8 +1,25 @@
 """The REST API, its OpenAPI schema, and the limits on what one request may ask for."""
 
-from .env import env_bool, env_int, env_str
+from .env import env_bool, env_int, env_rate, env_str
+from .security import TRUST_X_FORWARDED_FOR
 
 API_SCHEMA_PUBLIC = env_bool("API_SCHEMA_PUBLIC")
+
+# Rate limits of the whole API (/api/), counted over a sliding window in the cache "throttle"
+# (Redis, shared by every web process): per user for requests with a token or a session (a user's
+# token and browser share one count), per client address for anonymous ones. Over it: 429 with
+# Retry-After. "0" (or empty) turns one off.
+# 1200/min is 20 requests a second for a whole minute, or 1,200 at once: a provisioning tool
+# looping over a fleet stays well below it, e.g. Ansible's uri (at its default 5 forks each task
+# starts a module, a few requests a second in all) or a script calling upsert, checklist and an
+# export per deployment (each answer takes tens of milliseconds to seconds); what trips it is
+# a loop gone wrong, which would otherwise hold the web workers (3 per container) from everyone.
+# Many rules change status in one request (checklist/status/), not one request per rule.
+API_RATE_USER = env_rate("API_RATE_USER", "1200/min")
+# Anonymous requests reach only what needs no login: the schema and its documentation when
+# API_SCHEMA_PUBLIC=1 (the rest answers 401 before any count). A browser reading the
+# documentation makes 2; a generator fetches the schema once.
+API_RATE_ANON = env_rate("API_RATE_ANON", "60/min")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -20,6 +37,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
+    # Their rates are API_RATE_USER and API_RATE_ANON, which they read at each request (DRF's own
+    # throttles copy DEFAULT_THROTTLE_RATES once, at import).
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttling.UserRateThrottle", "portal.api.throttling.AnonRateThrottle"],
+    # The client behind the TLS proxy is the address it appends to X-Forwarded-For, as for logins
+    # (portal.client.client_ip, which the portal's throttles call); without the proxy, the connection's.
+    "NUM_PROXIES": 1 if TRUST_X_FORWARDED_FOR else 0,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -41,6 +64,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The enums' hook first: it rebuilds the components, which the next adds to.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.api.schema.declare_rate_limits"],
     "ENUM_NAME_OVERRIDES": {
         "InterfaceEnum": "ports.choices.Interface",
         "RoleEnum": "ports.choices.Role",

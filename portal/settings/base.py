@@ -81,6 +81,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database host that stops answering fails a connection in seconds, not minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).update(connect_timeout=10, keepalives=1, keepalives_idle=30)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Redis in production (the broker, the API's rate limits); unset, `make run` needs none.
+REDIS_URL = env_str("REDIS_URL")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -103,6 +105,9 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 # Rendered checklists (JSON, CSV), kept per process under the deployment's checklist
 # revision: a change makes a new key, so nothing stale is served. About 1.5 MB each at
 # 2,500 rules; the least recently used go first.
+# "throttle": the API's recent requests per user and per client address (API_RATE_USER,
+# API_RATE_ANON), which every web process must count together: in Redis when REDIS_URL is set,
+# else in the process (`make run` serves from one).
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
     "checklists": {
@@ -110,4 +115,19 @@ CACHES = {
         "LOCATION": "checklists",
         "OPTIONS": {"MAX_ENTRIES": env_int("CHECKLIST_CACHE_ENTRIES", 32)},
     },
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "portal",
+            # A Redis that stops answering delays a request by seconds, not minutes (and lets it through).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "throttle",
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    ),
 }

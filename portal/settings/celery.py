@@ -1,13 +1,12 @@
 """Celery: the broker, how tasks are acknowledged, and beat's schedule."""
 
-from .base import VAR_DIR
+from .base import REDIS_URL, VAR_DIR
 from .env import env_float, env_int, env_str
 
-# Redis in production; an embedded filesystem broker otherwise, so a real
-# worker runs beside `make run` with nothing to install.
-REDIS_URL = env_str("REDIS_URL")
 # A task not acknowledged this long after delivery (its worker died) is delivered again.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
+# Redis in production; an embedded filesystem broker otherwise, so a real
+# worker runs beside `make run` with nothing to install.
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # Where this worker keeps the messages it holds. A site worker sets its own
