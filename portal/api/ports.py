@@ -418,6 +418,14 @@ class FirewallExportView(DeploymentExportView):
             ),
             # ExportParams' `syntax` is a change request's rollback syntax: no parameter of this export.
             OpenApiParameter("syntax", location=OpenApiParameter.QUERY, exclude=True),
+            OpenApiParameter(
+                "Zones-Ignored",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                description="The sites of `zones` that this deployment does not use, comma-separated: ignored, "
+                "and named in a comment line at the top of the export. Absent when none are.",
+            ),
         ],
         responses={(200, "text/plain"): str},
     )
@@ -429,7 +437,10 @@ class FirewallExportView(DeploymentExportView):
         text = SYNTAXES[syntax].render(rule_set, Target.of(rule_set, params))
         rule_set.remember(syntax, request.user)
         name = f"deployment-{self.deployment.pk}.{SYNTAXES[syntax].suffix}"
-        return attachment(text, "text/plain; charset=utf-8", name, rule_set.fingerprint)
+        response = attachment(text, "text/plain; charset=utf-8", name, rule_set.fingerprint)
+        if params.get("zones_ignored"):
+            response.headers["Zones-Ignored"] = ", ".join(params["zones_ignored"])
+        return response
 
 
 class XlsxExportView(DeploymentExportView):

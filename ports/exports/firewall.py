@@ -7,7 +7,8 @@ SSL decryption: PAN-OS gets `no-decrypt` decryption rules, the others name it in
 
 A hostname cannot go into an nftables or iptables rule without a DNS lookup at load time, so
 such flows are written as comments to resolve by hand; ASA and PAN-OS take FQDN objects. The
-derivation never mixes address families in one rule. Each syntax also says how to take its
+derivation never mixes address families in one rule, and an ASA object is of the family of the
+rules that use it (`fqdn v4` or `fqdn v6` for a name). Each syntax also says how to take its
 rules out again (rollback), for the change request.
 """
 
@@ -33,10 +34,12 @@ class Target:
     title: str
     name: str
     zones: dict[str, str] = field(default_factory=dict)
+    zones_ignored: tuple[str, ...] = ()  # sites of the zone map that the deployment does not use
 
     @classmethod
     def of(cls, rule_set: RuleSet, params: dict) -> Target:
-        return cls(rule_set.title, f"fes_{rule_set.deployment.pk}", params.get("zones") or {})
+        zones, ignored = params.get("zones") or {}, tuple(params.get("zones_ignored") or ())
+        return cls(rule_set.title, f"fes_{rule_set.deployment.pk}", zones, ignored)
 
     def zone(self, site: str) -> str:
         return self.zones.get(site, "any")
@@ -54,6 +57,11 @@ def _names_a_host(flow: Flow) -> bool:
     return _is_name(flow.rule.source.address) or _is_name(flow.rule.destination.address)
 
 
+def _family(flow: Flow) -> int | None:
+    """4 or 6: the family of the flow's addresses; None if it has none ("any" and names only)."""
+    return flow.rule.source.family or flow.rule.destination.family
+
+
 def _comment(flow: Flow, limit: int) -> str:
     """Number, exemption, requirement ids and purposes, as one line of safe characters."""
     exempt = f" [{EXEMPT}]" if flow.carries_tls else ""
@@ -62,16 +70,23 @@ def _comment(flow: Flow, limit: int) -> str:
     return text.encode()[:limit].decode(errors="ignore")  # limits count bytes (nft: 128)
 
 
+def _one_line(text: str) -> str:
+    """What users typed, as one line of printable text, so that it stays a comment."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", text)
+
+
 def _header(rule_set: RuleSet, target: Target, mark: str) -> list[str]:
-    # The title holds what users typed (names): one line of printable text, so that it stays a comment.
-    title = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", target.title)
-    return [
-        f"{mark} {title}",
+    lines = [
+        f"{mark} {_one_line(target.title)}",
         f"{mark} {len(rule_set.flows)} firewall rules ({len(rule_set.items)} checklist items merged by flow); "
         f"rule set fingerprint sha256:{rule_set.fingerprint}",
         f"{mark} Do not drop, block or inspect (DPI/IPS) this traffic. Rules marked [{EXEMPT}] carry TLS:",
         f"{mark} exempt them from SSL decryption.",
     ]
+    if target.zones_ignored:  # site names (SITE_NAME), already: _one_line is a second guard
+        sites = _one_line(", ".join(target.zones_ignored))
+        lines.append(f"{mark} zones given for sites this deployment does not use: {sites}")
+    return lines
 
 
 def _object_name(prefix: str, value: str, limit: int = 63) -> str:
@@ -208,8 +223,22 @@ def _asa_network(value: str) -> str:
     return f"{network.network_address} {network.netmask}"
 
 
-def _asa_group(acl: str, value: str) -> str:
-    return _object_name(f"{acl}-NET", value)
+# A name's FQDN object resolves to one family (`fqdn v4` or `fqdn v6`): a name gets the object of
+# each family its rules need, and the network group a rule uses holds the objects of the rule's
+# family, or both for a rule of either family (a name to or from "any"). The IPv4 ones keep the
+# names they always had.
+_ASA_FQDN = {4: ("FQDN", "v4"), 6: ("FQDN6", "v6")}
+_ASA_NAME_GROUP = {4: "NET", 6: "NET6", None: "NET46"}
+
+
+def _asa_group(acl: str, value: str, family: int | None) -> str:
+    """The network group a rule of this family uses for the value: an address or network is
+    of one family by itself; a name has a group per family."""
+    return _object_name(f"{acl}-{_ASA_NAME_GROUP[family] if _is_name(value) else 'NET'}", value)
+
+
+def _asa_fqdn(acl: str, value: str, family: int) -> str:
+    return _object_name(f"{acl}-{_ASA_FQDN[family][0]}", value, 64)
 
 
 def _asa_service(acl: str, flow: Flow) -> str:
@@ -219,7 +248,7 @@ def _asa_service(acl: str, flow: Flow) -> str:
 def _asa_entries(flow: Flow, acl: str) -> list[str]:
     rule = flow.rule
     source, destination = (
-        "any" if _is_any(value) else f"object-group {_asa_group(acl, value)}"
+        "any" if _is_any(value) else f"object-group {_asa_group(acl, value, _family(flow))}"
         for value in (rule.source.address, rule.destination.address)
     )
     return [
@@ -235,18 +264,25 @@ def cisco_asa(rule_set: RuleSet, target: Target) -> str:
     acl = target.name.upper()
     lines = _header(rule_set, target, "!")
     flows = rule_set.flows
+    # Each value once per group: a name once per family of the rules that use it.
     addresses = dict.fromkeys(
-        value
+        (value, _family(flow) if _is_name(value) else None)
         for flow in flows
         for value in (flow.rule.source.address, flow.rule.destination.address)
         if not _is_any(value)
     )
-    for value in addresses:
-        group = _asa_group(acl, value)
+    fqdns: set[str] = set()
+    for value, family in addresses:
+        group = _asa_group(acl, value, family)
         if _is_name(value):
-            fqdn = _object_name(f"{acl}-FQDN", value, 64)
-            lines += [f"object network {fqdn}", f" fqdn v4 {value}"]
-            lines += [f"object-group network {group}", f" network-object object {fqdn}"]
+            members = []
+            for each in (4, 6) if family is None else (family,):
+                fqdn = _asa_fqdn(acl, value, each)
+                if fqdn not in fqdns:
+                    fqdns.add(fqdn)
+                    lines += [f"object network {fqdn}", f" fqdn {_ASA_FQDN[each][1]} {value}"]
+                members.append(f" network-object object {fqdn}")
+            lines += [f"object-group network {group}", *members]
         else:
             lines += [f"object-group network {group}", f" network-object {_asa_network(value)}"]
     services = {_asa_service(acl, flow): flow.rule for flow in flows}

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from ..models import Deployment
 from ..strict import Strict
+from ..validators import SITE_NAME
 from .firewall import SYNTAXES
 from .rule_set import Scope
 
@@ -40,7 +41,8 @@ ZONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}")
 @extend_schema_field({"type": "string", "example": "central:trust,dmz:dmz"})
 class SiteZonesField(serializers.Field):
     """The firewall's zone or interface of each site, as "site:zone,site:zone" (a query string)
-    or {"site": "zone"} (JSON); given back as text."""
+    or {"site": "zone"} (JSON); given back as text. Each site is a site name (validate_site's
+    SITE_NAME), whether or not this deployment uses it: an export names the sites it ignores."""
 
     default_error_messages = {"invalid": 'Give zones as "site:zone" pairs separated by commas.'}
 
@@ -52,6 +54,11 @@ class SiteZonesField(serializers.Field):
             data = {site.strip(): zone.strip() for site, _, zone in pairs}
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             self.fail("invalid")
+        not_sites = [site for site in data if not (isinstance(site, str) and SITE_NAME.fullmatch(site))]
+        if not_sites:
+            raise serializers.ValidationError(
+                f"Not a site name: {not_sites[0]!r}. Use up to 50 lower-case letters, digits, '-' or '_'."
+            )
         wrong = [zone for zone in data.values() if not ZONE_NAME.fullmatch(zone)]
         if wrong:
             raise serializers.ValidationError(
@@ -85,7 +92,8 @@ class ExportParams(serializers.Serializer):
     zones = SiteZonesField(
         required=False,
         help_text="The firewall zone (PAN-OS) or interface (ASA access-group) of each site; "
-        'default "any" and no access-group.',
+        'default "any" and no access-group. Sites this deployment does not use are ignored, so that one map '
+        "serves a fleet: the firewall export names them in a comment line at its top.",
     )
 
     def validate(self, attrs: dict) -> dict:
@@ -97,12 +105,12 @@ class ExportParams(serializers.Serializer):
         if "since" in attrs and not deployment.exports.filter(fingerprint=attrs["since"]).exists():
             raise serializers.ValidationError({"since": ["No earlier export of this deployment has this fingerprint."]})
         if attrs.get("zones"):
-            sites = set(deployment.sites())
-            unknown = sorted(set(attrs["zones"]) - sites)
-            if unknown:
-                raise serializers.ValidationError(
-                    {"zones": [f"No site {unknown[0]!r} in this deployment; its sites: {', '.join(sorted(sites))}."]}
-                )
+            # One map for a fleet: the entries of sites this deployment does not use are left out,
+            # and named (zones_ignored) for the export to say so. A site it uses that the map
+            # lacks keeps the default, as before.
+            sites = deployment.sites()
+            attrs["zones_ignored"] = sorted(set(attrs["zones"]) - sites)
+            attrs["zones"] = {site: zone for site, zone in attrs["zones"].items() if site in sites}
         if attrs.get("items"):
             unknown = set(attrs["items"]) - set(
                 deployment.checklist.filter(pk__in=attrs["items"]).values_list("pk", flat=True)
