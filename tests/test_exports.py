@@ -21,10 +21,12 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from openpyxl import load_workbook
 from pypdf import PdfReader
+from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from rest_framework.test import APIClient
 
 from portal.api.ports import XLSX
-from ports.exports import RuleSet, Scope
+from ports.exports import RuleSet, Scope, layout
 from ports.exports.firewall import SYNTAXES, Target, cisco_asa, panos
 from ports.exports.sheets import SHEET_COLUMNS, csv_chunks, csv_table
 from ports.validators import SITE_NAME, validate_site
@@ -947,3 +949,17 @@ def test_a_change_request_too_large_to_render_at_once_names_the_limit_and_the_jo
     assert not deployment.exports.filter(kind="pdf").exists()  # nothing handed out
     small = api.get(f"/api/deployments/{deployment.pk}/change-request.pdf", {"scope": "failed"})
     assert small.status_code == 200  # a scope within the limit still renders at once
+
+
+def test_a_requirement_id_copied_from_the_pdf_is_the_apis(deployment, api, catalog):
+    """Each id stands whole on a line of its own in the rules table: the text a reader copies is
+    the id the checklist JSON gives, never cut across two lines."""
+    response = api.get(f"/api/deployments/{deployment.pk}/change-request.pdf")
+    lines = {line.strip() for line in pdf_text(response.content).splitlines()}
+    uids = {item["requirement"] for item in api.get(f"/api/deployments/{deployment.pk}/checklist/").json()["items"]}
+    assert uids and uids <= lines, sorted(uids - lines)
+    # Every id of the catalog fits the column, at the table's size, with the cell's padding.
+    layout._fonts()
+    width = dict(layout.TABLE_COLUMNS)["Purpose, required by"] * mm - 6
+    widest = max(catalog.requirements.values_list("uid", flat=True), key=lambda uid: stringWidth(uid, layout.FONT, 7.5))
+    assert stringWidth(widest, layout.FONT, 7.5) <= width, widest
