@@ -299,7 +299,7 @@ def test_the_flow_is_shown_beside_the_pages_own_direction_word(deployment, api):
     page = Client()
     page.force_login(get_user_model().objects.get(username="alice"))
     html = page.get(f"/deployments/{deployment.pk}/?port=9443").content.decode()
-    assert "from the appliance" in html and "page: Inbound" in html
+    assert "from the appliance" in html and "the vendor's “Inbound” table" in html
 
 
 def test_a_name_typed_with_newlines_stays_inside_a_comment(catalog, user, api, tmp_path):
