@@ -370,8 +370,8 @@ const chosenFormat = () => exportForm.elements.format.selectedOptions[0];
 
 function showFields() {
   const format = chosenFormat();
-  exportForm.querySelectorAll(".for-pdf").forEach((label) => { label.hidden = format.value !== "pdf"; });
-  exportForm.querySelectorAll(".for-zones").forEach((label) => { label.hidden = !("zones" in format.dataset); });
+  exportForm.querySelectorAll(".for-pdf").forEach((field) => { field.hidden = format.value !== "pdf"; });
+  exportForm.querySelectorAll(".for-zones").forEach((field) => { field.hidden = !("zones" in format.dataset); });
 }
 // Another format is another export: what the dialog said of the last one goes.
 function clearExport() {
