@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -34,10 +35,29 @@ class TooManyRules(Exception):
         )
 
 
+class NumberedRule(NamedTuple):
+    """A rule with its rule number: a checklist item as a plan of a change shows it."""
+
+    number: int
+    rule: Rule
+
+    def __str__(self) -> str:
+        """One line, as a plan of a change lists it: "#12 127.0.0.1 → 127.0.4.2 9449/tcp: purpose"."""
+        rule = self.rule
+        return (
+            f"#{self.number} {rule.source.address} → {rule.destination.address} "
+            f"{rule.ports}/{rule.protocol}: {rule.requirement.description}"
+        )
+
+
 @dataclass
 class SyncResult:
-    added: int
-    removed: int
+    """What a regeneration did to the stored checklist: the rules it added (with the numbers they
+    got) and removed (with the numbers they had), in rule-number order, and how many it kept. A
+    plan of a change (ports.deployments.plan_save) is this, rolled back."""
+
+    added: list[NumberedRule]
+    removed: list[NumberedRule]
     kept: int
 
     @property
@@ -154,6 +174,7 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     numbers = number_flows(rules, existing.values(), deployment.last_rule_number)
     to_create: list[ChecklistItem] = []
     to_update: list[ChecklistItem] = []
+    added: list[NumberedRule] = []
     for position, rule in enumerate(rules):
         fields = RuleColumns.columns_of(rule) | {
             "position": position,
@@ -164,6 +185,7 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
         item = existing.pop(rule.key, None)
         if item is None:
             to_create.append(ChecklistItem(deployment=deployment, key=rule.key, **fields))
+            added.append(NumberedRule(numbers[rule.flow], rule))
         elif any(getattr(item, name) != value for name, value in fields.items()):
             for name, value in fields.items():
                 setattr(item, name, value)
@@ -188,7 +210,13 @@ def regenerate_checklist(deployment: Deployment) -> SyncResult:
     deployment.save(update_fields=fields)
     for name in fields:
         setattr(given, name, getattr(deployment, name))
-    return SyncResult(added=len(to_create), removed=len(existing), kept=len(rules) - len(to_create))
+    # The removed items' requirements were read with them: their rules cost no query.
+    removed = sorted(existing.values(), key=lambda item: (item.number, item.position))
+    return SyncResult(
+        added=sorted(added, key=lambda found: found.number),  # stable: catalog order within a number
+        removed=[NumberedRule(item.number, item.rule) for item in removed],
+        kept=len(rules) - len(to_create),
+    )
 
 
 def number_flows(rules: list[Rule], items: Iterable[ChecklistItem], last: int) -> dict[FlowKey, int]:

@@ -96,3 +96,12 @@ class ItemStatus(models.TextChoices):
     OPENED = "opened", "Opened"
     VERIFIED = "verified", "Verified"
     WAIVED = "waived", "Waived"
+
+
+class Outcome(models.TextChoices):
+    """What a write did, as every write of the API says it (the `outcome` field and `Outcome` header):
+    a provisioning tool's "changed" is anything but unchanged."""
+
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    UNCHANGED = "unchanged", "Unchanged"

@@ -2,11 +2,13 @@
 
 The API (create, update, upsert), the browser form, the admin and `setup_demo` all come
 here, so that none of them can store what another would refuse, and the checklist is
-rebuilt from what was just saved, in the same transaction.
+rebuilt from what was just saved, in the same transaction. A plan (`plan_save`,
+`plan_upsert`) is the same write, rolled back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -14,7 +16,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from .checklist import SyncResult, TooManyRules, regenerate_checklist
+from .checklist import NumberedRule, SyncResult, TooManyRules, regenerate_checklist
+from .choices import Outcome
 from .models import Appliance, Deployment, Host, PeerNetwork
 from .serializers import DeploymentSerializer
 from .validators import validate_name
@@ -25,8 +28,24 @@ CHILDREN = {"appliances": Appliance, "hosts": Host, "peer_networks": PeerNetwork
 @dataclass(frozen=True)
 class Saved:
     deployment: Deployment
-    outcome: str  # created, updated or unchanged
+    outcome: str  # created, updated or unchanged (choices.Outcome)
     sync: SyncResult | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a write would do, found by doing it and rolling it back: its outcome, the rules it
+    would add (with the numbers it would give them) and remove (with theirs), and how many
+    rules it would keep."""
+
+    outcome: str
+    added: list[NumberedRule]
+    removed: list[NumberedRule]
+    unchanged: int
+
+    @property
+    def changes_rules(self) -> bool:
+        return bool(self.added or self.removed)
 
 
 def save_deployment(
@@ -40,7 +59,7 @@ def save_deployment(
     serializer = DeploymentSerializer(instance, data=document, partial=partial, context={"user": user})
     serializer.is_valid(raise_exception=True)
     if instance is not None and serializer.is_unchanged():
-        return Saved(instance, "unchanged", None)
+        return Saved(instance, Outcome.UNCHANGED, None)
     fields = dict(serializer.validated_data)
     children = {name: fields.pop(name) for name in CHILDREN if name in fields}
     deployment = instance or Deployment()
@@ -68,7 +87,7 @@ def save_deployment(
         if "deployment_unique_name" in str(exc) or "ports_deployment.name" in str(exc):
             raise ValidationError({"name": ["A deployment of this name was just created."]}) from exc
         raise
-    return Saved(deployment, "created" if instance is None else "updated", sync)
+    return Saved(deployment, Outcome.CREATED if instance is None else Outcome.UPDATED, sync)
 
 
 def upsert_deployment(document: object, *, user: object) -> Saved:
@@ -89,3 +108,38 @@ def upsert_deployment(document: object, *, user: object) -> Saved:
         raise ValidationError({"team": ["Several of your teams have this deployment: name the team."]})
     instance = matches.first()
     return save_deployment(document, user=user, instance=instance, partial=instance is not None)
+
+
+def plan_save(
+    document: object, *, user: object = None, instance: Deployment | None = None, partial: bool = False
+) -> Plan:
+    """What save_deployment() would do with these arguments, saving nothing: the same validation
+    (the same ValidationError), the same outcome and the rules it would add and remove."""
+    try:
+        return rolled_back(lambda: save_deployment(document, user=user, instance=instance, partial=partial))
+    finally:
+        if instance is not None:
+            # The write set the document's fields and the checklist's columns on the instance;
+            # the rollback undid them in the database only.
+            instance.refresh_from_db()
+
+
+def plan_upsert(document: object, *, user: object) -> Plan:
+    """What upsert_deployment() would do with this document, saving nothing."""
+    return rolled_back(lambda: upsert_deployment(document, user=user))
+
+
+def rolled_back(write: Callable[[], Saved]) -> Plan:
+    """The plan of a write: the write itself, in a transaction that is then rolled back. The plan
+    is what the real write does because it is the real write: every row it writes (the deployment,
+    its parts, its checklist, the rule set remembered, the revision, the next probe time) goes
+    with the rollback, and so do the on_commit callbacks registered inside it. The sequences are
+    the one trace: a planned create uses up ids that no row then has."""
+    with transaction.atomic():
+        saved = write()
+        if saved.sync is None:  # unchanged: nothing was written
+            plan = Plan(saved.outcome, [], [], saved.deployment.checklist.count())
+        else:
+            plan = Plan(saved.outcome, saved.sync.added, saved.sync.removed, saved.sync.kept)
+        transaction.set_rollback(True)
+    return plan

@@ -602,19 +602,22 @@ class ChecklistItem(RuleColumns):
     def etag(self) -> str:
         return f'"{self.pk}-{self.revision}"'
 
-    def change_status(self, status: str, user: object, comment: str = "", expected_revision: int | None = None) -> None:
-        """Move the item to `status` and record who, when and why.
+    def change_status(self, status: str, user: object, comment: str = "", expected_revision: int | None = None) -> bool:
+        """Move the item to `status` and record who, when and why; whether it changed.
 
         With `expected_revision` (from If-Match), a change made by someone else in the
-        meantime wins: StaleRevision is raised and nothing is written.
+        meantime wins: StaleRevision is raised and nothing is written, whatever the status.
+        An item already at `status` is left alone, comment or not: no history row, no new
+        revision (the same ETag), as ChecklistItemQuerySet.change_status leaves it, so that the
+        same change sent twice changes nothing the second time.
         """
         with transaction.atomic():
             current = ChecklistItem.objects.select_for_update().only("status", "revision").get(pk=self.pk)
             if expected_revision is not None and current.revision != expected_revision:
                 raise StaleRevision(current.revision)
             self.revision = current.revision
-            if current.status == status and not comment:
-                return
+            if current.status == status:
+                return False
             now = timezone.now()
             StatusChange.objects.create(
                 item=self, from_status=current.status, to_status=status, user=user, comment=comment
@@ -622,6 +625,7 @@ class ChecklistItem(RuleColumns):
             self.status, self.status_changed_at, self.revision = status, now, current.revision + 1
             self.save(update_fields=["status", "status_changed_at", "revision"])
             Deployment.objects.filter(pk=self.deployment_id).checklist_changed()
+        return True
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,7 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
     hosts = HostSerializer(many=True, required=False)
     peer_networks = PeerNetworkSerializer(many=True, required=False)
     checklist = ChecklistSummarySerializer(source="*", read_only=True)
+    answer_keys = ("outcome",)  # a write's answer, sent back as it is, is a document too
 
     class Meta:
         model = Deployment

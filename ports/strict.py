@@ -10,11 +10,14 @@ from rest_framework import serializers
 class Strict:
     """A serializer mixin: a field it does not know (misspelt, or not supported) gets a 400
     naming it, rather than being dropped while the rest is acted on. Read-only fields are
-    known: a document read from the API can be sent back as it is."""
+    known: a document read from the API can be sent back as it is. So are `answer_keys`, the
+    keys an answer of a write adds to the object (its `outcome`): ignored, as read-only fields are."""
+
+    answer_keys: tuple[str, ...] = ()
 
     def to_internal_value(self, data: object) -> dict:
         if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
+            unknown = sorted(set(data) - set(self.fields) - set(self.answer_keys))
             if unknown:
                 known = ", ".join(name for name, field in self.fields.items() if not field.read_only)
                 raise serializers.ValidationError({name: [f"Unknown field; known: {known}."] for name in unknown})

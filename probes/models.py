@@ -15,6 +15,7 @@ from django.utils import timezone
 from psycopg2.extras import Json, execute_values
 
 from ports.broker import BrokerUnavailable, send
+from ports.choices import Outcome
 from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
 from ports.rules import PortRange
 from ports.validators import validate_name
@@ -658,6 +659,25 @@ class TlsPin(models.Model):
     def __str__(self) -> str:
         return f"{self.host}:{self.port} {self.pin}"
 
+    @classmethod
+    def expect(cls, deployment: Deployment, host: str, port: int, pin: str) -> tuple[TlsPin, str]:
+        """Expect `pin` of the TLS service at host:port (the unique key), and say what that did:
+        created; updated, when the service had another pin or one a probe trusted on first use
+        (the admin's replaces it); unchanged, when it already expects this one (a create repeated)."""
+        wanted = {"pin": pin, "source": PinSource.EXPECTED, "issuer": ""}
+        with transaction.atomic():
+            found, created = cls.objects.select_for_update().get_or_create(
+                deployment=deployment, host=host, port=port, defaults=wanted
+            )
+            if created:
+                return found, Outcome.CREATED
+            if all(getattr(found, name) == value for name, value in wanted.items()):
+                return found, Outcome.UNCHANGED
+            for name, value in wanted.items():
+                setattr(found, name, value)
+            found.save(update_fields=list(wanted))
+            return found, Outcome.UPDATED
+
 
 class AlertChannel(models.Model):
     """Where a team's alerts go: an email address (Django's SMTP backend) or a webhook URL
@@ -679,6 +699,16 @@ class AlertChannel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    # What a channel is, beside its unique key (team, name): a create that gives a channel's name
+    # and these values again is that channel again (unchanged), anything else under the name a clash.
+    SETTINGS = ("kind", "target", "enabled")
+
+    def has_settings(self, fields: dict[str, object]) -> bool:
+        """Whether the channel is what `fields` say; a setting left out is its default (enabled)."""
+        return all(
+            getattr(self, name) == fields.get(name, self._meta.get_field(name).get_default()) for name in self.SETTINGS
+        )
 
     def clean(self) -> None:
         """The target fits the kind (the form calls this; the API's serializer calls the same check)."""

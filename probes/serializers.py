@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ports.choices import ItemStatus
+from ports.choices import ItemStatus, Outcome
 from ports.models import ChecklistItem, Deployment, Team
 from ports.scoping import owning_team
 from ports.strict import Strict
@@ -219,6 +219,7 @@ class ProbeSitesSerializer(serializers.Serializer):
 class TlsPinSerializer(Strict, serializers.ModelSerializer):
     # Longer than what is stored: hex with colons is accepted, and stored as sha256/<base64>.
     pin = serializers.CharField(max_length=100, help_text="sha256/<base64>, or 64 hex digits (colons allowed).")
+    answer_keys = ("outcome",)  # a write's answer, sent back as it is, is a pin too
 
     class Meta:
         model = TlsPin
@@ -231,12 +232,20 @@ class TlsPinSerializer(Strict, serializers.ModelSerializer):
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
 
+    def create(self, validated_data: dict) -> TlsPin:
+        """Expect the pin (TlsPin.expect): a second identical create changes nothing (`outcome`)."""
+        pin, self.outcome = TlsPin.expect(
+            validated_data["deployment"], validated_data["host"], validated_data["port"], validated_data["pin"]
+        )
+        return pin
+
 
 class AlertChannelSerializer(Strict, serializers.ModelSerializer):
     """Where a team's alerts go. A webhook's `secret` signs each body (X-Portal-Signature:
     sha256=<HMAC-SHA256 of the body, hex>): check it on the receiving side."""
 
     team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.none(), required=False)
+    answer_keys = ("outcome",)  # a write's answer, sent back as it is, is a channel too
 
     class Meta:
         model = AlertChannel
@@ -261,9 +270,33 @@ class AlertChannelSerializer(Strict, serializers.ModelSerializer):
             raise serializers.ValidationError({"target": invalid.messages}) from invalid
         name = attrs.get("name", instance.name if instance else None)
         clash = AlertChannel.objects.filter(team=team, name=name).exclude(pk=instance.pk if instance else None)
-        if clash.exists():
-            raise serializers.ValidationError({"name": f"Team {team} already has a channel named {name!r}."})
+        clash = clash.first()
+        # A create of a channel that exists as given is that channel again (create() answers it);
+        # another channel under its name is refused.
+        if clash is not None and not (instance is None and clash.has_settings(attrs)):
+            raise name_taken(team, name)
         return attrs
+
+    def create(self, validated_data: dict) -> AlertChannel:
+        """The channel, or the same channel again: a create sent twice makes one channel, and
+        `outcome` says created, then unchanged."""
+        values = dict(validated_data)
+        team, name = values.pop("team"), values.pop("name")
+        channel, created = AlertChannel.objects.get_or_create(team=team, name=name, defaults=values)
+        if not created and not channel.has_settings(values):  # another create of the name came first
+            raise name_taken(team, name)
+        self.outcome = Outcome.CREATED if created else Outcome.UNCHANGED
+        return channel
+
+    def update(self, instance: AlertChannel, validated_data: dict) -> AlertChannel:
+        """The channel brought to what was sent; written only if that changes it (`outcome`)."""
+        changed = {name: value for name, value in validated_data.items() if getattr(instance, name) != value}
+        self.outcome = Outcome.UPDATED if changed else Outcome.UNCHANGED
+        return super().update(instance, changed) if changed else instance
+
+
+def name_taken(team: Team, name: str) -> serializers.ValidationError:
+    return serializers.ValidationError({"name": f"Team {team} already has a channel named {name!r}."})
 
 
 class AlertDeliverySerializer(serializers.ModelSerializer):

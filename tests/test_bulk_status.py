@@ -53,6 +53,7 @@ def test_listed_items_change_with_their_history(deployment, api, django_capture_
         "unchanged": 0,
         "overwrites": {"waived": 0, "verified": 0},
         "dry_run": False,
+        "outcome": "updated",
         "items": [i.pk for i in items],
     }
     for item in items:

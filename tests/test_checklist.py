@@ -146,7 +146,7 @@ def test_regeneration_keeps_status_and_history_of_rules_that_still_exist(deploym
 def test_regenerating_an_unchanged_deployment_changes_no_item(deployment):
     before = list(deployment.checklist.values_list("pk", "key", "position", "status", "revision"))
     result = regenerate_checklist(deployment)
-    assert (result.added, result.removed, result.kept) == (0, 0, len(before))
+    assert (result.added, result.removed, result.kept) == ([], [], len(before))
     assert list(deployment.checklist.values_list("pk", "key", "position", "status", "revision")) == before
 
 

@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
     inline_serializer,
@@ -29,7 +30,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.errors import ServiceUnavailable
-from ports.deployments import Saved, save_deployment, upsert_deployment
+from ports.choices import Outcome
+from ports.deployments import Plan, Saved, plan_save, plan_upsert, save_deployment, upsert_deployment
 from ports.exports import ExportParams, ExportRequest, RuleSet
 from ports.exports.firewall import SYNTAXES, Target
 from ports.exports.layout import render_pdf
@@ -57,12 +59,15 @@ from ports.serializers import (
 from probes.verification import verify_open
 
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
+from .outcomes import answer, outcome_header, outcome_headers, written
 from .serializers import (
     BulkStatusResultSerializer,
     BulkStatusSerializer,
     ChecklistItemDetailSerializer,
     ChecklistItemSerializer,
     ChecklistSerializer,
+    PlanSerializer,
+    bulk_outcome,
 )
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -130,9 +135,55 @@ DEPLOYMENT_EXAMPLE = OpenApiExample(
 )
 
 
+WrittenDeploymentSerializer = written(DeploymentSerializer)
+# The upsert's, PUT's and PATCH's 200: the deployment written, or with ?dry_run=true the plan.
+DEPLOYMENT_OR_PLAN = PolymorphicProxySerializer(
+    component_name="WrittenDeploymentOrPlan",
+    serializers=[WrittenDeploymentSerializer, PlanSerializer],
+    resource_type_field_name=None,
+)
+DRY_RUN = OpenApiParameter(
+    "dry_run",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description=(
+        "true: validate and compute the write, save nothing, and answer 200 with its plan (the outcome, "
+        "the rules it would add and remove, with their numbers, and how many it keeps). The same 400s as "
+        "the write. Taken from the query only."
+    ),
+)
+# The deployment's writes say their outcome in two headers: `Deployment-Outcome` came first, and
+# the clients that read it keep working.
+DEPLOYMENT_OUTCOME_HEADERS = [outcome_header([200, 201]), outcome_header([200, 201], "Deployment-Outcome")]
+
+
+def deployment_write(description: str, ok: object = DEPLOYMENT_OR_PLAN, created: bool = True) -> dict:
+    """The schema of a deployment write: its document, `dry_run`, the answers and their headers."""
+    responses = {200: ok, **({201: WrittenDeploymentSerializer} if created else {})}
+    return extend_schema(
+        request=DeploymentSerializer,
+        parameters=[DRY_RUN, *DEPLOYMENT_OUTCOME_HEADERS],
+        responses=responses,
+        examples=[DEPLOYMENT_EXAMPLE],
+        description=description,
+    )
+
+
 @extend_schema_view(
-    create=extend_schema(examples=[DEPLOYMENT_EXAMPLE]),
-    update=extend_schema(examples=[DEPLOYMENT_EXAMPLE]),
+    create=deployment_write(
+        "Create a deployment; 201 with it. With `?dry_run=true`, 200 with the plan and nothing saved.",
+        ok=PlanSerializer,
+    ),
+    update=deployment_write(
+        "Bring the deployment to this document; `outcome` says updated or unchanged. With "
+        "`?dry_run=true`, the plan instead, and nothing saved.",
+        created=False,
+    ),
+    partial_update=deployment_write(
+        "Change the fields given (a list given is replaced whole); `outcome` says updated or unchanged. "
+        "With `?dry_run=true`, the plan instead, and nothing saved.",
+        created=False,
+    ),
 )
 class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
     """Deployments as whole documents; every write goes through ports.deployments."""
@@ -146,34 +197,53 @@ class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
     filterset_class = DeploymentFilterSet
 
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        if dry_run(request):
+            return self.answer_plan(plan_save(request.data, user=request.user))
         return self.answer(save_deployment(request.data, user=request.user))
 
     def update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        saved = save_deployment(
+        planned = dry_run(request)  # before the write: a value that does not parse writes nothing
+        write = plan_save if planned else save_deployment
+        result = write(
             request.data, user=request.user, instance=self.get_object(), partial=kwargs.get("partial", False)
         )
-        return self.answer(saved)
+        return self.answer_plan(result) if planned else self.answer(result)
 
-    @extend_schema(
-        request=DeploymentSerializer,
-        responses={200: DeploymentSerializer, 201: DeploymentSerializer},
-        examples=[DEPLOYMENT_EXAMPLE],
-        description=(
-            "Create the team's deployment of this name, or bring it to this document. Sending the same "
-            "document again changes nothing; the `Deployment-Outcome` header says created, updated or "
-            "unchanged. Fields left out keep their value."
-        ),
+    @deployment_write(
+        "Create the team's deployment of this name, or bring it to this document. Sending the same "
+        "document again changes nothing; `outcome` and the `Outcome` header (and `Deployment-Outcome`) "
+        "say created, updated or unchanged. Fields left out keep their value. With `?dry_run=true`, "
+        "200 with the plan, and nothing saved."
     )
     @action(detail=False, methods=["post"])
     def upsert(self, request: Request) -> Response:
+        if dry_run(request):
+            return self.answer_plan(plan_upsert(request.data, user=request.user))
         return self.answer(upsert_deployment(request.data, user=request.user))
 
     def answer(self, saved: Saved) -> Response:
         """The deployment as stored now, and what the write did."""
         deployment = self.get_queryset().get(pk=saved.deployment.pk)
-        code = status.HTTP_201_CREATED if saved.outcome == "created" else status.HTTP_200_OK
-        headers = {"Deployment-Outcome": saved.outcome}
-        return Response(self.get_serializer(deployment).data, status=code, headers=headers)
+        context = {**self.get_serializer_context(), "outcome": saved.outcome}
+        body = WrittenDeploymentSerializer(deployment, context=context).data
+        return answer(body, saved.outcome, {"Deployment-Outcome": saved.outcome})
+
+    def answer_plan(self, plan: Plan) -> Response:
+        """What the write would have done; 200 whatever the outcome, as nothing was created."""
+        headers = outcome_headers(plan.outcome, {"Deployment-Outcome": plan.outcome})
+        return Response(PlanSerializer(plan).data, headers=headers)
+
+
+def dry_run(request: Request) -> bool:
+    """Whether the write is to be planned only: `?dry_run=true` (a boolean as DRF reads one). A value
+    that is no boolean is a 400, never taken for false: a misspelt plan must not become the write."""
+    value = request.query_params.get("dry_run")
+    if value is None:
+        return False
+    try:
+        return serializers.BooleanField().to_internal_value(value)
+    except serializers.ValidationError as invalid:
+        raise serializers.ValidationError({"dry_run": invalid.detail}) from invalid
 
 
 class ChecklistJSONRenderer(JSONRenderer):
@@ -271,11 +341,13 @@ class BulkStatusView(TeamScoped, APIView):
     @extend_schema(
         request=BulkStatusSerializer,
         responses={200: BulkStatusResultSerializer},
+        parameters=[outcome_header([200])],
         description=(
             "Rules already at the status are left as they are (no history, no new revision): sending the "
-            "same change twice changes nothing the second time. `overwrites` counts the waived and verified "
-            "rules the change replaces; ask with `dry_run` first to confirm those. Anything invalid (an id "
-            "that is not this deployment's, a filter that does not parse) is a 400 and changes nothing."
+            "same change twice changes nothing the second time, and says `unchanged`. `overwrites` counts "
+            "the waived and verified rules the change replaces; ask with `dry_run` first to confirm those. "
+            "Anything invalid (an id that is not this deployment's, a filter that does not parse) is a 400 "
+            "and changes nothing."
         ),
     )
     def post(self, request: Request, pk: str) -> Response:
@@ -288,7 +360,7 @@ class BulkStatusView(TeamScoped, APIView):
             )
         except UnknownItems as unknown:
             raise serializers.ValidationError({"items": [str(unknown)]}, code="unknown") from unknown
-        return Response(BulkStatusResultSerializer(changes).data)
+        return Response(BulkStatusResultSerializer(changes).data, headers=outcome_headers(bulk_outcome(changes)))
 
 
 def checklist_key(deployment: Deployment, format: str, query: dict) -> str:
@@ -304,6 +376,9 @@ def checklist_key(deployment: Deployment, format: str, query: dict) -> str:
     ]
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
     return f"checklist-{deployment.pk}-{deployment.checklist_revision}-{digest}"
+
+
+WrittenChecklistItemDetailSerializer = written(ChecklistItemDetailSerializer)
 
 
 class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -328,15 +403,23 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
 
     @extend_schema(
         request=StatusUpdateSerializer,
-        parameters=[OpenApiParameter("If-Match", location="header", required=False, description="The item's ETag.")],
-        responses={200: ChecklistItemDetailSerializer, 412: OpenApiResponse(description="Changed meanwhile.")},
+        parameters=[
+            OpenApiParameter("If-Match", location="header", required=False, description="The item's ETag."),
+            outcome_header([200]),
+        ],
+        responses={200: WrittenChecklistItemDetailSerializer, 412: OpenApiResponse(description="Changed meanwhile.")},
+        description=(
+            "Move the item to `status`. An item already at the status is left as it is, comment or not: no "
+            "history row, no new revision, the same ETag, and `outcome` unchanged. A stale If-Match is a 412 "
+            "first, whatever the status."
+        ),
     )
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
         item = self.get_object()
         change = self.get_serializer(data=request.data)
         change.is_valid(raise_exception=True)
         try:
-            item.change_status(
+            changed = item.change_status(
                 **change.validated_data, user=request.user, expected_revision=if_match_revision(request, item)
             )
         except ChecklistItem.DoesNotExist as gone:  # the deployment changed and its rule went meanwhile
@@ -348,7 +431,9 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
                 headers={"ETag": f'"{item.pk}-{stale.current_revision}"'},
             )
         item = self.get_object()
-        return Response(ChecklistItemDetailSerializer(item).data, headers={"ETag": item.etag})
+        outcome = Outcome.UPDATED if changed else Outcome.UNCHANGED
+        body = WrittenChecklistItemDetailSerializer(item, context={"outcome": outcome}).data
+        return answer(body, outcome, {"ETag": item.etag})
 
 
 def if_match_revision(request: Request, item: ChecklistItem) -> int | None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -23,6 +23,11 @@ from probes.serializers import (
     TlsPinSerializer,
     WorkerHeartbeatSerializer,
 )
+
+from .outcomes import answer, outcome_header, written
+
+WrittenTlsPinSerializer = written(TlsPinSerializer)
+WrittenAlertChannelSerializer = written(AlertChannelSerializer)
 
 
 class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
@@ -86,6 +91,17 @@ class ProbeSitesView(APIView):
         return Response({"sites": sites})
 
 
+@extend_schema_view(
+    post=extend_schema(
+        responses={201: WrittenTlsPinSerializer, 200: WrittenTlsPinSerializer},
+        parameters=[outcome_header([200, 201])],
+        description=(
+            "Expect this key of the TLS service at host and port: 201 created; 200 updated when the service "
+            "had another pin (replaced) or one a probe trusted on first use; 200 unchanged when it already "
+            "expects this key (the same create sent again)."
+        ),
+    )
+)
 class DeploymentTlsPinsView(TeamScoped, generics.ListCreateAPIView):
     """Expected TLS public keys; a probe that sees another key reports intercepted."""
 
@@ -97,15 +113,11 @@ class DeploymentTlsPinsView(TeamScoped, generics.ListCreateAPIView):
             return TlsPin.objects.none()
         return self.deployment.tls_pins.all()
 
-    def perform_create(self, serializer: TlsPinSerializer) -> None:
-        data = serializer.validated_data
-        pin, _ = TlsPin.objects.update_or_create(
-            deployment=self.deployment,
-            host=data["host"],
-            port=data["port"],
-            defaults={"pin": data["pin"], "source": "expected", "issuer": ""},
-        )
-        serializer.instance = pin
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pin = serializer.save(deployment=self.deployment)
+        return answer(WrittenTlsPinSerializer(pin, context={"outcome": serializer.outcome}).data, serializer.outcome)
 
 
 class TlsPinViewSet(TeamScoped, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -115,11 +127,41 @@ class TlsPinViewSet(TeamScoped, mixins.DestroyModelMixin, viewsets.GenericViewSe
     serializer_class = TlsPinSerializer
 
 
+CHANNEL_WRITE = {"responses": {200: WrittenAlertChannelSerializer}, "parameters": [outcome_header([200])]}
+
+
+@extend_schema_view(
+    create=extend_schema(
+        responses={201: WrittenAlertChannelSerializer, 200: WrittenAlertChannelSerializer},
+        parameters=[outcome_header([200, 201])],
+        description=(
+            "Add a channel: 201 created. The same channel sent again (its team, name, kind, target and "
+            "enabled) answers 200 with it, unchanged; another channel under a name taken is a 400."
+        ),
+    ),
+    update=extend_schema(**CHANNEL_WRITE),
+    partial_update=extend_schema(**CHANNEL_WRITE),
+)
 class AlertChannelViewSet(TeamScoped, viewsets.ModelViewSet):
     """Your teams' alert channels: email addresses and signed webhooks."""
 
     queryset = AlertChannel.objects.select_related("team")
     serializer_class = AlertChannelSerializer
+
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self.answer_written(serializer, serializer.save())
+
+    def update(self, request: Request, *args: object, **kwargs: object) -> Response:
+        partial = kwargs.get("partial", False)
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return self.answer_written(serializer, serializer.save())
+
+    def answer_written(self, serializer: AlertChannelSerializer, channel: AlertChannel) -> Response:
+        context = {**self.get_serializer_context(), "outcome": serializer.outcome}
+        return answer(WrittenAlertChannelSerializer(channel, context=context).data, serializer.outcome)
 
     @extend_schema(request=None, responses={202: AlertSerializer})
     @action(detail=True, methods=["post"])

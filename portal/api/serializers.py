@@ -10,12 +10,15 @@ from django_filters.utils import translate_validation
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ports.choices import ItemStatus
+from ports.checklist import NumberedRule
+from ports.choices import ItemStatus, Outcome
+from ports.deployments import Plan
 from ports.models import ChecklistItem, Deployment, StatusChanges
 from ports.serializers import RuleSerializer, StatusChangeSerializer, StatusUpdateSerializer
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
 from .filters import ChecklistItemFilterSet, PortFilter
+from .outcomes import OUTCOME_HELP
 
 
 class ChecklistItemSerializer(RuleSerializer):
@@ -62,6 +65,48 @@ class ChecklistItemDetailSerializer(ChecklistItemSerializer):
         return super().to_representation(item) | {
             "history": StatusChangeSerializer(item.history.all(), many=True).data,
             "probe_history": ResultHistorySerializer(results, many=True).data,
+        }
+
+
+class PlannedRuleSerializer(RuleSerializer):
+    """A rule of a plan, as the checklist shows a rule: its number and its columns."""
+
+    number = serializers.IntegerField(
+        help_text="The rule number: for a rule added, the one the write will give it; for a rule removed, its own."
+    )
+
+    def to_representation(self, numbered: NumberedRule) -> dict:
+        return {"number": numbered.number, **numbered.rule.as_dict()}
+
+
+class PlanChangesSerializer(serializers.Serializer):
+    added = PlannedRuleSerializer(many=True, help_text="The rules the write adds, by number.")
+    removed = PlannedRuleSerializer(many=True, help_text="The rules the write removes, by number.")
+    unchanged = serializers.IntegerField(
+        help_text="How many rules stay (with their status and history; a renamed host relabels its rules)."
+    )
+
+
+class PlanSerializer(serializers.Serializer):
+    """What a write would do (`?dry_run=true`): validated as the write is, done, and rolled back:
+    nothing was saved. The same write afterwards does exactly this, unless something changed
+    meanwhile."""
+
+    dry_run = serializers.BooleanField(help_text="Always true: nothing was saved.")
+    outcome = serializers.ChoiceField(
+        Outcome.choices, help_text="What the write would do: created, updated or unchanged."
+    )
+    plan = PlanChangesSerializer()
+
+    def to_representation(self, plan: Plan) -> dict:
+        return {
+            "dry_run": True,
+            "outcome": plan.outcome,
+            "plan": {
+                "added": PlannedRuleSerializer(plan.added, many=True).data,
+                "removed": PlannedRuleSerializer(plan.removed, many=True).data,
+                "unchanged": plan.unchanged,
+            },
         }
 
 
@@ -210,6 +255,10 @@ class BulkStatusResultSerializer(serializers.Serializer):
         help_text="Of the changed, how many were waived or verified: a person's decision that the change replaces."
     )
     dry_run = serializers.BooleanField()
+    outcome = serializers.ChoiceField(
+        Outcome.choices,
+        help_text=f"{OUTCOME_HELP} Updated when any rule changed (in a dry run: would change); never created.",
+    )
     items = serializers.ListField(
         child=serializers.IntegerField(),
         allow_null=True,
@@ -227,5 +276,11 @@ class BulkStatusResultSerializer(serializers.Serializer):
                 "verified": changes.previous[ItemStatus.VERIFIED],
             },
             "dry_run": changes.dry_run,
+            "outcome": bulk_outcome(changes),
             "items": changes.changed if len(changes.changed) <= ANSWERED_IDS else None,
         }
+
+
+def bulk_outcome(changes: StatusChanges) -> str:
+    """A bulk change's outcome: updated when any rule changed (or would, in a dry run)."""
+    return Outcome.UPDATED if changes.changed else Outcome.UNCHANGED

@@ -30,7 +30,7 @@ from rest_framework.exceptions import ValidationError
 
 from portal.api.filters import ChecklistItemFilterSet, RequirementFilterSet
 from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
-from ports.deployments import save_deployment
+from ports.deployments import Plan, Saved, plan_save, save_deployment
 from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from ports.models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
@@ -118,18 +118,28 @@ def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
     form = DeploymentForm(request.POST or None, initial=current)
     form.fields["team"].queryset = teams
     formsets = formsets_for(request.POST or None, initial)
+    plan: Plan | None = None
     if request.method == "POST" and form.is_valid() and all(f.is_valid() for f in formsets.values()):
         document, rows = document_of(form, formsets)
         try:
-            saved = save_deployment(document, user=request.user, instance=deployment)
+            if "preview" in request.POST:
+                # "Preview the changes": the same write, planned (done and rolled back); the form
+                # is shown again as typed, under what saving it would change.
+                plan = plan_save(document, user=request.user, instance=deployment)
+            else:
+                return deployment_saved(request, save_deployment(document, user=request.user, instance=deployment))
         except ValidationError as invalid:
             show_errors(invalid.detail, form, formsets, rows)
-        else:
-            rules = saved.deployment.checklist.count()
-            text = f"{saved.deployment.name} saved ({saved.outcome}): its checklist has {rules} rule{pluralize(rules)}."
-            messages.success(request, text)
-            return redirect("checklist", pk=saved.deployment.pk)
-    return render(request, "ports/deployment_form.html", {"form": form, "formsets": formsets, "deployment": deployment})
+    context = {"form": form, "formsets": formsets, "deployment": deployment, "plan": plan}
+    return render(request, "ports/deployment_form.html", context)
+
+
+def deployment_saved(request: HttpRequest, saved: Saved) -> HttpResponse:
+    """After a save: its checklist, saying what the save did."""
+    rules = saved.deployment.checklist.count()
+    text = f"{saved.deployment.name} saved ({saved.outcome}): its checklist has {rules} rule{pluralize(rules)}."
+    messages.success(request, text)
+    return redirect("checklist", pk=saved.deployment.pk)
 
 
 @login_required
