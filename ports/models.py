@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import reduce
 
 from django.conf import settings
+from django.core.cache import caches
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -244,12 +245,6 @@ class DeploymentQuerySet(TeamScopedQuerySet):
         found = (self.model.objects.filter(**{f"{part}__site": site}).values("pk") for part in SITED_PARTS)
         return self.filter(reduce(operator.or_, (Q(pk__in=deployments) for deployments in found)))
 
-    def with_status_counts(self) -> DeploymentQuerySet:
-        # Meta.ordering does not apply to aggregating queries: order explicitly.
-        return self.annotate(
-            **{f"count_{s}": models.Count("checklist", filter=Q(checklist__status=s)) for s in ItemStatus.values}
-        ).order_by("team__name", "name")
-
 
 def default_features() -> list[str]:
     return [Feature.PEM, Feature.SMD]
@@ -295,12 +290,14 @@ class Deployment(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @cached_property
+    def checklist_counts(self) -> ChecklistCounts:
+        """Its checklist in numbers, as of its revision (ChecklistCounts.of counts a list's at once)."""
+        return ChecklistCounts.of([self])[self.pk]
+
     def status_counts(self) -> dict[str, int]:
-        """Checklist items per status (annotated by DeploymentQuerySet.with_status_counts, or queried)."""
-        if hasattr(self, "count_todo"):
-            return {status: getattr(self, f"count_{status}") for status in ItemStatus.values}
-        counts = dict(self.checklist.order_by().values_list("status").annotate(n=models.Count("pk")))
-        return {status: counts.get(status, 0) for status in ItemStatus.values}
+        """Checklist items per status."""
+        return self.checklist_counts.statuses
 
     def ports_for(self, requirement: Requirement) -> PortRange:
         """The requirement's ports in this deployment: a configurable range moves with its base."""
@@ -549,6 +546,57 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
             )
             Deployment.objects.filter(pk__in={current[pk][1] for pk in changed}).checklist_changed()
         return changes
+
+
+@dataclass(frozen=True)
+class ChecklistCounts:
+    """A deployment's checklist in numbers: its items by status, and by their latest probe's state
+    (None: never probed). What the deployments list, the checklist's summary and the API's
+    deployments show."""
+
+    statuses: dict[str, int]
+    states: dict[str | None, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def probed(self) -> int:
+        return self.total - self.states.get(None, 0)
+
+    def in_states(self, states: Iterable[str]) -> int:
+        return sum(self.states.get(state, 0) for state in states)
+
+    @classmethod
+    def of(cls, deployments: Iterable[Deployment]) -> dict[int, ChecklistCounts]:
+        """The counts of these deployments, by pk, each also kept on its deployment; and kept per
+        checklist revision (which every change of a status or a probe state bumps), so that a team's
+        list counts anew only the checklists changed since it was last read, not its 100,000 rules.
+        Those are counted in two grouped queries."""
+        deployments = list(deployments)
+        cache = caches["counts"]
+        keys = {
+            deployment.pk: f"checklist-counts-{deployment.pk}-{deployment.checklist_revision}"
+            for deployment in deployments
+        }
+        found = cache.get_many(list(keys.values()))
+        counts = {pk: found[key] for pk, key in keys.items() if key in found}
+        missing = [pk for pk in keys if pk not in counts]
+        if missing:
+            fresh = {pk: cls({status: 0 for status in ItemStatus.values}, {}) for pk in missing}
+            items = ChecklistItem.objects.filter(deployment__in=missing).order_by()
+            for pk, status, n in items.values_list("deployment", "status").annotate(n=models.Count("pk")):
+                fresh[pk].statuses[status] = n
+            for pk, state, n in items.values_list("deployment", f"{CURRENT_PROBE}__state").annotate(
+                n=models.Count("pk")
+            ):
+                fresh[pk].states[state] = n
+            cache.set_many({keys[pk]: value for pk, value in fresh.items()})
+            counts |= fresh
+        for deployment in deployments:  # each keeps its own (Deployment.checklist_counts)
+            deployment.checklist_counts = counts[deployment.pk]
+        return counts
 
 
 class ChecklistItem(RuleColumns):

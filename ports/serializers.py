@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -25,6 +27,7 @@ from .models import (
     Appliance,
     CatalogVersion,
     ChangeRequestJob,
+    ChecklistCounts,
     Deployment,
     Host,
     PeerNetwork,
@@ -236,6 +239,15 @@ class ChecklistSummarySerializer(serializers.Serializer):
         }
 
 
+class DeploymentListSerializer(serializers.ListSerializer):
+    """Deployments as a list: their checklists counted together (ChecklistCounts.of), not one by one."""
+
+    def to_representation(self, data: Iterable[Deployment]) -> list[dict]:
+        deployments = list(data.all() if isinstance(data, BaseManager) else data)
+        ChecklistCounts.of(deployments)
+        return super().to_representation(deployments)
+
+
 class DeploymentSerializer(Strict, serializers.ModelSerializer):
     """A deployment as a whole document: appliances, hosts and networks are replaced, not merged.
 
@@ -255,6 +267,7 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
+        list_serializer_class = DeploymentListSerializer
         fields = [
             "id",
             "team",

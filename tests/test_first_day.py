@@ -8,7 +8,9 @@ import json
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.html import strip_tags
 
@@ -16,7 +18,7 @@ from ports.models import ChecklistItem
 from probes.choices import PROBED_STATES, RunStatus
 from probes.models import ProbeRun, WorkerHeartbeat
 
-from .conftest import create_deployment, recorded_run
+from .conftest import FULL_DEPLOYMENT, create_deployment, recorded_run
 from .test_browser import pytestmark  # noqa: F401 (the same marks: Chromium and Redis)
 from .test_pages import DESKTOP, PHONE, SCREENS, Visits
 
@@ -256,3 +258,23 @@ def test_the_pages_say_in_words_what_a_new_admin_must_do_and_what_went_wrong(lab
     empty = create_deployment({"name": "Empty", "appliances": [], "hosts": []})
     html = strip_tags(page.get(f"/deployments/{empty.pk}/").content.decode())
     assert "This deployment has no rules yet: add its appliances" in html
+
+
+def test_the_deployments_list_counts_anew_what_changed_and_only_that(lab, django_capture_on_commit_callbacks):
+    """Counts are kept per checklist revision: a change shows on the next read, and a read with
+    nothing changed counts nothing again."""
+    deployment, _ = lab
+    other = create_deployment({**FULL_DEPLOYMENT, "name": "Other"})
+    page = Client()
+    page.force_login(deployment.team.members.get())
+    assert "0 / 81" in strip_tags(page.get("/").content.decode())
+    items = list(deployment.checklist.order_by("number", "pk"))
+    with django_capture_on_commit_callbacks(execute=True):
+        items[0].change_status("verified", None)
+        recorded_run(deployment, [(items[1], "refused"), (items[2], "open")])
+    with CaptureQueriesContext(connection) as read:
+        listed = strip_tags(page.get("/").content.decode())
+    assert "1 / 81" in listed and "1 of 2 probed" in listed and "not probed yet" in listed  # the other
+    counting = [q["sql"] for q in read.captured_queries if "COUNT(" in q["sql"] and "checklistitem" in q["sql"]]
+    counted = {int(pk) for pk in re.findall(r"\d+", counting[0].split(" IN (")[1].split(")")[0])}
+    assert len(counting) == 2 and counted == {deployment.pk}

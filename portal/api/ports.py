@@ -191,7 +191,7 @@ class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
     queryset = (
         Deployment.objects.select_related("team", "catalog_version")
         .prefetch_related("appliances", "hosts", "peer_networks")
-        .with_status_counts()
+        .order_by("team__name", "name")
     )
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet

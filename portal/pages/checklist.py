@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
 from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -33,7 +32,7 @@ from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol
 from ports.deployments import Plan, Saved, plan_save, save_deployment
 from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
-from ports.models import CatalogVersion, ChecklistItem, Deployment, Requirement, Team
+from ports.models import CatalogVersion, ChecklistCounts, ChecklistItem, Deployment, Requirement, Team
 from ports.scoping import team_deployment
 from ports.serializers import DeploymentSerializer
 from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
@@ -76,16 +75,7 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     deployments = Deployment.objects.for_user(request.user).select_related("team", "catalog_version")
     page = Paginator(deployments.order_by("team__name", "name"), 50).get_page(request.GET.get("page"))
     shown = {deployment.pk: deployment for deployment in page}
-    # One grouped query per figure, for the page's deployments only: joining items, results and
-    # runs in one query multiplies their rows, and grows with the square of the team's rules.
-    counts = ChecklistItem.objects.filter(deployment__in=shown).order_by().values_list("deployment", "status")
-    by_status: dict[int, Counter] = {pk: Counter() for pk in shown}
-    for pk, status, n in counts.annotate(n=Count("pk")):
-        by_status[pk][status] = n
-    failing = ChecklistItem.objects.filter(deployment__in=shown).with_latest_state(FAILING_STATES)
-    failing = dict(failing.order_by().values_list("deployment").annotate(n=Count("pk")))
-    never = ChecklistItem.objects.filter(deployment__in=shown).with_latest_state(None)
-    never = dict(never.order_by().values_list("deployment").annotate(n=Count("pk")))
+    counts = ChecklistCounts.of(shown.values())
     # Each deployment's latest run, whatever its end: a failed run probed nothing, "0 failing" would be false.
     latest = ProbeRun.objects.filter(deployment=OuterRef("pk")).order_by("-created")
     last_runs = Deployment.objects.filter(pk__in=shown).annotate(
@@ -95,9 +85,8 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
         pk: (created, status) for pk, created, status in last_runs.values_list("pk", "run_created", "run_status")
     }
     for pk, deployment in shown.items():
-        deployment.total = sum(by_status[pk].values())
-        deployment.count_verified = by_status[pk][ItemStatus.VERIFIED]
-        deployment.failing, deployment.probed = failing.get(pk, 0), deployment.total - never.get(pk, 0)
+        deployment.total, deployment.count_verified = counts[pk].total, counts[pk].statuses[ItemStatus.VERIFIED]
+        deployment.failing, deployment.probed = counts[pk].in_states(FAILING_STATES), counts[pk].probed
         created, status = last_run.get(pk, (None, None))
         deployment.last_run, deployment.last_run_status = created, status and RunStatus(status).label
         deployment.last_run_bad = status in (RunStatus.FAILED, RunStatus.PARTLY_DONE, RunStatus.CANCELLED)
@@ -176,10 +165,10 @@ def checklist_summary(deployment: Deployment) -> dict:
     key = f"checklist-summary-{deployment.pk}-{deployment.checklist_revision}"
     counts = cache.get(key)
     if counts is None:
-        statuses = deployment.status_counts()
-        states = deployment.checklist.latest_state_counts()
+        checklist = ChecklistCounts.of([deployment])[deployment.pk]
+        statuses, states = checklist.statuses, dict(checklist.states)
         never = states.pop(None, 0)
-        total = sum(statuses.values())
+        total = checklist.total
         counts = {
             "total": total,
             "status_counts": [(s.value, s.label, statuses.get(s.value, 0)) for s in ItemStatus],
@@ -188,8 +177,8 @@ def checklist_summary(deployment: Deployment) -> dict:
                 ("Never probed", never, NEVER_PROBED_TONE),
             ],
             "max_count": max([*statuses.values(), *states.values(), never, 1]),
-            "failing": sum(states.get(state, 0) for state in FAILING_STATES),
-            "probed": total - never,
+            "failing": checklist.in_states(FAILING_STATES),
+            "probed": checklist.probed,
             "opened_failing": ChecklistItemFilterSet({"flag": "opened_failing"}, deployment.checklist.all()).qs.count(),
             "site_names": sorted(Deployment.objects.filter(pk=deployment.pk).probed_from()),
         }

@@ -115,6 +115,13 @@ CACHES = {
         "LOCATION": "checklists",
         "OPTIONS": {"MAX_ENTRIES": env_int("CHECKLIST_CACHE_ENTRIES", 32)},
     },
+    # Each checklist's counts (ports.models.ChecklistCounts), small and one per deployment: a team's
+    # list of hundreds of deployments reads them all at once, more than the renderings' cache keeps.
+    "counts": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "counts",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
     "throttle": (
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
