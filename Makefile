@@ -30,9 +30,11 @@ run: $(VENV)/.installed var
 test: export DJANGO_SECRET_KEY ?= test-only-secret-key-long-enough-to-pass-the-settings-check
 # Tools the tests use for real: ip (a network namespace), nft and iptables-restore (the
 # firewall exports are checked by them), pdftoppm (PDF pages rendered), Chromium (the
-# browser tests, driven by Playwright; screenshots go to test-artifacts/); and the DejaVu
+# browser tests, driven by Playwright; screenshots go to test-artifacts/), node and npm (a
+# TypeScript client typed from the schema and compiled, tests/test_clients.py); and the DejaVu
 # fonts of the PDF change requests.
-TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils chromium:chromium
+TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils chromium:chromium \
+	node:nodejs npm:npm
 
 test: $(VENV)/.installed var
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \

@@ -151,5 +151,8 @@ def test_the_schema_declares_429_with_retry_after_on_every_operation(db):
         assert too_many["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
         assert too_many["headers"]["Retry-After"]["required"] is True
     upsert = schema["paths"]["/api/deployments/upsert/"]["post"]["responses"]["429"]
-    assert upsert["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Throttled"}
-    assert schema["components"]["schemas"]["Throttled"]["required"] == ["detail"]
+    assert upsert["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert schema["components"]["schemas"]["Error"]["properties"]["detail"] == {
+        "type": "string",
+        "description": "What went wrong, in words.",
+    }

@@ -60,6 +60,7 @@ from probes.verification import verify_open
 
 from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
 from .outcomes import answer, outcome_header, outcome_headers, written
+from .schema import FINGERPRINT, etag, location
 from .serializers import (
     BulkStatusResultSerializer,
     BulkStatusSerializer,
@@ -274,12 +275,20 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         # requirement once per row; prefetching builds it once.
         return self.deployment.checklist.prefetch_related("requirement").with_latest_probe()
 
+    # One body per answer in the schema: the CSV is GET checklist.csv's. `?format=csv` (and Accept:
+    # text/csv) still answers this checklist as CSV, for the scripts that ask for it so, unlisted.
     @extend_schema(
         filters=True,
-        parameters=[OpenApiParameter("format", enum=["json", "csv"])],
+        parameters=[
+            OpenApiParameter(
+                "If-None-Match", location=OpenApiParameter.HEADER, description="The ETag of a checklist read before."
+            ),
+            etag([200, 304]),
+            FINGERPRINT,
+            OpenApiParameter("format", exclude=True),
+        ],
         responses={
             (200, "application/json"): ChecklistSerializer,
-            (200, "text/csv"): OpenApiTypes.STR,
             304: OpenApiResponse(description="Unchanged since the ETag sent as If-None-Match."),
         },
     )
@@ -397,6 +406,7 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
             self.action, ChecklistItemDetailSerializer
         )
 
+    @extend_schema(parameters=[etag([200])])
     def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
         item = self.get_object()
         return Response(self.get_serializer(item).data, headers={"ETag": item.etag})
@@ -406,8 +416,12 @@ class ChecklistItemViewSet(TeamScoped, mixins.ListModelMixin, mixins.RetrieveMod
         parameters=[
             OpenApiParameter("If-Match", location="header", required=False, description="The item's ETag."),
             outcome_header([200]),
+            etag([200, 412]),
         ],
-        responses={200: WrittenChecklistItemDetailSerializer, 412: OpenApiResponse(description="Changed meanwhile.")},
+        responses={
+            200: WrittenChecklistItemDetailSerializer,
+            412: OpenApiResponse(description="Changed meanwhile: `ETag` is the item's version now."),
+        },
         description=(
             "Move the item to `status`. An item already at the status is left as it is, comment or not: no "
             "history row, no new revision, the same ETag, and `outcome` unchanged. A stale If-Match is a 412 "
@@ -457,7 +471,16 @@ def attachment(content: bytes | str, content_type: str, filename: str, fingerpri
     return HttpResponse(content, content_type=content_type, headers=headers)
 
 
-class DeploymentExportView(TeamScoped, APIView):
+class AnyAccept:
+    """A view that answers a file (a PDF, a CSV, ...): sent whatever Accept names. DRF would answer
+    406 to the file's own type, which none of its renderers has, where the schema declares that type
+    (a generated client asks for it); its errors are JSON, as the schema declares them."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple:
+        return super().perform_content_negotiation(request, force=True)
+
+
+class DeploymentExportView(AnyAccept, TeamScoped, APIView):
     """An export of a deployment's rules; query parameters as ExportParams."""
 
     def params(self, data: object, serializer: type[ExportParams] = ExportParams) -> dict:
@@ -471,7 +494,7 @@ class DeploymentExportView(TeamScoped, APIView):
 
 class ChangeRequestPDFView(DeploymentExportView):
     @extend_schema(
-        parameters=[ExportParams],
+        parameters=[ExportParams, FINGERPRINT],
         responses={(200, "application/pdf"): OpenApiTypes.BINARY},
         description="The change request as PDF; the `Checklist-Fingerprint` header is its rule set's SHA-256. "
         f"Above {settings.EXPORT_SYNC_RULES} rules, use POST /api/deployments/{{id}}/change-requests/.",
@@ -498,6 +521,7 @@ class FirewallExportView(DeploymentExportView):
     @extend_schema(
         parameters=[
             ExportParams,
+            FINGERPRINT,
             OpenApiParameter(
                 "syntax", enum=list(SYNTAXES), location=OpenApiParameter.PATH, description="The firewall syntax."
             ),
@@ -529,7 +553,7 @@ class FirewallExportView(DeploymentExportView):
 
 
 class XlsxExportView(DeploymentExportView):
-    @extend_schema(parameters=[ExportParams], responses={(200, XLSX): OpenApiTypes.BINARY})
+    @extend_schema(parameters=[ExportParams, FINGERPRINT], responses={(200, XLSX): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: str) -> HttpResponse:
         rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
         workbook = io.BytesIO()
@@ -541,7 +565,7 @@ class XlsxExportView(DeploymentExportView):
 class CsvExportView(DeploymentExportView):
     """The rule set as CSV, by export scope (checklist/?format=csv takes the checklist's filters)."""
 
-    @extend_schema(parameters=[ExportParams], responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(parameters=[ExportParams, FINGERPRINT], responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request: Request, pk: str) -> StreamingHttpResponse:
         rule_set = RuleSet.build(self.deployment, self.params(request.query_params))
         rule_set.remember("csv", request.user)
@@ -590,7 +614,9 @@ class CatalogDiffView(APIView):
 class ChangeRequestJobView(DeploymentExportView):
     """Render a (large) change request in a worker; poll the job, then download the PDF."""
 
-    @extend_schema(request=ExportRequest, responses={202: ChangeRequestJobSerializer})
+    @extend_schema(
+        request=ExportRequest, responses={202: ChangeRequestJobSerializer}, parameters=[location("change request")]
+    )
     def post(self, request: Request, pk: str) -> Response:
         params = self.params(request.data, ExportRequest)
         job = ChangeRequestJob.objects.create(
@@ -607,11 +633,11 @@ class ChangeRequestJobView(DeploymentExportView):
         )
 
 
-class ChangeRequestJobViewSet(TeamScoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ChangeRequestJobViewSet(AnyAccept, TeamScoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = ChangeRequestJob.objects.defer("pdf")
     serializer_class = ChangeRequestJobSerializer
 
-    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY}, parameters=[FINGERPRINT])
     @action(detail=True)
     def pdf(self, request: Request, pk: str) -> HttpResponse:
         job = self.get_object()

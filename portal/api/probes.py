@@ -25,6 +25,7 @@ from probes.serializers import (
 )
 
 from .outcomes import answer, outcome_header, written
+from .schema import location
 
 WrittenTlsPinSerializer = written(TlsPinSerializer)
 WrittenAlertChannelSerializer = written(AlertChannelSerializer)
@@ -40,7 +41,9 @@ class DeploymentProbeRunsView(TeamScoped, generics.ListCreateAPIView):
             return ProbeRun.objects.none()
         return self.deployment.probe_runs.all()
 
-    @extend_schema(request=ProbeRunRequestSerializer, responses={202: ProbeRunSerializer})
+    @extend_schema(
+        request=ProbeRunRequestSerializer, responses={202: ProbeRunSerializer}, parameters=[location("probe run")]
+    )
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         selection = ProbeRunRequestSerializer(data=request.data, context={"deployment": self.deployment})
         selection.is_valid(raise_exception=True)

@@ -65,7 +65,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # The enums' hook first: it rebuilds the components, which the next adds to.
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.api.schema.declare_rate_limits"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.api.schema.declare_errors"],
     "ENUM_NAME_OVERRIDES": {
         "InterfaceEnum": "ports.choices.Interface",
         "RoleEnum": "ports.choices.Role",
