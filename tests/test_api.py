@@ -544,3 +544,10 @@ def test_a_filter_that_does_not_parse_is_said_whatever_the_sort(deployment, user
     for sort in ["result", "-result", "destination"]:
         response = page.get(f"/deployments/{deployment.pk}/", {"port": "abc", "sort": sort})
         assert response.status_code == 200 and "Enter a whole number." in response.content.decode()
+
+
+def test_the_deployments_list_holds_summaries_that_link_their_documents(deployment, api):
+    (listed,) = api.get("/api/deployments/").json()["results"]
+    assert "appliances" not in listed and listed["checklist"]["total"] == 81 and listed["name"] == deployment.name
+    document = api.get(listed["url"]).json()
+    assert document["id"] == listed["id"] and document["appliances"] and document["checklist"] == listed["checklist"]

@@ -67,6 +67,7 @@ from .serializers import (
     ChecklistItemDetailSerializer,
     ChecklistItemSerializer,
     ChecklistSerializer,
+    DeploymentSummarySerializer,
     PlanSerializer,
     bulk_outcome,
 )
@@ -189,13 +190,17 @@ def deployment_write(description: str, ok: object = DEPLOYMENT_OR_PLAN, created:
 class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
     """Deployments as whole documents; every write goes through ports.deployments."""
 
-    queryset = (
-        Deployment.objects.select_related("team", "catalog_version")
-        .prefetch_related("appliances", "hosts", "peer_networks")
-        .order_by("team__name", "name")
-    )
+    queryset = Deployment.objects.select_related("team", "catalog_version").order_by("team__name", "name")
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        # A list shows summaries, each linking its whole document: only a document reads its parts.
+        queryset = super().get_queryset()
+        return queryset if self.action == "list" else queryset.prefetch_related("appliances", "hosts", "peer_networks")
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return DeploymentSummarySerializer if self.action == "list" else DeploymentSerializer
 
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         if dry_run(request):

@@ -14,7 +14,12 @@ from ports.checklist import NumberedRule
 from ports.choices import ItemStatus, Outcome
 from ports.deployments import Plan
 from ports.models import ChecklistItem, Deployment, StatusChanges
-from ports.serializers import RuleSerializer, StatusChangeSerializer, StatusUpdateSerializer
+from ports.serializers import (
+    DeploymentSerializer,
+    RuleSerializer,
+    StatusChangeSerializer,
+    StatusUpdateSerializer,
+)
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
 from .filters import ChecklistItemFilterSet, PortFilter
@@ -284,3 +289,29 @@ class BulkStatusResultSerializer(serializers.Serializer):
 def bulk_outcome(changes: StatusChanges) -> str:
     """A bulk change's outcome: updated when any rule changed (or would, in a dry run)."""
     return Outcome.UPDATED if changes.changed else Outcome.UNCHANGED
+
+
+class DeploymentSummarySerializer(DeploymentSerializer):
+    """A deployment as a list shows it: its settings and its checklist in numbers, with the URL of
+    its whole document (appliances, hosts, peer networks). A team's list of 110,000 rules is then
+    a page of summaries, not of documents."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="deployment-detail")
+    appliances = hosts = peer_networks = None  # in the document at `url`
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = [
+            "id",
+            "url",
+            "team",
+            "name",
+            "description",
+            "catalog_version",
+            "dlp_base_port",
+            "features",
+            "probe_schedule",
+            "probe_cron",
+            "checklist",
+            "created",
+            "updated",
+        ]
