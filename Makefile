@@ -61,6 +61,7 @@ bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/bulk_status.py
 	scripts/with-services $(PY) bench/checklist_page.py
 	scripts/with-services $(PY) bench/probe_run.py
+	scripts/with-services $(PY) bench/scale.py --recorders 2
 	scripts/with-services $(PY) bench/export_pdf.py
 	scripts/with-services $(PY) bench/deployment_list.py
 	scripts/with-services $(PY) bench/exports.py

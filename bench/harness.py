@@ -78,3 +78,8 @@ def document_at_scale(name: str, appliances: int, copies: int, extra_hosts: tupl
             {"role": "mail_senders", "name": "Internet", "network": "any"},
         ],
     }
+
+
+def against(goal: str, met: bool) -> str:
+    """A figure's goal, said after it: "(goal >= 2x: met)"."""
+    return f"(goal {goal}: {'met' if met else 'NOT MET'})"

@@ -33,7 +33,7 @@ parser.add_argument("--rounds", type=int, default=3, help="rounds of the three m
 ARGS = parser.parse_args()
 os.environ["PROBE_TIMEOUT"] = str(ARGS.timeout)  # read by the settings, so before Django starts
 
-from harness import bench_database  # noqa: E402
+from harness import against, bench_database  # noqa: E402
 
 # isort: split
 from django.db import connection  # noqa: E402
@@ -192,8 +192,8 @@ def main() -> None:
                 median = statistics.median(values)
                 print(f"{name:<20} {median:>9.2f} {median / sweep_median:>13.2f}x")
             path, nmap_median = statistics.median(times["whole path"]), statistics.median(times["nmap -sT"])
-            print(f"whole path / bare sweep: {path / sweep_median:.2f} (target <= 1.3)")
-            print(f"whole path / nmap:       {path / nmap_median:.2f} (target < 1)")
+            print(f"whole path / bare sweep: {path / sweep_median:.2f} {against('<= 1.3', path <= 1.3 * sweep_median)}")
+            print(f"whole path / nmap:       {path / nmap_median:.2f} {against('< 1', path < nmap_median)}")
         finally:
             for process in (worker, recorder):
                 if process:

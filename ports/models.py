@@ -478,13 +478,19 @@ RULE_COLUMN_NAMES = [field.attname for field in RuleColumns._meta.fields]
 # one-to-one field names it `current_probe`); this layer knows it only by that name. Its evidence
 # is never read with a checklist: only what a row shows.
 CURRENT_PROBE = "current_probe"
+# When the item was last probed, as the probes app derives it (the model behind CURRENT_PROBE,
+# its last_checked()): a result that changes nothing writes no row, its run keeps the time.
+LAST_CHECKED = "probe_checked_at"
 
 
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
     def with_latest_probe(self) -> ChecklistItemQuerySet:
-        """Each item with its current probe state as `latest_probe` (None if never probed): the one
-        join of an item and its latest probe, for the API, the pages and the exports."""
-        return self.select_related(CURRENT_PROBE).defer(f"{CURRENT_PROBE}__evidence")
+        """Each item with its current probe state as `latest_probe` (None if never probed), its
+        `checked_at` when a probe last found it so: the one join of an item and its latest probe,
+        for the API, the pages and the exports."""
+        probes = self.model._meta.get_field(CURRENT_PROBE).related_model
+        items = self.select_related(CURRENT_PROBE).defer(f"{CURRENT_PROBE}__evidence")
+        return items.annotate(**{LAST_CHECKED: probes.last_checked()})
 
     def with_latest_state(self, states: Iterable[str] | None) -> ChecklistItemQuerySet:
         """The items whose latest probe is in one of `states`; with None, those never probed."""
@@ -640,11 +646,15 @@ class ChecklistItem(RuleColumns):
 
     @property
     def latest_probe(self) -> object | None:
-        """The current probe state, or None if never probed. Read only from the join of
-        ChecklistItemQuerySet.with_latest_probe(): never one query per item."""
-        if CURRENT_PROBE not in self._state.fields_cache:
+        """The current probe state, or None if never probed, with its `checked_at` the item's last
+        check (LAST_CHECKED). Read only from the join of ChecklistItemQuerySet.with_latest_probe():
+        never one query per item."""
+        if CURRENT_PROBE not in self._state.fields_cache or not hasattr(self, LAST_CHECKED):
             raise LookupError("read items with_latest_probe() to show their latest probe")
-        return getattr(self, CURRENT_PROBE, None)
+        probe = getattr(self, CURRENT_PROBE, None)
+        if probe is not None:
+            probe.checked_at = getattr(self, LAST_CHECKED)
+        return probe
 
     @property
     def etag(self) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime
 import json
@@ -7,16 +8,18 @@ import math
 import secrets
 from collections import Counter
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg2.extras import Json, execute_values
 
 from ports.broker import BrokerUnavailable, send
 from ports.choices import Outcome
-from ports.models import ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
+from ports.models import CURRENT_PROBE, ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
 from ports.rules import PortRange
 from ports.validators import validate_name
 
@@ -104,6 +107,11 @@ class ProbeRun(models.Model):
     The run keeps its own progress (`pending` item ids by site, `by_state` counts), because the
     results come back through the broker from site workers that never see the database: the
     recorder (ProbeRun.record) writes them, once each, into the items' current state.
+
+    A run also knows when it checked what (`probed`, `checked`): a result that changes nothing
+    writes nothing per item, and an item's "last checked" is the later of its current state's own
+    time and the last run that found it so (LatestProbe.last_checked), as healthchecks keeps a
+    ping's time on the check rather than a row per ping.
     """
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="probe_runs")
@@ -123,10 +131,18 @@ class ProbeRun(models.Model):
     pending = models.JSONField(default=dict)
     # Items by the state this run found ({"open": 40, "refused": 2}).
     by_state = models.JSONField(default=dict)
+    # The items this run probed (not_probed aside) as ranges of ids, [[first, last], ...]: a
+    # sweep of a deployment is one range or a few, whatever order its results came in.
+    probed = models.JSONField(default=list)
+    # When it last recorded a probed result: the time of every item in `probed` that it found
+    # unchanged (by at most the run's own length later than its own batch).
+    checked = models.DateTimeField(null=True, blank=True)
     # Why the broker did not take a site's task, once send() has found it (not stored).
     unsent = ""
     # What start() reads of the items: pass them as checklist.only(*ProbeRun.ITEM_FIELDS).
     ITEM_FIELDS = ("deployment", "destination", "port_start", "port_end", "source_site")
+    # What a batch moves, its run's end included: one update of the run per batch.
+    PROGRESS = ("pending", "by_state", "done", "status", "started", "probed", "checked", "finished")
 
     objects = ProbeRunQuerySet.as_manager()
 
@@ -135,6 +151,8 @@ class ProbeRun(models.Model):
         indexes = [
             models.Index(fields=["status", "deadline"], name="proberun_open_runs"),
             models.Index(fields=["deployment", "-created", "-id"], name="proberun_ordering"),
+            # An item's last check: its deployment's runs, latest first (LatestProbe.last_checked).
+            models.Index(fields=["deployment", "-checked"], name="proberun_checked"),
         ]
 
     def __str__(self) -> str:
@@ -248,19 +266,34 @@ class ProbeRun(models.Model):
         Only items still pending in the run are written, so a batch sent twice (a redelivered
         task probes again) changes nothing; with `site` (the site that sent them, as the broker
         knows it), only the items this run sent to that site: a site cannot write another's.
-        Each item's current state (LatestProbe) is updated in one statement, a ProbeFlip row is
-        added only where the state changed, and the batch is kept as one ProbeBatch row until it
-        is purged: a handful of rows per thousand results.
+        Per item, only what changed is written (LatestProbe.record): a result that says what the
+        item's current state says writes nothing of its own, the run's `probed` ranges and
+        `checked` time say that it was checked. The run's progress (and its end) is one update,
+        and the batch is kept as one ProbeBatch row until it is purged: a handful of rows per
+        thousand results.
         """
         outcomes = {int(item_id): clean_outcome(outcome) for item_id, outcome in outcomes.items()}
         worker, now = str(worker)[:200], timezone.now()
         with transaction.atomic():
-            run = cls.objects.select_for_update(of=("self",)).filter(pk=run_id, finished__isnull=True).first()
+            # The run's deployment first, as a save of the deployment takes it before its items
+            # (ports.checklist): the pins, alerts and states written below refer to it, and the
+            # recorders take turns per deployment, so that no two compare results with the same
+            # current states at once, and what is read below is read after another recorder's batch
+            # of it. The lock is the update that says its checklist shows something new (the items'
+            # last check, if nothing else): in this transaction, not once committed as
+            # checklist_changed() does, since the lock is this transaction's anyway.
+            open_run = cls.objects.filter(pk=run_id, finished__isnull=True).values("deployment_id")
+            revision = models.F("checklist_revision") + 1
+            Deployment.objects.filter(pk=models.Subquery(open_run)).update(checklist_revision=revision)
+            # Then the run, and whether a later run of its deployment has found items already (runs
+            # may be recorded out of order; mostly none).
+            later = cls.objects.filter(
+                deployment_id=models.OuterRef("deployment_id"), pk__gt=models.OuterRef("pk"), checked__isnull=False
+            )
+            run = cls.objects.select_for_update(of=("self",)).filter(pk=run_id, finished__isnull=True)
+            run = run.annotate(overtaken=models.Exists(later)).first()
             if run is None:
                 return 0  # unknown or closed (deadline, cancel): nothing more is recorded
-            # The deployment before its items, as a save of the deployment takes them (ports.checklist):
-            # the pins, alerts and revision written below refer to it.
-            Deployment.objects.select_for_update(no_key=True).filter(pk=run.deployment_id).exists()
             written = {
                 item_id: pending_site
                 for pending_site, ids in run.pending.items()
@@ -273,9 +306,9 @@ class ProbeRun(models.Model):
             run.pending = {
                 site: rest for site, ids in run.pending.items() if (rest := [i for i in ids if i not in written])
             }
-            rules = rule_identities(written)
+            items = items_now(written)
             results = {
-                item_id: outcomes[item_id] | {"site": site, "rule": rules.get(item_id, {})}
+                item_id: outcomes[item_id] | {"site": site, "rule": items[item_id].rule if item_id in items else {}}
                 for item_id, site in written.items()
             }
             for result in results.values():
@@ -283,18 +316,21 @@ class ProbeRun(models.Model):
             run.done += len(written)
             if run.status == RunStatus.QUEUED:
                 run.status, run.started = RunStatus.RUNNING, now
-            run.save(update_fields=["pending", "by_state", "done", "status", "started"])
             probed = {i: r for i, r in results.items() if r["state"] != ProbeState.NOT_PROBED}
-            before, flips = LatestProbe.record(run, worker, now, probed)
-            if flips:
-                signals.states_changed.send(ProbeRun, run=run, flips=flips)
-            for item_id, result in results.items():
-                result["previous_state"] = before.get(item_id, "")
-            ProbeBatch.objects.create(run=run, worker=worker, received=now, results=results)
-            if probed:
-                Deployment.objects.filter(pk=run.deployment_id).checklist_changed()
+            recorded = LatestProbe.record(run, worker, now, probed, items)
+            if recorded.found:
+                run.probed, run.checked = with_ranges(run.probed, recorded.found), now
             if not run.pending:
-                run.finish()
+                run.close(now)
+            run.save(update_fields=cls.PROGRESS)
+            if recorded.flips:
+                changed = {"flips": recorded.flips, "alerting": recorded.alerting, "items": items}
+                signals.states_changed.send(ProbeRun, run=run, **changed)
+            for item_id, result in results.items():
+                result["previous_state"] = recorded.before.get(item_id, "")
+            ProbeBatch.objects.create(run=run, worker=worker, received=now, results=results)
+            if run.finished:
+                run.closed(abandoned=len(probed) < len(results))
         return len(written)
 
     def abandon_pending(self, reason: str, sites: list[str] | None = None) -> int:
@@ -306,25 +342,29 @@ class ProbeRun(models.Model):
         self.refresh_from_db()
         return written
 
-    def finish(self) -> None:
-        """Close the run (no item is pending any more); its status says how far it got."""
+    def close(self, now: datetime.datetime) -> None:
+        """End the run (no item is pending any more; read under its lock, as ProbeRun.record reads
+        it): its status says how far it got. Saved by the caller with the last batch's progress,
+        in the same update."""
         not_probed, total = self.by_state.get(ProbeState.NOT_PROBED, 0), sum(self.by_state.values())
-        if self.cancel_requested or ProbeRun.objects.filter(pk=self.pk, cancel_requested=True).exists():
-            status = RunStatus.CANCELLED
+        if self.cancel_requested:
+            self.status = RunStatus.CANCELLED
         elif total and not_probed == total:
-            status = RunStatus.FAILED
+            self.status = RunStatus.FAILED
         elif not_probed:
-            status = RunStatus.PARTLY_DONE
+            self.status = RunStatus.PARTLY_DONE
         else:
-            status = RunStatus.DONE
-        updated = ProbeRun.objects.filter(pk=self.pk, finished__isnull=True).update(
-            status=status, finished=timezone.now(), pending={}
-        )
-        if updated:
-            self.status = status
-            if status == RunStatus.FAILED:
-                signals.run_failed.send(ProbeRun, run=self)
-            # The site workers still probing stop at their next flush.
+            self.status = RunStatus.DONE
+        self.finished, self.pending = now, {}
+
+    def closed(self, abandoned: bool) -> None:
+        """What follows the end of a run, once saved: an alert if it probed nothing; and if its
+        last batch gave up items (not probed: cancelled, past its deadline, no worker), the site
+        workers still probing stop at their next flush. A run whose sites reported every item
+        has no worker left to stop: no flag, no trip to the broker."""
+        if self.status == RunStatus.FAILED:
+            signals.run_failed.send(ProbeRun, run=self)
+        if abandoned:
             transaction.on_commit(lambda: raise_flag(closed_flag(self.pk)))
 
     def expire_if_overdue(self) -> None:
@@ -356,22 +396,109 @@ class ProbeRun(models.Model):
 STATES = frozenset(ProbeState.values)
 
 
-def rule_identities(item_ids: Iterable[int]) -> dict[int, dict[str, str]]:
-    """What each item is, as a run's results keep it: the result still says which rule it was
-    after the item has gone from the checklist."""
-    columns = ("pk", "requirement__uid", "source", "destination", "protocol", "port_start", "port_end")
+class ItemNow(NamedTuple):
+    """An item as the recorder reads it with a batch: what it is, which a result keeps (it still
+    says which rule it was after the item has gone from the checklist), its rule number, its
+    deployment and target, and its current state, as LatestProbe.record compares it (None if
+    never probed)."""
+
+    deployment_id: int
+    number: int
+    rule: dict[str, str]
+    target: tuple[str, int]
+    current: tuple | None
+
+
+def items_now(item_ids: Iterable[int]) -> dict[int, ItemNow]:
+    """The items by id (removed ones absent), with their current state: one query per batch."""
+    ids = list(item_ids)
+    if not ids:
+        return {}
+    if connection.vendor == "postgresql":
+        # The ids as one array, in the join's condition too: the states are read by their index,
+        # and the statement costs half what Django makes of an IN of hundreds (bench/scale.py).
+        item, state = ChecklistItem._meta, LatestProbe._meta
+        requirement = item.get_field("requirement").related_model._meta
+        statement = (
+            "select i.id, i.deployment_id, i.number, r.uid, i.source, i.destination, i.protocol, i.port_start,"
+            " i.port_end, "
+            f"{', '.join(f's.{state.get_field(name).column}' for name in COMPARED)} "
+            f"from {item.db_table} i join {requirement.db_table} r on r.id = i.requirement_id "
+            f"left join {state.db_table} s on s.item_id = i.id and s.item_id = any(%(ids)s) where i.id = any(%(ids)s)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(statement, {"ids": ids})
+            rows = cursor.fetchall()
+    else:
+        rule = ("requirement__uid", "source", "destination", "protocol", "port_start", "port_end")
+        current = [f"{CURRENT_PROBE}__{name}" for name in COMPARED]
+        # Unordered: the items' ordering would join their deployment and its team to sort them.
+        rows = ChecklistItem.objects.filter(pk__in=ids).order_by()
+        rows = rows.values_list("pk", "deployment_id", "number", *rule, *current)
     return {
-        pk: {
-            "requirement": uid,
-            "source": source,
-            "destination": destination,
-            "protocol": protocol,
-            "ports": str(PortRange(start, end)),
-        }
-        for pk, uid, source, destination, protocol, start, end in ChecklistItem.objects.filter(
-            pk__in=list(item_ids)
-        ).values_list(*columns)
+        pk: ItemNow(
+            deployment_id,
+            number,
+            {
+                "requirement": uid,
+                "source": source,
+                "destination": destination,
+                "protocol": protocol,
+                "ports": str(PortRange(start, end)),
+            },
+            (destination, start),
+            None if now[1] is None else tuple(now),  # no state: never probed
+        )
+        for pk, deployment_id, number, uid, source, destination, protocol, start, end, *now in rows
     }
+
+
+def with_ranges(ranges: list[list[int]], ids: Iterable[int]) -> list[list[int]]:
+    """Ranges of ids ([[first, last], ...], in order, apart) with `ids` added: consecutive ids
+    join one range, so that a run that swept a deployment holds one range or a few."""
+    merged: list[list[int]] = []
+    for first, last in sorted([*map(tuple, ranges), *((i, i) for i in ids)]):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return merged
+
+
+def in_ranges(ranges: list[list[int]], item_id: int) -> bool:
+    at = bisect.bisect_right(ranges, item_id, key=lambda span: span[0]) - 1
+    return at >= 0 and ranges[at][1] >= item_id
+
+
+class Probed(models.Expression):
+    """Whether a run (the query's) probed an item: the item's id (an expression, such as
+    OuterRef("pk")) is in one of the run's `probed` ranges. JSON read by the database, as
+    PostgreSQL and SQLite each read it."""
+
+    output_field = models.BooleanField()
+    conditional = True
+    SQL = {
+        "postgresql": "EXISTS (SELECT 1 FROM jsonb_array_elements({ranges}) AS span"
+        " WHERE (span->>0)::bigint <= {item} AND {item} <= (span->>1)::bigint)",
+        "sqlite": "EXISTS (SELECT 1 FROM json_each({ranges}) AS span"
+        " WHERE json_extract(span.value, '$[0]') <= {item} AND {item} <= json_extract(span.value, '$[1]'))",
+    }
+
+    def __init__(self, item: models.Expression) -> None:
+        super().__init__()
+        self.ranges, self.item = models.F("probed"), item
+
+    def get_source_expressions(self) -> list[models.Expression]:
+        return [self.ranges, self.item]
+
+    def set_source_expressions(self, expressions: list[models.Expression]) -> None:
+        self.ranges, self.item = expressions
+
+    def as_sql(self, compiler: object, connection: object) -> tuple[str, tuple]:
+        ranges, ranges_params = compiler.compile(self.ranges)
+        item, item_params = compiler.compile(self.item)
+        sql = self.SQL[connection.vendor].format(ranges=ranges, item=item)
+        return sql, (*ranges_params, *item_params, *item_params)
 
 
 def clean_outcome(outcome: object) -> dict:
@@ -406,10 +533,13 @@ def readable_evidence(evidence: object) -> dict:
             return [no_nul(item) for item in value]
         return value
 
-    if not isinstance(evidence, dict):
+    if not evidence or not isinstance(evidence, dict):
         return {}
-    evidence = no_nul(evidence)
-    if len(json.dumps(evidence)) > EVIDENCE_BYTES:
+    dumped = json.dumps(evidence)
+    if "\\u0000" in dumped:  # walked only then: the recorder reads thousands a second
+        evidence = no_nul(evidence)
+        dumped = json.dumps(evidence)
+    if len(dumped) > EVIDENCE_BYTES:
         return {"dropped": f"evidence over {EVIDENCE_BYTES} bytes"}
     try:
         in_words(evidence)
@@ -440,6 +570,11 @@ class ProbeOutcome:
     def regression(self) -> bool:
         """It was open and now is not: a rule that worked broke."""
         return self.previous_state == ProbeState.OPEN and self.state != ProbeState.OPEN
+
+    @property
+    def alerting(self) -> bool:
+        """A change the team hears of: a rule that broke, or something answering for the server."""
+        return self.regression or self.state == ProbeState.INTERCEPTED
 
     @property
     def evidence_words(self) -> list[str]:
@@ -496,11 +631,15 @@ class OutcomeColumns(models.Model):
 
 
 class LatestProbe(ProbeOutcome, OutcomeColumns):
-    """An item's current probe state: updated in place by each result (the healthchecks model:
-    current state apart from history), with `since` when the state last changed."""
+    """An item's current probe state (the healthchecks model: current state apart from history),
+    with `since` when the state last changed. Written only when a result says something new (its
+    state, its summary, its site): `checked_at` is then the row's own time, and the run that wrote
+    it is `run`. A result that says the same writes nothing here: its run keeps that it checked
+    the item (ProbeRun.probed, .checked), and the item's last check is the later of the two
+    (last_checked, which ChecklistItemQuerySet.with_latest_probe() gives every reader)."""
 
     item = models.OneToOneField(ChecklistItem, on_delete=models.CASCADE, primary_key=True, related_name="current_probe")
-    # Not indexed: every result moves it, and an index on it would turn each update of the row in
+    # Not indexed: every change moves it, and an index on it would turn each update of the row in
     # place (PostgreSQL's HOT update) into a new index entry too (bench/scale.py).
     run = models.ForeignKey(ProbeRun, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False)
     since = models.DateTimeField()
@@ -516,46 +655,86 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
         return bool(self.previous_state) and self.checked_at == self.since
 
     @classmethod
+    def last_checked(cls) -> models.Expression:
+        """When each item of a ChecklistItem query was last probed: its current state's own time,
+        or, later, the last run after it that found it so (its `probed` ranges hold the item).
+        Null for an item never probed. The runs are read latest first: the first that holds the
+        item is the answer, mostly the deployment's last."""
+        later = ProbeRun.objects.filter(
+            Probed(models.OuterRef("pk")),
+            deployment=models.OuterRef("deployment"),
+            pk__gt=models.OuterRef(f"{CURRENT_PROBE}__run"),
+            checked__gt=models.OuterRef(f"{CURRENT_PROBE}__checked_at"),
+        )
+        later = later.order_by("-checked").values("checked")[:1]
+        return Coalesce(models.Subquery(later), models.F(f"{CURRENT_PROBE}__checked_at"))
+
+    @classmethod
     def record(
-        cls, run: ProbeRun, worker: str, now: datetime.datetime, results: dict[int, dict]
-    ) -> tuple[dict[int, str], list[ProbeFlip]]:
-        """Update the items' current state from a run's results (under the items' locks), adding a
-        ProbeFlip where the state changed. Returns each item's state before (blank if none), and
-        the changes."""
+        cls, run: ProbeRun, worker: str, now: datetime.datetime, results: dict[int, dict], items: dict[int, ItemNow]
+    ) -> Recorded:
+        """Compare a run's results with the items' current states (`items`, read with the batch)
+        and write what changed: the state of an item whose result says something new (its state,
+        its summary, its site), with a ProbeFlip where the state changed, and the time of the
+        alert it raises (a flapping rule alerts once per ALERT_FLAP_WINDOW). A result that says
+        the same writes nothing: it is in what the run found (`found`, the run's `probed` ranges).
+        An item no longer in the deployment is skipped, and so is an item a later run has found
+        already: its result stands. Called under the deployment's lock (ProbeRun.record): the
+        recorders take turns per deployment."""
+        recorded = Recorded()
         if not results:
-            return {}, []
-        # The items' locks, in pk order as every writer of items takes them; removed items are skipped.
-        items = ChecklistItem.objects.select_for_update(of=("self",)).filter(
-            pk__in=results, deployment_id=run.deployment_id
-        )
-        items = items.order_by("pk")
-        targets = {pk: (host, port) for pk, host, port in items.values_list("pk", "destination", "port_start")}
-        # (run, state, since, previous state) of each item: the evidence is not read back.
-        current = cls.objects.filter(item_id__in=targets).values_list(
-            "item_id", "run_id", "state", "since", "previous_state"
-        )
-        current = {item_id: rest for item_id, *rest in current}
-        rows, flips, before = [], [], {}
-        for item_id in targets:
-            result = results[item_id]
-            last_run, state, since, previous = current.get(item_id, (None, "", now, ""))
-            before[item_id] = state
-            if last_run and last_run > run.pk:
+            return recorded
+        # What the deployment's later runs found already, if there are any (`overtaken`, read with the
+        # run under the deployment's lock by ProbeRun.record): an item one of them found keeps it.
+        later = []
+        if getattr(run, "overtaken", True):
+            later = ProbeRun.objects.filter(deployment_id=run.deployment_id, pk__gt=run.pk, checked__isnull=False)
+            later = list(later.values_list("probed", flat=True))
+        quiet_since = now - datetime.timedelta(seconds=settings.ALERT_FLAP_WINDOW)
+        run_id, targets, changing = run.pk, {}, {}
+        for item_id, result in results.items():
+            item = items.get(item_id)
+            if item is None or item.deployment_id != run.deployment_id:
+                continue
+            targets[item_id] = item.target
+            last_run, state, summary, site = item.current or (None,) * len(COMPARED)
+            recorded.before[item_id] = state or ""
+            if (last_run or 0) > run_id or (later and any(in_ranges(ranges, item_id) for ranges in later)):
                 continue  # a later run's result stands
-            columns = {name: result.get(name, default) for name, default in OUTCOME_DEFAULTS.items()}
-            columns |= {"run_id": run.pk, "site": result["site"], "worker": worker, "checked_at": now}
-            if state != result["state"]:
-                previous, since = state, now
-                flips.append(ProbeFlip(item_id=item_id, previous_state=previous, **columns))
-            rows.append({"item_id": item_id, "previous_state": previous, "since": since, **columns})
-        cls.upsert(rows)
-        ProbeFlip.objects.bulk_create(flips)
+            recorded.found.append(item_id)
+            if state is None or (state, summary, site) != (result["state"], result["summary"], result["site"]):
+                changing[item_id] = state or ""
+        if changing:
+            # The written items' locks, in pk order as every writer of items takes them, with what a
+            # write keeps of their state: an item stays while its state is written (the deployment's
+            # lock does not hold its items), and one removed since it was read is skipped.
+            locking = ChecklistItem.objects.select_for_update(of=("self",)).filter(pk__in=changing).order_by("pk")
+            kept = {pk: rest for pk, *rest in locking.values_list("pk", *(f"{CURRENT_PROBE}__{name}" for name in KEPT))}
+            rows = []
+            for item_id, state in changing.items():
+                if item_id not in kept:
+                    continue
+                since, previous, alerted_at = kept[item_id]
+                result = results[item_id]
+                columns = {name: result.get(name, default) for name, default in OUTCOME_DEFAULTS.items()}
+                columns |= {"run_id": run_id, "site": result["site"], "worker": worker, "checked_at": now}
+                if state != result["state"]:
+                    previous, since = state, now
+                    flip = ProbeFlip(item_id=item_id, previous_state=previous, **columns)
+                    recorded.flips.append(flip)
+                    if flip.alerting and (alerted_at is None or alerted_at <= quiet_since):
+                        alerted_at = now
+                        recorded.alerting.append(flip)
+                columns |= {"previous_state": previous, "since": since, "alerted_at": alerted_at}
+                rows.append({"item_id": item_id, **columns})
+            cls.upsert(rows)
+            ProbeFlip.objects.bulk_create(recorded.flips)
         remember_first_pins(run, targets, results)
-        return before, flips
+        return recorded
 
     @classmethod
     def upsert(cls, rows: list[dict]) -> None:
-        """The current states of a batch in one statement (insert, or update where the item has
+        """The current states a batch writes in one statement (insert, or update where the item has
         one). On PostgreSQL the rows go as plain values: Django's preparation of a thousand model
         instances took longer than the statement itself (bench/probe_run.py)."""
         if connection.vendor != "postgresql":
@@ -576,8 +755,22 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
 
 # What a result carries: the engine's CheckResult, field by field, each a column (blank if absent).
 OUTCOME_DEFAULTS = {f.name: LatestProbe._meta.get_field(f.name).get_default() for f in dataclasses.fields(CheckResult)}
-# What each result sets in an item's current state (the rows' keys are their attnames: run_id).
-UPDATED = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since"]
+# What each written result sets in an item's current state (the rows' keys are their attnames: run_id).
+UPDATED = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since", "alerted_at"]
+# What a result is compared with, read from the item's current state with the batch (ItemNow.current).
+COMPARED = ["run", "state", "summary", "site"]
+# What a write keeps of an item's current state, read (and locked) for the items written only.
+KEPT = ["since", "previous_state", "alerted_at"]
+
+
+@dataclasses.dataclass
+class Recorded:
+    """What LatestProbe.record did with a run's results."""
+
+    before: dict[int, str] = dataclasses.field(default_factory=dict)  # each item's state before ("" if none)
+    flips: list[ProbeFlip] = dataclasses.field(default_factory=list)  # the state changes, written
+    alerting: list[ProbeFlip] = dataclasses.field(default_factory=list)  # the changes to alert of now
+    found: list[int] = dataclasses.field(default_factory=list)  # the items this run found, changed or not
 
 
 class ProbeFlip(ProbeOutcome, OutcomeColumns):
@@ -594,6 +787,25 @@ class ProbeFlip(ProbeOutcome, OutcomeColumns):
         return f"{self.item_id}: {self.previous_state or 'new'} -> {self.state}"
 
 
+class WrittenJSONField(models.JSONField):
+    """JSON written once and read whole, never queried into: on PostgreSQL a `json` column (the
+    text as sent) rather than `jsonb`, whose parsing into its binary form cost a batch of results
+    more than the rest of its insert (bench/scale.py). Elsewhere a JSONField as any other."""
+
+    def db_type(self, connection: object) -> str:
+        return "json" if connection.vendor == "postgresql" else super().db_type(connection)
+
+    def get_db_prep_value(self, value: object, connection: object, prepared: bool = False) -> object:
+        if connection.vendor == "postgresql" and value is not None:
+            return json.dumps(value, cls=self.encoder, separators=(",", ":"))  # a literal PostgreSQL takes as json
+        return super().get_db_prep_value(value, connection, prepared)
+
+    def from_db_value(self, value: object, expression: object, connection: object) -> object:
+        if not isinstance(value, str):  # psycopg2 reads json itself
+            return value
+        return super().from_db_value(value, expression, connection)
+
+
 class ProbeBatch(models.Model):
     """Results of a run as the recorder took them, one row per batch: kept for
     PROBE_RESULT_RETENTION_DAYS days (purge_old_results), for the run's own page."""
@@ -601,8 +813,8 @@ class ProbeBatch(models.Model):
     run = models.ForeignKey(ProbeRun, on_delete=models.CASCADE, related_name="batches")
     worker = models.CharField(max_length=200)
     received = models.DateTimeField(db_index=True)
-    # {item id: {"state", "summary", "latency_ms", "address", "evidence", "site", "previous_state"}}
-    results = models.JSONField()
+    # {item id: {"state", "summary", "latency_ms", "address", "evidence", "site", "previous_state", "rule"}}
+    results = WrittenJSONField()
 
     class Meta:
         ordering = ["run", "received", "pk"]

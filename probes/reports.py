@@ -99,6 +99,9 @@ class StreamChannel:
 
     # An entry delivered to a recorder that has not acknowledged it for this long (it died) is claimed.
     CLAIM_IDLE_MS = 30_000
+    # Entries a recorder takes at once, per stream: what it has taken no other recorder writes, so
+    # recorders that share a backlog (compose scales them) take one report each at a time.
+    TAKE = 1
 
     def __init__(self, client: redis.Redis, consumer: str = "") -> None:
         self.client = client
@@ -120,7 +123,7 @@ class StreamChannel:
             while not reports:
                 backlog = "0" in self.streams.values()
                 wait = None if backlog else int(block * 1000)  # a backlog is read at once
-                answer = self.client.xreadgroup(GROUP, self.consumer, self.streams, count=50, block=wait)
+                answer = self.client.xreadgroup(GROUP, self.consumer, self.streams, count=self.TAKE, block=wait)
                 reports = self.entries(answer)
                 if not backlog:
                     break

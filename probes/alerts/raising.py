@@ -5,54 +5,45 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
-from ports.models import ChecklistItem, Deployment
+from ports.models import Deployment
 
 from .. import signals
 from ..choices import AlertKind, ProbeState
-from ..models import Alert, AlertChannel, LatestProbe, ProbeFlip, ProbeRun, WorkerHeartbeat
+from ..models import Alert, AlertChannel, ProbeFlip, ProbeRun, WorkerHeartbeat
 
 # An alert lists at most this many rules; the rest are counted ("and 12 more").
 LISTED_RULES = 50
 
 
 @receiver(signals.states_changed)
-def on_flips(sender: type, run: ProbeRun, flips: list[ProbeFlip], **kwargs: object) -> None:
+def on_flips(
+    sender: type, run: ProbeRun, flips: list[ProbeFlip], alerting: list[ProbeFlip], items: dict, **kwargs: object
+) -> None:
     """In the recorder's transaction: alerts for the state changes that matter (open -> anything
-    else, anything -> intercepted). Each change alerts once, and a rule that flaps at most once
-    per ALERT_FLAP_WINDOW; the changes of one batch come as one alert per kind, so that a
-    firewall that drops a whole site's rules sends one message, not hundreds."""
-    notable = [flip for flip in flips if flip.regression or flip.state == ProbeState.INTERCEPTED]
-    if not notable:
-        return
-    now = timezone.now()
-    quiet_since = now - datetime.timedelta(seconds=settings.ALERT_FLAP_WINDOW)
-    # Claimed with a conditional update: a flapping rule (open, filtered, open, ...) alerts once a window.
-    window_open = Q(alerted_at__isnull=True) | Q(alerted_at__lte=quiet_since)
-    due = LatestProbe.objects.filter(window_open, item_id__in=[flip.item_id for flip in notable])
-    claimed = set(due.values_list("item_id", flat=True))
-    LatestProbe.objects.filter(item_id__in=claimed).update(alerted_at=now)
-    items = ChecklistItem.objects.select_related("deployment").in_bulk(claimed)
+    else, anything -> intercepted), as the recorder claimed them with the item's state
+    (LatestProbe.record: each change alerts once, and a rule that flaps at most once per
+    ALERT_FLAP_WINDOW); the changes of one batch come as one alert per kind, so that a firewall
+    that drops a whole site's rules sends one message, not hundreds. The rules are said as the
+    recorder read them with the batch (`items`, models.ItemNow)."""
     for kind in (AlertKind.REGRESSION, AlertKind.INTERCEPTION):
-        changes = [
-            flip
-            for flip in notable
-            if flip.item_id in claimed and (flip.state == ProbeState.INTERCEPTED) == (kind == AlertKind.INTERCEPTION)
-        ]
+        intercepted = kind == AlertKind.INTERCEPTION
+        changes = [flip for flip in alerting if (flip.state == ProbeState.INTERCEPTED) == intercepted]
         if changes:
             raise_for_changes(run, kind, changes, items)
 
 
 def raise_for_changes(run: ProbeRun, kind: str, changes: list[ProbeFlip], items: dict) -> None:
-    deployment = items[changes[0].item_id].deployment
+    deployment = run.deployment
 
     def change(flip: ProbeFlip) -> str:
         item = items[flip.item_id]
         was = f" (was {ProbeState(flip.previous_state).label.lower()})" if flip.previous_state else ""
-        rule = f"rule {item.number}: {item.source} -> {item.destination} {item.ports}/{item.protocol}"
+        rule = f"rule {item.number}: {item.rule['source']} -> {item.rule['destination']}"
+        rule += f" {item.rule['ports']}/{item.rule['protocol']}"
         return f"{rule} is {flip.get_state_display().lower()}{was}"
 
     lines = [f"{change(flip)}: {flip.summary}" for flip in changes]
