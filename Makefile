@@ -58,8 +58,10 @@ format: $(VENV)/.installed
 bench: export DJANGO_SECRET_KEY ?= bench-only-secret-key-long-enough-to-pass-the-settings-check
 bench: $(VENV)/.installed var
 	scripts/with-services $(PY) bench/checklist_api.py
+	env -u DATABASE_URL $(PY) bench/checklist_api.py
 	scripts/with-services $(PY) bench/bulk_status.py
 	scripts/with-services $(PY) bench/checklist_page.py
+	env -u DATABASE_URL $(PY) bench/checklist_page.py
 	scripts/with-services $(PY) bench/probe_run.py
 	scripts/with-services $(PY) bench/scale.py --recorders 2
 	scripts/with-services $(PY) bench/export_pdf.py

@@ -5,9 +5,11 @@ Builds the deployment in a throwaway test database (PostgreSQL when DATABASE_URL
 one, as under `make bench`), then times the checklist as JSON and as CSV against a
 trivial authenticated endpoint (/api/me/) measured in the same run, requests
 interleaved so that any drift of the machine weighs on all alike. A rendering is kept
-until the checklist changes; "JSON after a change" is the first request after a status
-change, which renders anew. Requests go through Django's full request handling in
-process: no network.
+until the checklist changes; "after a status change" is the first request after one rule's
+status changed through the API, "after a probe batch" the first after the recorder took a
+batch whose one result changed its rule's state: each renders that rule's row anew
+(ports.rows). Requests go through Django's full request handling in process: no network.
+`make bench` runs it on PostgreSQL and on SQLite (no DATABASE_URL).
 
     make bench            # or: python bench/checklist_api.py [--requests N]
 """
@@ -18,14 +20,20 @@ import argparse
 import statistics
 import time
 
-from harness import bench_database
+from harness import against, bench_database
 
 # isort: split
 from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from probes.models import ProbeRun
+
 APPLIANCES = 40
+# Goals, as ratios to the trivial endpoint: a read right after a change (issue 21), a kept rendering.
+AFTER_A_CHANGE = 6
+KEPT = 2
+FAR = "2100-01-01T00:00Z"
 
 
 def document() -> dict:
@@ -76,25 +84,35 @@ def main() -> None:
         assert created.status_code == 201, created.content
         deployment = created.json()
         checklist = f"/api/deployments/{deployment['id']}/checklist/"
-        item = client.get(checklist).json()["items"][0]["id"]
-        statuses = iter(["requested", "opened"] * (args.requests + 3))  # two changes a round
+        item, probed = (row["id"] for row in client.get(checklist).json()["items"][:2])
+        statuses = iter(["requested", "opened"] * (args.requests + 3) * 2)
+        states = iter(["open", "refused"] * (args.requests + 3) * 2)
 
         def change_a_status() -> None:
             response = client.patch(f"/api/checklist-items/{item}/", {"status": next(statuses)}, "application/json")
             assert response.status_code == 200
 
-        # (url, what is done untimed before each request): a rendering is kept until the
+        def change_a_probe_state() -> None:
+            """A batch of the recorder's with one result, which changes its rule's state."""
+            run = ProbeRun.objects.create(
+                deployment_id=deployment["id"], total=1, timeout=1, deadline=FAR, pending={"default": [probed]}
+            )
+            assert ProbeRun.record(run.pk, "bench@default", {probed: {"state": next(states), "summary": "bench"}})
+
+        # (url, what is done untimed before each request, goal): a rendering is kept until the
         # checklist changes, so the first request after a change is timed on its own.
         urls = {
-            "trivial /api/me/": ("/api/me/", None),
-            "JSON after a change": (checklist, change_a_status),
-            "checklist JSON": (checklist, None),
-            "CSV after a change": (f"{checklist}?format=csv", change_a_status),
-            "checklist CSV": (f"{checklist}?format=csv", None),
+            "trivial /api/me/": ("/api/me/", None, None),
+            "JSON after a status change": (checklist, change_a_status, AFTER_A_CHANGE),
+            "JSON after a probe batch": (checklist, change_a_probe_state, AFTER_A_CHANGE),
+            "checklist JSON": (checklist, None, KEPT),
+            "CSV after a status change": (f"{checklist}?format=csv", change_a_status, AFTER_A_CHANGE),
+            "CSV after a probe batch": (f"{checklist}?format=csv", change_a_probe_state, AFTER_A_CHANGE),
+            "checklist CSV": (f"{checklist}?format=csv", None, KEPT),
         }
         samples: dict[str, list[float]] = {name: [] for name in urls}
         for round_ in range(args.requests + 3):
-            for name, (url, prepare) in urls.items():
+            for name, (url, prepare, _) in urls.items():
                 if prepare:
                     prepare()
                 started = time.perf_counter()
@@ -109,10 +127,12 @@ def main() -> None:
             f"{deployment['checklist']['total']} checklist items; created via the API in {build_ms:.0f} ms"
         )
         reference = statistics.median(samples["trivial /api/me/"])
-        print(f"{'endpoint':<20} {'median ms':>10} {'p95 ms':>10} {'median vs trivial':>18}")
+        print(f"{'endpoint':<27} {'median ms':>10} {'p95 ms':>8} {'vs trivial':>11}")
         for name, values in samples.items():
-            median = statistics.median(values)
-            print(f"{name:<20} {median:>10.2f} {percentile(values, 0.95):>10.2f} {median / reference:>17.1f}x")
+            median, goal = statistics.median(values), urls[name][2]
+            ratio = median / reference
+            verdict = "" if goal is None else against(f"<= {goal}x", ratio <= goal)
+            print(f"{name:<27} {median:>10.2f} {percentile(values, 0.95):>8.2f} {ratio:>10.1f}x  {verdict}")
         print(f"({args.requests} requests per endpoint, interleaved)")
 
 

@@ -483,7 +483,21 @@ CURRENT_PROBE = "current_probe"
 LAST_CHECKED = "probe_checked_at"
 
 
+# What can change in an item's row between two generations of its checklist: its revision (which
+# every status change bumps) and its current probe, which the probes app writes whole, its run and
+# `checked_at` each time, and whose last check follows from its runs (LAST_CHECKED). Everything else
+# of an item (its rule, names, number, position) changes only when the checklist is generated anew,
+# which Deployment.checklist_generated_at says (ports.rows).
+ROW_VERSION = ("revision", f"{CURRENT_PROBE}__run", f"{CURRENT_PROBE}__checked_at", LAST_CHECKED)
+
+
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
+    def row_versions(self) -> models.QuerySet:
+        """(pk, number, version) of each item read with_latest_probe(), in the query's order: what
+        says whether a rendering of its row is still the one a reader would get (ports.rows). A
+        few columns a row, several times cheaper to read than the items."""
+        return self.values_list("pk", "number", *ROW_VERSION)
+
     def with_latest_probe(self) -> ChecklistItemQuerySet:
         """Each item with its current probe state as `latest_probe` (None if never probed), its
         `checked_at` when a probe last found it so: the one join of an item and its latest probe,

@@ -24,7 +24,7 @@ from drf_spectacular.utils import (
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,7 +36,7 @@ from ports.exports import ExportParams, ExportRequest, RuleSet
 from ports.exports.firewall import SYNTAXES, Target
 from ports.exports.layout import render_pdf
 from ports.exports.pdf import change_request
-from ports.exports.sheets import ChecklistCSVRenderer, csv_chunks, csv_rows, csv_table, write_xlsx
+from ports.exports.sheets import ChecklistCSVRenderer, csv_checklist, csv_chunks, csv_rows, csv_table, write_xlsx
 from ports.models import (
     CatalogVersion,
     ChangeRequestJob,
@@ -46,6 +46,7 @@ from ports.models import (
     StaleRevision,
     UnknownItems,
 )
+from ports.rows import RENDERED_ROWS, by_item, items_among, kind_of
 from ports.scoping import TeamScoped
 from ports.serializers import (
     CatalogDiffSerializer,
@@ -309,14 +310,26 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         cache = caches["checklists"]
         rendered = cache.get(key)
         if rendered is None:
-            data = self.checklist(request) if renderer.format == "json" else self.sheet(request)
-            rendered = renderer.render(data, renderer.media_type, self.get_renderer_context()), data["fingerprint"]
+            rendered = self.render(request, renderer)
             cache.set(key, rendered)
         body, headers["Checklist-Fingerprint"] = rendered
         if renderer.format == "csv":
             headers["Content-Disposition"] = f'attachment; filename="checklist-{self.deployment.pk}.csv"'
         content_type = f"{renderer.media_type}; charset={renderer.charset}" if renderer.charset else renderer.media_type
         return HttpResponse(body, content_type=content_type, headers=headers)
+
+    def render(self, request: Request, renderer: BaseRenderer) -> tuple[bytes, str]:
+        """The checklist in the renderer's format, and its fingerprint. The whole checklist is put
+        together from rows kept until their item changes (ports.rows); a filtered one is rendered
+        whole, as its fingerprint is worked out from all its rules."""
+        if any(request.query_params.get(name) for name in self.filterset_class.base_filters):
+            data = self.checklist(request) if renderer.format == "json" else self.sheet(request)
+            return renderer.render(data, renderer.media_type, self.get_renderer_context()), data["fingerprint"]
+        fingerprint = self.deployment.checklist_fingerprint
+        items = self.get_queryset()
+        if renderer.format == "csv":
+            return csv_checklist(self.deployment, items, fingerprint), fingerprint
+        return json_checklist(self.deployment, renderer, items, fingerprint), fingerprint
 
     def rule_set(self, request: Request) -> RuleSet:
         """The items the filters select; a filtered selection is kept under its fingerprint."""
@@ -375,6 +388,30 @@ class BulkStatusView(TeamScoped, APIView):
         except UnknownItems as unknown:
             raise serializers.ValidationError({"items": [str(unknown)]}, code="unknown") from unknown
         return Response(BulkStatusResultSerializer(changes).data, headers=outcome_headers(bulk_outcome(changes)))
+
+
+def json_checklist(
+    deployment: Deployment, renderer: BaseRenderer, items: QuerySet[ChecklistItem], fingerprint: str
+) -> bytes:
+    """The whole checklist as JSON under `fingerprint` (ChecklistSerializer's, rendered), put together
+    from renderings kept in ports.rows: the head (all but the items, kept while the names in it and
+    the fingerprint stay) and each item's row (kept until the item changes)."""
+
+    def head(_: list) -> dict[str, bytes]:
+        empty = renderer.render(ChecklistSerializer(deployment, context={"items": [], "fingerprint": fingerprint}).data)
+        before, items_key, after = empty.rpartition(b'"items":[]')
+        assert items_key and after == b"}", "the items are the checklist's last key"
+        return {"head": before}
+
+    def rows(ids: list[int]) -> dict[int, bytes]:
+        row = ChecklistItemSerializer()
+        return {item.pk: renderer.render(row.to_representation(item)) for item in items_among(items, ids)}
+
+    names = (deployment.name, deployment.team.name, fingerprint)
+    [before] = RENDERED_ROWS.rows(kind_of("json head", deployment), {"head": names}, head)
+    versions = by_item(items.order_by("position").row_versions())
+    rendered = RENDERED_ROWS.rows(kind_of("json", deployment), versions, rows)
+    return b"".join([before, b'"items":[', b",".join(rendered), b"]}"])
 
 
 def checklist_key(deployment: Deployment, format: str, query: dict) -> str:

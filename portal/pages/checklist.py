@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
 from django.core.paginator import Paginator
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -33,6 +32,7 @@ from ports.deployments import Plan, Saved, plan_save, save_deployment
 from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from ports.models import CatalogVersion, ChecklistCounts, ChecklistItem, Deployment, Requirement, Team
+from ports.rows import RENDERED_ROWS, by_item, items_among, kind_of
 from ports.scoping import team_deployment
 from ports.serializers import DeploymentSerializer
 from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
@@ -233,14 +233,16 @@ MAX_ROWS = max(PAGE_SIZES)
 ITEM_ID = re.compile(r"[0-9]{1,18}")  # a positive bigint, never one the database overflows on
 
 
-def as_rows(items: Iterable[ChecklistItem]) -> list[ChecklistItem]:
-    """Items (read with_latest_probe()) ready for ports/_row.html: their status control, and the
-    tone of their latest probe."""
-    rows = list(items)
-    for item in rows:
+def rendered_rows(items: QuerySet[ChecklistItem]) -> dict[int, str]:
+    """Items (read with_latest_probe()) as ports/_row.html renders them, by pk in their order: each
+    with its status control and the tone of its latest probe."""
+    row = get_template("ports/_row.html")
+    rows = {}
+    for item in items:
         probe = item.latest_probe
         item.status_options = STATUS_SELECTS[item.status]
         item.tone = STATE_TONES[probe.state] if probe else NEVER_PROBED_TONE
+        rows[item.pk] = row.render({"item": item})
     return rows
 
 
@@ -337,10 +339,12 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     rows = caches["checklists"].get(key)
     if rows is None:
         items = items.none() if errors else filterset.qs if filterset else items
-        items = items.select_related("requirement").order_by(*order)
-        page = Paginator(items, context["size"]).get_page(request.GET.get("page"))
-        items = as_rows(page.object_list)
-        rows = render_to_string("ports/_rows.html", {**context, "page": page, "items": items})
+        page = Paginator(items.order_by(*order).row_versions(), context["size"]).get_page(request.GET.get("page"))
+        versions = by_item(page.object_list)
+        shown = RENDERED_ROWS.rows(
+            kind_of("page", deployment), versions, lambda ids: rendered_rows(items_among(items, ids))
+        )
+        rows = render_to_string("ports/_rows.html", {**context, "page": page, "rows": shown})
         caches["checklists"].set(key, rows)
     return render(request, "ports/checklist.html", {**context, "rows": rows})
 
@@ -356,9 +360,9 @@ def checklist_rows(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponseBadRequest(f"At most {MAX_ROWS} items at once.", content_type="text/plain")
     if not all(ITEM_ID.fullmatch(i) for i in ids):
         return HttpResponseBadRequest("Give item ids as numbers separated by commas.", content_type="text/plain")
-    items = deployment.checklist.with_latest_probe().select_related("requirement").filter(pk__in=ids)
-    row = get_template("ports/_row.html")
-    return HttpResponse("\n".join(row.render({"item": item}) for item in as_rows(items.order_by("number", "pk"))))
+    items = deployment.checklist.with_latest_probe().filter(pk__in=ids).select_related("requirement")
+    rows = rendered_rows(items.order_by("number", "pk"))
+    return HttpResponse("\n".join(rows.values()))
 
 
 @login_required

@@ -44,6 +44,7 @@ from .base import (
     AUTH_PASSWORD_VALIDATORS,
     BASE_DIR,
     CACHES,
+    CHECKLIST_ROWS,
     DATABASES,
     DEBUG,
     DEFAULT_AUTO_FIELD,

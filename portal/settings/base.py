@@ -108,6 +108,9 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 # "throttle": the API's recent requests per user and per client address (API_RATE_USER,
 # API_RATE_ANON), which every web process must count together: in Redis when REDIS_URL is set,
 # else in the process (`make run` serves from one).
+# Rendered rows of checklists (ports.rows), kept per process beside the whole renderings: a read
+# right after a change renders again the rows it changed. About 1 KB a row (JSON), 2.5 KB (page).
+CHECKLIST_ROWS = env_int("CHECKLIST_ROWS", 20_000)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
     "checklists": {

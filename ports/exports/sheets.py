@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import BinaryIO
 
+from django.db.models import QuerySet
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from rest_framework.renderers import BaseRenderer
 
+from ..models import ChecklistItem, Deployment
+from ..rows import RENDERED_ROWS, items_among, kind_of, read_versions
 from ..rules import RULE_COLUMNS
 from . import Flow, RuleSet
 
@@ -94,19 +98,50 @@ def xlsx_cell(value: object) -> object:
     return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
 
 
-def csv_rows(rule_set: RuleSet) -> Iterator[list[object]]:
-    """The CSV's rows: the header, then a row per flow (each flow's row made once, not once a cell)."""
-    version = rule_set.deployment.catalog_version
-    about = {
+# The CSV's header: the name of each column.
+CSV_COLUMNS = [name for name, _ in SHEET_COLUMNS + ABOUT_COLUMNS]
+
+
+def csv_about(deployment: Deployment, fingerprint: str) -> dict[str, str]:
+    """What every row of a CSV says of the whole sheet (ABOUT_COLUMNS)."""
+    version = deployment.catalog_version
+    return {
         "catalog": f"{version.product} {version.version}",
-        "fingerprint": f"sha256:{rule_set.fingerprint}",
+        "fingerprint": f"sha256:{fingerprint}",
         "warning": version.warning,
     }
-    columns = [name for name, _ in SHEET_COLUMNS + ABOUT_COLUMNS]
-    yield columns
+
+
+def csv_row(flow: Flow, about: dict[str, str]) -> list[object]:
+    """A flow's row of the CSV (made once, not once a cell)."""
+    row = flow_row(flow) | about
+    return [safe_cell(row[name]) for name in CSV_COLUMNS]
+
+
+def csv_rows(rule_set: RuleSet) -> Iterator[list[object]]:
+    """The CSV's rows: the header, then a row per flow."""
+    about = csv_about(rule_set.deployment, rule_set.fingerprint)
+    yield CSV_COLUMNS
     for flow in rule_set.flows:
-        row = flow_row(flow) | about
-        yield [safe_cell(row[name]) for name in columns]
+        yield csv_row(flow, about)
+
+
+def csv_checklist(deployment: Deployment, items: QuerySet[ChecklistItem], fingerprint: str) -> bytes:
+    """The CSV of these items (read with_latest_probe()) under `fingerprint`: the bytes of
+    csv_chunks(csv_rows()), each flow's line kept (ports.rows) until one of its items changes, so
+    that the sheet read right after a status change writes one line again."""
+    flows: dict[int, list[tuple]] = defaultdict(list)
+    for row in read_versions(items.order_by("position").row_versions()):
+        flows[row[1]].append(row)  # its items' pks and versions are a flow's version
+    about = csv_about(deployment, fingerprint)
+
+    def render(numbers: list[int]) -> dict[int, bytes]:
+        chosen = RuleSet(deployment, list(items_among(items, [row[0] for number in numbers for row in flows[number]])))
+        return {flow.number: b"".join(csv_chunks([csv_row(flow, about)])) for flow in chosen.flows}
+
+    kind = kind_of("csv", deployment, fingerprint)
+    lines = RENDERED_ROWS.rows(kind, {number: flows[number] for number in sorted(flows)}, render)
+    return b"".join(csv_chunks([CSV_COLUMNS])) + b"".join(lines)
 
 
 def csv_table(rule_set: RuleSet) -> list[list[object]]:

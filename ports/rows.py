@@ -1,0 +1,102 @@
+"""Rendered rows of checklists (a JSON item, a CSV line, a page's table row), kept in each process
+by what they were rendered from, so that a read right after one change renders one row again, not
+the checklist.
+
+A row's rendering is kept with its version (ChecklistItemQuerySet.row_versions: the item's
+revision and its current probe, read in one narrow query) under its kind, which names everything
+else it was rendered from: the format, the deployment and when its checklist was last generated
+(all of an item but its status and probe changes only then). A reader asks for the rows of its
+versions; those kept at the same version are taken as they are, the others rendered and kept.
+Nothing is invalidated: a row whose version moved on is rendered anew and replaces its old
+rendering, and the least recently used go first past CHECKLIST_ROWS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+
+from .models import ChecklistItem, Deployment
+
+# Past this many rows to render, a reader renders all its rows rather than those of a list of ids:
+# the first read of a checklist.
+MOST_LISTED = 500
+
+
+def kind_of(format: str, deployment: Deployment, *more: Hashable) -> tuple:
+    """The kind of a deployment's rows in `format`: what a row is rendered from beside its own
+    version (`more`: whatever else of the reader's a format puts in every row)."""
+    return (format, deployment.pk, deployment.checklist_generated_at, deployment.catalog_version_id, *more)
+
+
+def items_among(items: QuerySet[ChecklistItem], pks: list[int]) -> QuerySet[ChecklistItem]:
+    """These of the items (read with_latest_probe()), in checklist order, with their requirements
+    (prefetched: each built once); past MOST_LISTED, all the items, as a list of thousands of ids is
+    more than SQLite takes."""
+    chosen = items if len(pks) > MOST_LISTED else items.filter(pk__in=pks)
+    return chosen.prefetch_related("requirement").order_by("position")
+
+
+def read_versions(rows: QuerySet) -> list[tuple]:
+    """The rows of ChecklistItemQuerySet.row_versions() as the database gives them (times as its
+    driver reads them): for thousands of rows, Django's conversions cost more than the statement."""
+    statement, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall()
+
+
+def by_item(rows: QuerySet) -> dict[int, tuple]:
+    """The version of each item by pk, in the query's order, from ChecklistItemQuerySet.row_versions()."""
+    return {row[0]: row[2:] for row in read_versions(rows)}
+
+
+class RenderedRows:
+    """Renderings by kind, then by key, each with the version it was rendered at; thread-safe.
+    Past CHECKLIST_ROWS renderings in all, the kinds read least recently go first, whole: a
+    checklist's rows are read together, and each new generation of it is a new kind."""
+
+    def __init__(self) -> None:
+        self.kinds: OrderedDict[Hashable, dict[Hashable, tuple[Hashable, object]]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def rows(
+        self,
+        kind: Hashable,
+        versions: dict[Hashable, Hashable],
+        render: Callable[[list[Hashable]], dict[Hashable, object]],
+    ) -> list:
+        """The rendering of each key of `versions` at its version, in their order: those kept at
+        that version as they are, the others by one call of `render(keys)`, which answers a
+        rendering by key."""
+        with self.lock:
+            kept = self.kinds.setdefault(kind, {})
+            self.kinds.move_to_end(kind)
+            found = {}
+            for key, version in versions.items():
+                entry = kept.get(key)
+                if entry is not None and entry[0] == version:
+                    found[key] = entry[1]
+        missing = [key for key in versions if key not in found]
+        if missing:
+            fresh = {key: rendered for key, rendered in render(missing).items() if key in versions}
+            found |= fresh
+            with self.lock:
+                kept = self.kinds.setdefault(kind, {})
+                kept.update((key, (versions[key], rendered)) for key, rendered in fresh.items())
+                while len(self.kinds) > 1 and sum(map(len, self.kinds.values())) > settings.CHECKLIST_ROWS:
+                    self.kinds.popitem(last=False)
+        return [found[key] for key in versions]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.kinds.clear()
+
+
+# The process's rows, as the "checklists" cache keeps the process's whole renderings.
+RENDERED_ROWS = RenderedRows()

@@ -1,0 +1,99 @@
+"""A read right after a change renders again only the rows it changed (ports.rows, issue 21 item 1),
+and reads exactly as the checklist rendered whole: the API's JSON and CSV, the page's rows."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from ports.choices import ItemStatus
+from ports.models import Deployment
+from ports.rows import RENDERED_ROWS
+
+from .conftest import recorded_run
+
+# Each change commits, as a request's does: the checklist's revision moves on commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+# A filter that selects every rule: the view renders a filtered checklist whole, without kept rows.
+EVERY_STATUS = "&".join(f"status={status}" for status in ItemStatus.values)
+
+
+def read(api: object, deployment: Deployment, fmt: str, query: str = "") -> tuple[bytes, str]:
+    response = api.get(f"/api/deployments/{deployment.pk}/checklist/?format={fmt}&{query}")
+    assert response.status_code == 200
+    return response.content, response["ETag"]
+
+
+def forget_renderings() -> None:
+    RENDERED_ROWS.clear()
+    caches["checklists"].clear()
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_read_after_changes_is_the_checklist_rendered_whole(deployment, api, fmt):
+    first, second, third = deployment.checklist.order_by("position")[:3]
+    before, etag = read(api, deployment, fmt)
+    assert read(api, deployment, fmt, EVERY_STATUS)[0] == before
+
+    # A status change, a probe run, then a run that changes one of its rules: each read between
+    # them takes the rows kept of the others.
+    changed = api.patch(f"/api/checklist-items/{second.pk}/", {"status": "requested"}, format="json")
+    assert changed.status_code == 200
+    after_status, etag_after = read(api, deployment, fmt)
+    assert after_status != before and etag_after != etag
+    recorded_run(deployment, [(first, "open"), (third, "open")])
+    after_run = read(api, deployment, fmt)[0]
+    recorded_run(deployment, [(first, "open"), (third, "refused")])
+    after_flip = read(api, deployment, fmt)[0]
+    assert len({before, after_status, after_run, after_flip}) == 4
+
+    assert read(api, deployment, fmt, EVERY_STATUS)[0] == after_flip
+    forget_renderings()
+    assert read(api, deployment, fmt)[0] == after_flip
+    if fmt == "json":
+        items = {item["id"]: item for item in api.get(f"/api/deployments/{deployment.pk}/checklist/").json()["items"]}
+        assert items[second.pk]["status"] == "requested"
+        assert items[third.pk]["probe"]["state"] == "refused" and items[third.pk]["probe"]["regression"]
+
+
+def test_the_rows_kept_are_those_of_the_checklist_generated_last(deployment, api):
+    """Everything of a row but its status and probe changes only when the checklist is generated
+    anew: a renamed host relabels its rows at once."""
+    before = read(api, deployment, "json")[0]
+    document = api.get(f"/api/deployments/{deployment.pk}/").json()
+    host = document["hosts"][0]
+    host["name"] = "renamed-host"
+    assert api.put(f"/api/deployments/{deployment.pk}/", document, format="json").status_code == 200
+    after = read(api, deployment, "json")[0]
+    assert b"renamed-host" in after and b"renamed-host" not in before
+    forget_renderings()
+    assert read(api, deployment, "json")[0] == after
+
+
+def test_the_page_after_a_change_shows_the_row_as_the_rows_endpoint_renders_it(deployment, client, user, api):
+    client.force_login(user)
+    item = deployment.checklist.order_by("number", "pk").first()
+    assert client.get(f"/deployments/{deployment.pk}/").status_code == 200
+    api.patch(f"/api/checklist-items/{item.pk}/", {"status": "opened"}, format="json")
+    recorded_run(deployment, [(item, "refused")])
+    page = client.get(f"/deployments/{deployment.pk}/").content.decode()
+    row = client.get(f"/deployments/{deployment.pk}/rows/", {"items": item.pk}).content.decode()
+    assert row in page and 'data-status="opened"' in row and "Opened, but the probe fails" in row
+
+
+def test_a_read_after_one_change_reads_one_item(deployment, api):
+    """The kept rows are read by their versions, a few columns an item; the one item changed is
+    then read whole: one item's row of the items' table, whatever the checklist's size."""
+    read(api, deployment, "json")
+    item = deployment.checklist.order_by("position").last()
+    api.patch(f"/api/checklist-items/{item.pk}/", {"status": "requested"}, format="json")
+    with CaptureQueriesContext(connection) as queries:
+        read(api, deployment, "json")
+    whole_items = [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith('SELECT "ports_checklistitem"."id", "ports_checklistitem"."requirement_id"')
+    ]
+    assert len(whole_items) == 1 and f"IN ({item.pk})" in whole_items[0]
