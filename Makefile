@@ -33,7 +33,7 @@ test: export DJANGO_SECRET_KEY ?= test-only-secret-key-long-enough-to-pass-the-s
 # browser tests, driven by Playwright; screenshots go to test-artifacts/), node and npm (a
 # TypeScript client typed from the schema and compiled, tests/test_clients.py); and the DejaVu
 # fonts of the PDF change requests.
-TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables pdftoppm:poppler-utils chromium:chromium \
+TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables traceroute:traceroute pdftoppm:poppler-utils chromium:chromium \
 	node:nodejs npm:npm
 
 test: $(VENV)/.installed var

@@ -10,10 +10,15 @@ the API is polled until the run is finished. The references, measured in the sam
 with the same timeout: a bare asyncio connect sweep of the same 1,000 ports, and
 `nmap -sT` with the same fixed timeout and no retries (installed with apt if missing).
 
+The site's worker traces the path of every filtered check (`--trace-hops`, the worker's
+PROBE_TRACE_HOPS; PROBE_TRACE_MAX raised to 300 so that all of them are traced): on loopback no hop
+answers, so each trace sends its first window of TTL-limited SYNs and waits it out, the whole
+cost of a trace. `--trace-hops 0` measures the whole path without traces.
+
 Needs DATABASE_URL and REDIS_URL: run it as `make bench` (which starts both).
 Sends traffic to 127.90.0.0/24 only.
 
-    python bench/probe_run.py [--timeout 3] [--rounds 3]
+    python bench/probe_run.py [--timeout 3] [--rounds 3] [--trace-hops 16]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--timeout", type=float, default=3.0, help="seconds a probe waits (default 3, the portal's)")
 parser.add_argument("--rounds", type=int, default=3, help="rounds of the three measurements (default 3)")
+parser.add_argument("--trace-hops", type=int, default=16, help="the worker's PROBE_TRACE_HOPS (default 16; 0: none)")
 ARGS = parser.parse_args()
 os.environ["PROBE_TIMEOUT"] = str(ARGS.timeout)  # read by the settings, so before Django starts
 
@@ -93,6 +99,7 @@ def prepare_deployment(user: object) -> tuple[int, Client]:
 
 
 def whole_path(deployment_id: int, client: Client) -> tuple[float, dict]:
+    """The run's time, and its counts by state (with "traced": the filtered results with a path)."""
     started = time.perf_counter()
     response = client.post(f"/api/deployments/{deployment_id}/probe-runs/", {}, content_type="application/json")
     assert response.status_code == 202, response.content
@@ -107,7 +114,8 @@ def whole_path(deployment_id: int, client: Client) -> tuple[float, dict]:
             f"    POST {posted - started:.2f} s; run created {run['created']}, "
             f"started {run['started']}, finished {run['finished']}"
         )
-    return elapsed, run["by_state"]
+    traced = sum(1 for result in run["results"] if "path" in (result["evidence"] or {}))
+    return elapsed, run["by_state"] | {"traced": traced}
 
 
 async def sweep(timeout: float) -> dict[str, int]:
@@ -166,7 +174,8 @@ def main() -> None:
             flush_broker()
             # As in production: the site's worker probes (no database), the recorder records.
             recorder = Recorder("recorder")
-            worker = Worker(["default"], name="bench", central=False, PROBE_TIMEOUT=str(ARGS.timeout))
+            tracing = {"PROBE_TRACE_HOPS": str(ARGS.trace_hops), "PROBE_TRACE_MAX": str(len(HOSTS) * len(FILTERED))}
+            worker = Worker(["default"], name="bench", central=False, PROBE_TIMEOUT=str(ARGS.timeout), **tracing)
             worker.wait_until_live()
             connection.close()  # the worker writes; this process only reads through the API
             client.get("/api/me/")  # warm: URL configuration and the first connection
@@ -183,7 +192,8 @@ def main() -> None:
                     print(f"  {name:<20} {elapsed:6.2f} s  {dict(sorted(states.items()))}")
             print(
                 f"\n1,000 checks (300 open, 400 refused, 300 filtered), "
-                f"timeout {ARGS.timeout:g} s, {ARGS.rounds} rounds"
+                f"timeout {ARGS.timeout:g} s, {ARGS.rounds} rounds, "
+                + (f"filtered ones traced (up to {ARGS.trace_hops} hops)" if ARGS.trace_hops else "no tracing")
             )
             print(f"nmap: {' '.join(nmap_command(ARGS.timeout))}")
             sweep_median = statistics.median(times["bare asyncio sweep"])
@@ -192,7 +202,10 @@ def main() -> None:
                 median = statistics.median(values)
                 print(f"{name:<20} {median:>9.2f} {median / sweep_median:>13.2f}x")
             path, nmap_median = statistics.median(times["whole path"]), statistics.median(times["nmap -sT"])
-            print(f"whole path / bare sweep: {path / sweep_median:.2f} {against('<= 1.3', path <= 1.3 * sweep_median)}")
+            # Issue 23: tracing every filtered check may cost the whole path up to 1.5x the sweep.
+            goal = 1.5 if ARGS.trace_hops else 1.3
+            met = against(f"<= {goal}", path <= goal * sweep_median)
+            print(f"whole path / bare sweep: {path / sweep_median:.2f} {met}")
             print(f"whole path / nmap:       {path / nmap_median:.2f} {against('< 1', path < nmap_median)}")
         finally:
             for process in (worker, recorder):

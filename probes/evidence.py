@@ -1,6 +1,7 @@
 """A probe's evidence in words, for people: what answered, what the certificate said, which
 ports of a range answered, and for a rule that does not answer, the path the probe took (from
-which site and address, to which address and port, with which timeout and how many tries). The
+which site and address, to which address and port, with which timeout and how many tries), the
+device that rejected it (an ICMP error's sender), or where silence starts on its trace. The
 page and the API show these sentences; the raw evidence stays in the API for tools."""
 
 from __future__ import annotations
@@ -30,6 +31,30 @@ def _tries(value: object) -> str:
     return "1 try" if value == 1 else f"{value} tries"
 
 
+def rejection(evidence: dict) -> str:
+    """ "rejected by 10.0.2.1: communication administratively prohibited, ICMP type 3 code 13"."""
+    by, icmp = evidence["rejected_by"], evidence.get("icmp") or {}
+    itself = " itself" if by == evidence.get("destination") else ""  # the host, not a device before it
+    kind = "ICMPv6" if ":" in str(by) else "ICMP"
+    return f"rejected by {by}{itself}: {icmp.get('name', '?')}, {kind} type {icmp.get('type')} code {icmp.get('code')}"
+
+
+def where_silence_starts(evidence: dict, site: str = "") -> str:
+    """What a filtered rule's trace found, as a sentence ("" if it was not traced)."""
+    if evidence.get("stopped_after"):
+        origin = f" from site {site}" if site else ""
+        path = ", ".join(map(str, evidence.get("path") or []))
+        return (
+            f"No answer after {evidence['stopped_after']}, hop {evidence.get('stopped_hop', '?')}{origin}: "
+            f"the traffic stops there or just beyond (hops that answered: {path})."
+        )
+    if "traced_hops" in evidence:
+        return f"No hop answered a TTL-limited probe toward the port (hops 1-{evidence['traced_hops']})."
+    if evidence.get("not_traced"):
+        return f"Not traced: {evidence['not_traced']}."
+    return ""
+
+
 def _verdict(evidence: dict, state: str) -> str:
     """What happened on the path, with its cause, tries and timeout: after the colon of path()."""
     cause, protocol = evidence.get("cause"), evidence.get("protocol")
@@ -39,7 +64,9 @@ def _verdict(evidence: dict, state: str) -> str:
         answer = "no SYN-ACK" if protocol == "tcp" else "no answer"
         said = f"filtered: {answer} within {timeout} s" if timeout else f"filtered ({cause})" if cause else "filtered"
         return ", ".join(filter(None, [said, tries]))
-    if state == "refused":
+    if state in ("refused", "unreachable") and evidence.get("rejected_by"):
+        said = f"{state} ({rejection(evidence)})"
+    elif state == "refused":
         how = "ICMP port unreachable came back" if protocol == "udp" else "the SYN was answered with a reset"
         said = f"refused ({how}, {cause})" if cause else f"refused ({how})"
     elif state == "unreachable":
@@ -93,6 +120,11 @@ def in_words(evidence: dict, site: str = "", state: str = "") -> list[str]:
         words.append(path(evidence, site, state))
     elif "port" in evidence:
         words.append(f"Port {evidence['port']}.")
+    if ranged and evidence.get("rejected_by"):  # a single port's path sentence says it
+        said = rejection(evidence)
+        words.append(f"{said[0].upper()}{said[1:]}.")
+    if trace := where_silence_starts(evidence, site):
+        words.append(trace)
     if evidence.get("banner"):
         words.append(f"Banner: {_lines(evidence['banner'])}.")
     if evidence.get("masked"):

@@ -46,12 +46,7 @@ def probe_site(self, run_id: int, site: str, checks: list[dict], timeout: float)
     """
     # The Celery node (name@host) that probed, so that a redelivered run shows who finished it.
     worker = f"{self.request.hostname or socket.gethostname()}:{site}"
-    engine = Engine(
-        timeout=timeout,
-        concurrency=settings.PROBE_CONCURRENCY,
-        per_destination=settings.PROBE_PER_DESTINATION,
-        allowed=allowed_networks(site),
-    )
+    engine = site_engine(site, timeout)
     outbox = Outbox(site)
     try:
         asyncio.run(probe_and_send(run_id, [Check(**check) for check in checks], engine, worker, outbox))
@@ -59,6 +54,19 @@ def probe_site(self, run_id: int, site: str, checks: list[dict], timeout: float)
         # The recorder takes only what is still pending: naming every check is safe.
         outbox.put(reports(run_id, worker, {}, [check["key"] for check in checks], ran_out(site)))
         outbox.send()
+
+
+def site_engine(site: str, timeout: float) -> Engine:
+    """The engine of a site's worker, as its own settings say (PROBE_*)."""
+    return Engine(
+        timeout=timeout,
+        concurrency=settings.PROBE_CONCURRENCY,
+        per_destination=settings.PROBE_PER_DESTINATION,
+        allowed=allowed_networks(site),
+        site=site,
+        trace_hops=settings.PROBE_TRACE_HOPS,
+        trace_max=settings.PROBE_TRACE_MAX,
+    )
 
 
 def allowed_networks(site: str) -> tuple[Network, ...]:
@@ -126,6 +134,7 @@ async def probe_and_send(run_id: int, checks: list[Check], engine: Engine, worke
     # Stop in time, before Celery's soft time limit would interrupt the loop at a random point.
     soft_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
     budget_ends = loop.time() + soft_limit - min(5, soft_limit / 10)
+    engine.deadline = budget_ends  # no trace begins that could not end by then
     reason = f"the probe task of site {outbox.site!r} ended before this check"
     probing = asyncio.ensure_future(engine.run(checks, on_result))
     sent: set[int] = set()

@@ -79,7 +79,7 @@ def test_udp_refused_and_unanswered_say_their_path():
     assert (found[1].state, found[2].state) == ("refused", "filtered")
     assert words(found[1], "hq") == [
         f"From site hq (127.0.0.1) to 127.0.0.1 port {refused}/udp: refused "
-        "(ICMP port unreachable came back, ECONNREFUSED), 1 try, 1 s timeout."
+        "(rejected by 127.0.0.1 itself: port unreachable, ICMP type 3 code 3), 1 try, 1 s timeout."
     ]
     assert words(found[2], "hq") == [
         f"From site hq (127.0.0.1) to 127.0.0.1 port {quiet}/udp: filtered: no answer within 1 s, 1 try."
@@ -171,8 +171,8 @@ def test_a_firewall_that_drops_or_rejects_in_a_namespace_of_our_own_is_said_with
         "From site dmz (127.0.0.1) to 127.0.0.1 port 9449/tcp: filtered: no SYN-ACK within 1 s, 1 try."
     ]
     assert words(found[2]) == [
-        "From site dmz (127.0.0.1) to 127.0.0.1 port 9450/tcp: unreachable (no route to the host, EHOSTUNREACH), "
-        "1 try, 1 s timeout."
+        "From site dmz (127.0.0.1) to 127.0.0.1 port 9450/tcp: unreachable (rejected by 127.0.0.1 itself: "
+        "host unreachable, ICMP type 3 code 1), 1 try, 1 s timeout."
     ]
     # No route: the connect failed before a local address was bound, and no route gives one.
     assert "source" not in found[3].evidence and found[3].evidence["destination"] == "127.0.9.1"

@@ -98,6 +98,8 @@ from .probes import (
     PROBE_RESULT_RETENTION_DAYS,
     PROBE_RUNS_PER_MINUTE,
     PROBE_TIMEOUT,
+    PROBE_TRACE_HOPS,
+    PROBE_TRACE_MAX,
     parse_allowed_networks,
 )
 from .security import (

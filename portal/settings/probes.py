@@ -9,6 +9,10 @@ from .env import env_float, env_int, env_str
 PROBE_TIMEOUT = env_float("PROBE_TIMEOUT", 3)
 PROBE_CONCURRENCY = env_int("PROBE_CONCURRENCY", 1000)
 PROBE_PER_DESTINATION = env_int("PROBE_PER_DESTINATION", 64)
+# A filtered port's path is traced (probes/engine/trace.py) up to PROBE_TRACE_HOPS hops (0: never),
+# at most PROBE_TRACE_MAX flows per run and site: each trace sends a probe per hop.
+PROBE_TRACE_HOPS = env_int("PROBE_TRACE_HOPS", 16)
+PROBE_TRACE_MAX = env_int("PROBE_TRACE_MAX", 100)
 PROBE_HEARTBEAT_INTERVAL = env_float("PROBE_HEARTBEAT_INTERVAL", 10)
 PROBE_HEARTBEAT_TIMEOUT = env_float("PROBE_HEARTBEAT_TIMEOUT", 30)
 # Touched at each heartbeat sent: a site worker's container health check reads its age.

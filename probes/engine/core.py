@@ -5,6 +5,9 @@ expected there) and returns what it found, port by port and summarised per check
 Names are resolved once, then every port is probed by address. Concurrency is bounded
 overall and per destination, so a thousand silent (filtered) ports cost about one
 timeout, not a thousand.
+
+A rule that fails says where when it can: a device that rejects it with an ICMP error is named
+(icmp.py), and the path toward a port that gets no answer is traced (trace.py).
 """
 
 from __future__ import annotations
@@ -24,16 +27,27 @@ from ports.ranges import number_runs
 
 from .checks import Check, CheckResult, PortResult
 from .findings import Finding, cause_of, describe
+from .icmp import IcmpError, keep_errors, read_error
 from .policy import LOOPBACK, Network, refusal
 from .services import TCP_SERVICES, udp_exchange
 from .states import SEVERITY, State
+from .trace import WINDOW, trace
 
-UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+# Without an ICMP error in the socket's queue (a local error: no route), what the errno says.
+UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.ENONET}
 # A result in these states carries the path it took in its evidence (see Attempt.evidence): where
 # the probe left from, where to, with which timeout and how many tries, for the firewall's logs.
+# What a trace adds to a filtered result's evidence (trace.py), and why one is missing.
+TRACE_KEYS = ("path", "stopped_after", "stopped_hop", "traced_hops", "not_traced")
+# A trace begins once a probe has waited this share of its timeout with no answer: answers come in
+# milliseconds, so the port is as good as filtered, and the trace runs while the probe waits out
+# the rest. A filtered port then costs about its timeout: two windows of hops (trace.WINDOW) fit.
+TRACE_AFTER = 1 / 3
+# How long each window of hops waits for its answers (at most a third of the timeout).
+HOP_WAIT = 1.0
 PATH_STATES = {State.REFUSED, State.FILTERED, State.UNREACHABLE, State.ERROR}
 # What a range's evidence says of the path, once for all its ports (each port's own stays small).
-RANGE_PATH = ("source", "destination", "protocol", "timeout", "tries")
+RANGE_PATH = ("source", "destination", "protocol", "timeout", "tries", "rejected_by", "icmp", *TRACE_KEYS)
 
 
 @dataclass
@@ -78,6 +92,10 @@ class Engine:
     concurrency: int = 1000
     per_destination: int = 64
     allowed: tuple[Network, ...] = LOOPBACK  # the networks the engine may connect to
+    site: str = ""  # the probe site it runs in, named in a trace's words
+    trace_hops: int = 0  # how far a trace of a filtered port goes (0: no traces)
+    trace_max: int = 0  # the most traces of a run
+    deadline: float | None = None  # the event loop's time by which a trace must have ended
 
     async def run(self, checks: Iterable[Check], on_result: Callable[[Check, CheckResult], None]) -> None:
         """Probe every check; `on_result` is called as each one completes."""
@@ -86,13 +104,20 @@ class Engine:
         self._per_destination: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self.per_destination)
         )
+        # The traces of the run, by destination, protocol and port (a range's by its check): a
+        # flow probed for several rules is traced once.
+        self._traces: dict[tuple[str, str, int], asyncio.Future[dict]] = {}
         addresses = await self._resolve_all({check.host for check in checks})
 
         async def one(check: Check) -> None:
             address = addresses[check.host]
             on_result(check, address if isinstance(address, CheckResult) else await self.probe(check, address))
 
-        await asyncio.gather(*(one(check) for check in checks))
+        try:
+            await asyncio.gather(*(one(check) for check in checks))
+        finally:
+            for tracing in self._traces.values():
+                tracing.cancel()
 
     async def _resolve_all(self, hosts: set[str]) -> dict[str, str | CheckResult]:
         names = sorted(hosts)
@@ -138,16 +163,59 @@ class Engine:
         async with self._per_destination[address], self._overall:
             started = time.monotonic()
             attempt = Attempt()
+            tracing = asyncio.ensure_future(self._trace_if_silent(check, address, port)) if self.trace_hops else None
             try:
                 if check.protocol == "udp":
                     result = await self._probe_udp(check, address, port, started, attempt)
                 else:
                     result = await self._probe_tcp(check, address, port, started, attempt)
+                if tracing is not None and result.state == State.FILTERED:
+                    result.evidence |= await tracing
+                    result.detail = self._where_silence_starts(result, check.protocol)
             except Exception as exc:  # a probe must report, never crash the run
                 result = PortResult(port, State.ERROR, _ms(started), describe(exc), {"cause": cause_of(exc)})
+            finally:
+                if tracing is not None:
+                    tracing.cancel()
             if result.state in PATH_STATES:
                 result.evidence = attempt.evidence(check, address, port, self.timeout) | result.evidence
             return result
+
+    async def _trace_if_silent(self, check: Check, address: str, port: int) -> dict:
+        """After TRACE_AFTER of the timeout with no answer (cancelled before, if one comes): the
+        trace of this flow, shared with the run's other probes of it, within the run's limits."""
+        await asyncio.sleep(self.timeout * TRACE_AFTER)
+        key = (address, check.protocol, port if check.port_start == check.port_end else -check.key)
+        if key not in self._traces:
+            if len(self._traces) >= self.trace_max:
+                return {"not_traced": f"the run reached its limit of {self.trace_max} traces (PROBE_TRACE_MAX)"}
+            wait = min(HOP_WAIT, self.timeout * TRACE_AFTER)
+            longest = -(-self.trace_hops // WINDOW) * wait
+            if self.deadline is not None and asyncio.get_running_loop().time() + longest > self.deadline:
+                return {"not_traced": "no time left before the run's deadline"}
+            exchange = udp_exchange(check.service) if check.protocol == "udp" else None
+            payload = exchange[0] if exchange else b""  # the rule's own request: a firewall that reads it sees it
+            self._traces[key] = asyncio.ensure_future(
+                trace(address, port, check.protocol, payload, self.trace_hops, wait)
+            )
+        try:  # shielded: a probe that stops waiting must not cancel a trace that others share
+            return await asyncio.shield(self._traces[key])
+        except OSError as exc:  # out of sockets, say: the port is still filtered, only not traced
+            return {"not_traced": f"the trace failed: {describe(exc)}"}
+
+    def _where_silence_starts(self, result: PortResult, protocol: str) -> str:
+        """A filtered port's reason, with what its trace found."""
+        evidence = result.evidence
+        answer = "no SYN-ACK" if protocol == "tcp" else "no answer"
+        if evidence.get("stopped_after"):
+            site = f" from site {self.site}" if self.site else ""
+            return (
+                f"no answer after {evidence['stopped_after']}, hop {evidence['stopped_hop']}{site} "
+                f"({answer} within {self.timeout:g} s: dropped there or just beyond)"
+            )
+        if "traced_hops" in evidence:
+            return f"{result.detail}; no hop of {evidence['traced_hops']} answered a TTL-limited probe"
+        return result.detail
 
     async def _probe_tcp(self, check: Check, address: str, port: int, started: float, attempt: Attempt) -> PortResult:
         # A socket of its own, not open_connection(host, port): after a refused or unanswered
@@ -155,6 +223,7 @@ class Engine:
         sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
+            keep_errors(sock)  # an ICMP error that ends the connect then names its sender
             attempt.tries += 1
             try:
                 await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (address, port)), self.timeout)
@@ -172,8 +241,10 @@ class Engine:
                 {"cause": f"no SYN-ACK within {self.timeout:g} s"},
             )
         except OSError as exc:
+            icmp = read_error(sock)
             sock.close()
-            return rejected(port, exc, started, "connection refused (RST): nothing listens, or a firewall rejects")
+            refused = "connection refused (RST): nothing listens, or a firewall rejects"
+            return rejected(port, exc, started, refused, icmp)
         except BaseException:  # cancelled: the run was closed
             sock.close()
             raise
@@ -220,10 +291,16 @@ class Engine:
         request, parse = exchange
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[bytes] = loop.create_future()
+        # A socket of its own, to keep its ICMP errors (keep_errors) before anything is sent.
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Datagram(answered), remote_addr=(address, port))
+            sock.setblocking(False)
+            keep_errors(sock)
+            sock.connect((address, port))
         except OSError as exc:  # no route: connect() of a UDP socket fails before anything is sent
+            sock.close()
             return rejected(port, exc, started, "ICMP port unreachable: nothing listens, or a firewall rejects")
+        transport, datagram = await loop.create_datagram_endpoint(lambda: _Datagram(answered, sock), sock=sock)
         attempt.left_from(transport.get_extra_info("sockname"))
         try:
             attempt.tries += 1
@@ -239,7 +316,8 @@ class Engine:
                     {"cause": f"no datagram within {self.timeout:g} s"},
                 )
             except OSError as exc:
-                return rejected(port, exc, started, "ICMP port unreachable: nothing listens, or a firewall rejects")
+                refused = "ICMP port unreachable: nothing listens, or a firewall rejects"
+                return rejected(port, exc, started, refused, datagram.icmp)
             latency = _ms(started)
             try:
                 evidence = parse(data, request)
@@ -257,22 +335,31 @@ class Engine:
 
 
 class _Datagram(asyncio.DatagramProtocol):
-    def __init__(self, answered: asyncio.Future[bytes]) -> None:
-        self.answered = answered
+    def __init__(self, answered: asyncio.Future[bytes], sock: socket.socket) -> None:
+        self.answered, self.sock = answered, sock
+        self.icmp: IcmpError | None = None
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         if not self.answered.done():
             self.answered.set_result(data)
 
     def error_received(self, exc: Exception) -> None:
+        # Taken from the error queue now: left there, it keeps the socket readable (EPOLLERR).
+        self.icmp = self.icmp or read_error(self.sock)
         if not self.answered.done():
             self.answered.set_exception(exc)
 
 
-def rejected(port: int, exc: OSError, started: float, refused: str) -> PortResult:
-    """A connection the path answered with a no: refused (a TCP RST, or ICMP port unreachable for
-    UDP, said as `refused`) or unreachable (ICMP host or network unreachable). Any other error is
-    the probe's own, raised again."""
+def rejected(port: int, exc: OSError, started: float, refused: str, icmp: IcmpError | None = None) -> PortResult:
+    """A connection the path answered with a no: an ICMP(v6) error, named with its sender and
+    mapped to a state the same way for both families (IcmpError.state), or, without one, refused
+    (a TCP RST) or unreachable (a local error: no route). Any other error is the probe's own,
+    raised again."""
+    if icmp is not None:
+        detail = f"rejected by {icmp.offender}: {icmp.name}"
+        if icmp.state == State.REFUSED:
+            detail = f"ICMP port unreachable from {icmp.offender}: nothing listens, or a firewall rejects"
+        return PortResult(port, icmp.state, _ms(started), detail, {"cause": cause_of(exc), **icmp.evidence()})
     if isinstance(exc, ConnectionRefusedError):
         return PortResult(port, State.REFUSED, _ms(started), refused, {"cause": cause_of(exc)})
     if exc.errno in UNREACHABLE_ERRNOS:
