@@ -23,6 +23,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from ports.models import Team  # noqa: E402
+from probes.models import ProbeRun  # noqa: E402
+
+# A run's deadline that no bench reaches.
+FAR = "2100-01-01T00:00Z"
 
 
 @contextmanager
@@ -41,6 +45,17 @@ def bench_database() -> Iterator[object]:
         yield user
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def recorded(deployment_id: int, states: dict[int, str]) -> None:
+    """A probe run of these items (id: state) whose results the recorder took in one batch, as a
+    site worker sends them: a sweep of a deployment, or one rule probed again."""
+    pending = {"default": sorted(states)}
+    run = ProbeRun.objects.create(
+        deployment_id=deployment_id, total=len(states), timeout=1, deadline=FAR, pending=pending
+    )
+    outcomes = {item: {"state": state, "summary": f"{state} (bench)"} for item, state in states.items()}
+    assert ProbeRun.record(run.pk, "bench@default", outcomes) == len(states)
 
 
 # The other roles' hosts of a deployment at scale (bench/export_pdf.py, bench/exports.py).

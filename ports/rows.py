@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import QuerySet
 
@@ -45,7 +46,10 @@ def items_among(items: QuerySet[ChecklistItem], pks: list[int]) -> QuerySet[Chec
 def read_versions(rows: QuerySet) -> list[tuple]:
     """The rows of ChecklistItemQuerySet.row_versions() as the database gives them (times as its
     driver reads them): for thousands of rows, Django's conversions cost more than the statement."""
-    statement, params = rows.query.sql_with_params()
+    try:
+        statement, params = rows.query.sql_with_params()
+    except EmptyResultSet:  # a query that selects nothing (none(), a filter that does not parse)
+        return []
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchall()

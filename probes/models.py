@@ -139,6 +139,12 @@ class ProbeRun(models.Model):
     checked = models.DateTimeField(null=True, blank=True)
     # Why the broker did not take a site's task, once send() has found it (not stored).
     unsent = ""
+    # A run of at most this many items (a rule probed again, a handful) writes the check of each
+    # of its items on its current state, as it does a change: a few rows. A larger one (a sweep)
+    # keeps it on the run (`probed`, `checked`), where a read of the checklist finds each item's
+    # last check in the deployment's latest sweep; were small runs kept so too, that read would look
+    # past each of them for each of thousands of items (bench/checklist_api.py: 27x /api/me/).
+    SMALL = 64
     # What start() reads of the items: pass them as checklist.only(*ProbeRun.ITEM_FIELDS).
     ITEM_FIELDS = ("deployment", "destination", "port_start", "port_end", "source_site")
     # What a batch moves, its run's end included: one update of the run per batch.
@@ -157,6 +163,11 @@ class ProbeRun(models.Model):
 
     def __str__(self) -> str:
         return f"Probe run {self.pk} of {self.deployment}"
+
+    @property
+    def small(self) -> bool:
+        """Whether the run writes each item's check on its current state (ProbeRun.SMALL)."""
+        return self.total <= self.SMALL
 
     @classmethod
     def start(cls, deployment: Deployment, user: object, items: list[ChecklistItem], limited: bool = True) -> ProbeRun:
@@ -318,7 +329,7 @@ class ProbeRun(models.Model):
                 run.status, run.started = RunStatus.RUNNING, now
             probed = {i: r for i, r in results.items() if r["state"] != ProbeState.NOT_PROBED}
             recorded = LatestProbe.record(run, worker, now, probed, items)
-            if recorded.found:
+            if recorded.found and not run.small:
                 run.probed, run.checked = with_ranges(run.probed, recorded.found), now
             if not run.pending:
                 run.close(now)
@@ -634,9 +645,10 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
     """An item's current probe state (the healthchecks model: current state apart from history),
     with `since` when the state last changed. Written only when a result says something new (its
     state, its summary, its site): `checked_at` is then the row's own time, and the run that wrote
-    it is `run`. A result that says the same writes nothing here: its run keeps that it checked
-    the item (ProbeRun.probed, .checked), and the item's last check is the later of the two
-    (last_checked, which ChecklistItemQuerySet.with_latest_probe() gives every reader)."""
+    it is `run`. A result that says the same writes nothing here (but in a small run, ProbeRun.SMALL):
+    its run keeps that it checked the item (ProbeRun.probed, .checked), and the item's last check
+    is the later of the two (last_checked, which ChecklistItemQuerySet.with_latest_probe() gives
+    every reader)."""
 
     item = models.OneToOneField(ChecklistItem, on_delete=models.CASCADE, primary_key=True, related_name="current_probe")
     # Not indexed: every change moves it, and an index on it would turn each update of the row in
@@ -702,7 +714,8 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             if (last_run or 0) > run_id or (later and any(in_ranges(ranges, item_id) for ranges in later)):
                 continue  # a later run's result stands
             recorded.found.append(item_id)
-            if state is None or (state, summary, site) != (result["state"], result["summary"], result["site"]):
+            new = state is None or (state, summary, site) != (result["state"], result["summary"], result["site"])
+            if new or run.small:
                 changing[item_id] = state or ""
         if changing:
             # The written items' locks, in pk order as every writer of items takes them, with what a

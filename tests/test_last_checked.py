@@ -8,12 +8,20 @@ import csv
 import datetime
 import io
 
+import pytest
 from django.db import connection
 
 from ports.models import ChecklistItem
 from probes.models import LatestProbe, ProbeFlip, ProbeRun, with_ranges
 
 from .conftest import recorded_run
+
+
+@pytest.fixture(autouse=True)
+def sweeps(monkeypatch) -> None:
+    """The runs here stand for sweeps of a deployment, whatever their size: none is a small run,
+    which writes its checks on the items (test_a_small_run_writes_its_checks_on_the_items)."""
+    monkeypatch.setattr(ProbeRun, "SMALL", 0)
 
 
 def row_version(item: ChecklistItem) -> str:
@@ -103,4 +111,21 @@ def test_a_later_runs_finding_stands_whatever_order_the_runs_are_recorded_in(dep
     newer.refresh_from_db()
     probe = latest(item)
     assert (probe.state, probe.checked_at) == ("open", newer.checked)
+    assert ProbeFlip.objects.filter(item=item).count() == 1
+
+
+def test_a_small_run_writes_its_checks_on_the_items(deployment, monkeypatch):
+    """A rule probed again on its own writes its check on the item, as a change (no flip): the
+    deployment's runs stay those of its sweeps, which every read of its checklist looks in."""
+    item, other = deployment.checklist.order_by("pk")[:2]
+    sweep = recorded_run(deployment, [(item, "open"), (other, "open")])
+    monkeypatch.setattr(ProbeRun, "SMALL", 1)
+    version = row_version(item)
+    again = recorded_run(deployment, [(item, "open")])
+    assert again.checked is None and again.probed == []
+    assert row_version(item) != version
+    probe = latest(item)
+    assert (probe.state, probe.run_id, probe.since) == ("open", again.pk, sweep.checked)
+    assert probe.checked_at > sweep.checked and not probe.changed
+    assert latest(other).checked_at == sweep.checked
     assert ProbeFlip.objects.filter(item=item).count() == 1
