@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.db import models
 
 
@@ -105,3 +107,27 @@ class Outcome(models.TextChoices):
     CREATED = "created", "Created"
     UPDATED = "updated", "Updated"
     UNCHANGED = "unchanged", "Unchanged"
+
+
+class Stop(models.TextChoices):
+    """Where a failing rule's traffic stops, as its probe's evidence names the device: each value is
+    the evidence's key that holds the device's address (the probe engine writes them, probes.engine.icmp
+    and .trace). In this order: a device that rejected the traffic with an ICMP error is known for
+    sure; the last hop that answered a trace toward the port is where silence starts."""
+
+    REJECTED_BY = "rejected_by", "rejected by"
+    STOPPED_AFTER = "stopped_after", "stops after"
+
+    def verb(self, rules: int = 1, now: bool = False) -> str:
+        """What `rules` rules do at the device, before its address: "stop after", "is now rejected by"."""
+        if self is Stop.REJECTED_BY:
+            return f"{'is' if rules == 1 else 'are'}{' now' if now else ''} rejected by"
+        return f"{'now ' if now else ''}{'stops' if rules == 1 else 'stop'} after"
+
+    @classmethod
+    def of(cls, evidence: object) -> tuple[str, Stop] | None:
+        """(address, how) of the device that evidence names, the first key in this order; None for none.
+        The same reading as ChecklistItemQuerySet.with_stop(), for evidence already in hand."""
+        if not isinstance(evidence, dict):
+            return None
+        return next(((str(evidence[how]), how) for how in cls if evidence.get(how)), None)

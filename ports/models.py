@@ -11,14 +11,16 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import Exists, F, OuterRef, Q
-from django.db.models.functions import Lower
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, Lower
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .addresses import address_of
 from .broker import BrokerUnavailable, send
-from .choices import CatalogTable, Feature, Interface, ItemStatus, ProbeSchedule, Protocol, Role, Service
+from .choices import CatalogTable, Feature, Interface, ItemStatus, ProbeSchedule, Protocol, Role, Service, Stop
 from .rules import FOOTNOTE_MARKS, Endpoint, PortRange, Rule
 from .validators import (
     parse_cron,
@@ -476,11 +478,15 @@ RULE_COLUMN_NAMES = [field.attname for field in RuleColumns._meta.fields]
 
 # An item's current probe state is a row the probes app keeps beside it (probes.LatestProbe, whose
 # one-to-one field names it `current_probe`); this layer knows it only by that name. Its evidence
-# is never read with a checklist: only what a row shows.
+# is never read whole with a checklist: only what a row shows, and where a failing rule stops
+# (ChecklistItemQuerySet.with_stop, by the evidence's keys that Stop names).
 CURRENT_PROBE = "current_probe"
 # When the item was last probed, as the probes app derives it (the model behind CURRENT_PROBE,
 # its last_checked()): a result that changes nothing writes no row, its run keeps the time.
 LAST_CHECKED = "probe_checked_at"
+# Where its current probe says the item's traffic stops (ChecklistItemQuerySet.with_stop): the
+# device's address, and how (a Stop: the evidence's key that named it).
+STOP_AT, STOP_HOW = "stops_at", "stops_how"
 
 
 # What can change in an item's row between two generations of its checklist: its revision (which
@@ -488,7 +494,10 @@ LAST_CHECKED = "probe_checked_at"
 # `checked_at` each time, and whose last check follows from its runs (LAST_CHECKED). Everything else
 # of an item (its rule, names, number, position) changes only when the checklist is generated anew,
 # which Deployment.checklist_generated_at says (ports.rows).
-ROW_VERSION = ("revision", f"{CURRENT_PROBE}__run", f"{CURRENT_PROBE}__checked_at", LAST_CHECKED)
+# Its times are read as text: equal when the times are, and read without parsing (SQLite's driver
+# parses each time in Python: it was most of the read).
+ROW_VERSION = ("revision", f"{CURRENT_PROBE}__run")
+ROW_TIMES = (f"{CURRENT_PROBE}__checked_at", LAST_CHECKED)
 
 
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
@@ -496,7 +505,8 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
         """(pk, number, version) of each item read with_latest_probe(), in the query's order: what
         says whether a rendering of its row is still the one a reader would get (ports.rows). A
         few columns a row, several times cheaper to read than the items."""
-        return self.values_list("pk", "number", *ROW_VERSION)
+        times = {f"version_{n}": Cast(name, models.TextField()) for n, name in enumerate(ROW_TIMES)}
+        return self.annotate(**times).values_list("pk", "number", *ROW_VERSION, *times)
 
     def with_latest_probe(self) -> ChecklistItemQuerySet:
         """Each item with its current probe state as `latest_probe` (None if never probed), its
@@ -505,6 +515,20 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
         probes = self.model._meta.get_field(CURRENT_PROBE).related_model
         items = self.select_related(CURRENT_PROBE).defer(f"{CURRENT_PROBE}__evidence")
         return items.annotate(**{LAST_CHECKED: probes.last_checked()})
+
+    def with_stop(self) -> ChecklistItemQuerySet:
+        """Each item with where its current probe's evidence says the traffic stops: the device's
+        address as STOP_AT and how as STOP_HOW (a Stop), None for an item whose evidence names none.
+        Two short strings the database reads out of the evidence in the items' own query, the first
+        key of Stop's order that is there (Stop.of reads evidence in hand alike): the evidence
+        itself is not read (with_latest_probe defers it)."""
+        named = {how: KeyTextTransform(how.value, f"{CURRENT_PROBE}__evidence") for how in Stop}
+        return self.annotate(
+            **{
+                STOP_AT: Coalesce(*named.values()),
+                STOP_HOW: Case(*(When(IsNull(key, False), then=Value(how.value)) for how, key in named.items())),
+            }
+        )
 
     def with_latest_state(self, states: Iterable[str] | None) -> ChecklistItemQuerySet:
         """The items whose latest probe is in one of `states`; with None, those never probed."""

@@ -101,10 +101,15 @@ def other_api(db) -> APIClient:
 
 
 def recorded_run(
-    deployment: Deployment, states: list[tuple[object, str]], summary: str = "{state} in test", **run: object
+    deployment: Deployment,
+    states: list[tuple[object, str]],
+    summary: str = "{state} in test",
+    evidence: dict | None = None,
+    **run: object,
 ) -> object:
     """A probe run of these items (pairs of item and state) whose results the recorder took,
-    as a site worker sends them; each result's summary is `summary` with its state."""
+    as a site worker sends them; each result's summary is `summary` with its state, and its
+    evidence what `evidence` holds for its item (by item), if anything."""
     from probes.models import ProbeRun
 
     fields = {"timeout": 1, "deadline": "2100-01-01T00:00Z", **run}
@@ -112,6 +117,8 @@ def recorded_run(
         deployment=deployment, total=len(states), pending={"default": sorted(item.pk for item, _ in states)}, **fields
     )
     outcomes = {item.pk: {"state": state, "summary": summary.format(state=state)} for item, state in states}
+    for item, found in (evidence or {}).items():
+        outcomes[item.pk]["evidence"] = found
     ProbeRun.record(run.pk, "w@default", outcomes)
     run.refresh_from_db()
     return run

@@ -181,7 +181,7 @@ def test_a_selection_is_one_of_items_or_filter_within_limits(deployment, api, se
     assert not StatusChange.objects.exists()
 
 
-UNKNOWN = "Unknown filter; known: status, protocol, interface, role, port, q, result, flag."
+UNKNOWN = "Unknown filter; known: status, protocol, interface, role, port, q, result, flag, stops_at."
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from ports.choices import CatalogTable, Interface, ItemStatus, Protocol, Role
-from ports.models import ChecklistItem, Deployment, Requirement
+from ports.models import STOP_AT, ChecklistItem, Deployment, Requirement
 from probes.choices import FAILING_STATES, PROBED_STATES
+from probes.stops import stopping
 
 
 class AnyOfField(forms.MultipleChoiceField):
@@ -28,6 +29,13 @@ class PortFilter(filters.NumberFilter):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, min_value=0, max_value=65535, **kwargs)
+
+
+class AddressFilter(filters.CharFilter):
+    """An IPv4 or IPv6 address, as a probe names a device (10.0.1.1, fd00::1): anything else is the
+    client's mistake, a 400. IPv6 is compared in its compressed form, as the probes write it."""
+
+    field_class = forms.GenericIPAddressField
 
 
 class RequirementFilterSet(filters.FilterSet):
@@ -105,10 +113,16 @@ class ChecklistItemFilterSet(filters.FilterSet):
         method="filter_flag",
         help_text="opened_failing: rules marked opened whose latest probe fails.",
     )
+    stops_at = AddressFilter(
+        label="Stops at",
+        method="filter_stops_at",
+        help_text="A device's address: the failing rules whose latest probe it rejected, or that met no "
+        "answer after it on their trace.",
+    )
 
     class Meta:
         model = ChecklistItem
-        fields = ["deployment", "status", "protocol", "interface", "role", "port", "q", "result", "flag"]
+        fields = ["deployment", "status", "protocol", "interface", "role", "port", "q", "result", "flag", "stops_at"]
 
     def filter_result(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.with_latest_state(None if value == NEVER_PROBED else [value])
@@ -118,6 +132,9 @@ class ChecklistItemFilterSet(filters.FilterSet):
 
     def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(source_role=value) | Q(destination_role=value))
+
+    def filter_stops_at(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return stopping(queryset).filter(**{STOP_AT: value})
 
     filter_port = RequirementFilterSet.filter_port
 

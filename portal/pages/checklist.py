@@ -37,6 +37,7 @@ from ports.scoping import team_deployment
 from ports.serializers import DeploymentSerializer
 from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
 from probes.models import ProbeRun, WorkerHeartbeat
+from probes.stops import stopping_devices
 from probes.worker import site_queue
 
 # The checklist's sorts: `sort=port`, or `sort=-port` for descending; then by rule number.
@@ -181,6 +182,7 @@ def checklist_summary(deployment: Deployment) -> dict:
             "probed": checklist.probed,
             "opened_failing": ChecklistItemFilterSet({"flag": "opened_failing"}, deployment.checklist.all()).qs.count(),
             "site_names": sorted(Deployment.objects.filter(pk=deployment.pk).probed_from()),
+            "stops": stopping_devices(deployment.checklist.all()),
         }
         cache.set(key, counts)
     live = WorkerHeartbeat.objects.live_sites()
@@ -297,6 +299,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
                 ("role", "Role", [("", "any"), *Role.choices]),
                 ("port", "Port", None),
                 ("q", "Text", None),
+                ("stops_at", "Stops at (address)", None),
                 ("flag", "Show only", [("", "every rule"), *base["flag"].extra["choices"]]),
             ]
         ],

@@ -210,7 +210,7 @@ def _rules_table(flows: list[Flow], progress: Progress) -> object:
                 fit(f"{rule.direction}\n{rule.path}", 7.5, inner[5]),
                 rule.interface,
                 "\n".join([fit(flow.purpose, 7.5, inner[7]), *(r.uid for r in flow.requirements)]),
-                fit(f"{probe.state}\n{when(probe.checked_at)} from {probe.site}", 7.5, inner[8])
+                fit(f"{probe.state}\n{when(probe.checked_at)} from {probe.site}{stopped(flow)}", 7.5, inner[8])
                 if probe
                 else "not probed",
             ]
@@ -219,6 +219,16 @@ def _rules_table(flows: list[Flow], progress: Progress) -> object:
     table = RulesTable(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
     table.setStyle(TableStyle(style))
     return table
+
+
+def stopped(flow: Flow) -> str:
+    """What a failing rule's last probe adds on where its traffic stops: "stops after 10.0.1.1: ask
+    its owner", on a line of its own; nothing for a rule that does not fail or says nowhere."""
+    stop = flow.stop
+    if stop is None:
+        return ""
+    address, how = stop
+    return f"\n{how.label} {address}: ask its owner"
 
 
 class RulesTable(LongTable):
@@ -414,6 +424,11 @@ def render_pdf(request: ChangeRequest, progress: Callable[[float], None] | None 
             Code.of(plan["command"], s.code),
         ]
     )
+    # The rules that fail now name the device in their way: the firewall whose owner the change is for.
+    stops = request.stops()
+    if stops:
+        story.append(_p("• Where the rules that fail now stop, as their last probes found:", s.body))
+        story += [_p(f"  – {stop}", s.body) for stop in stops]
 
     story.append(_p("Rollback", s.h2))
     syntax = params.get("syntax")

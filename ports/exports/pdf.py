@@ -18,6 +18,7 @@ from datetime import UTC
 from django.utils import timezone
 
 from ..addresses import Kind
+from ..choices import Stop
 from ..ranges import number_runs
 from ..rules import PortRange
 from . import Flow, RuleSet, Scope
@@ -124,6 +125,20 @@ class ChangeRequest:
             else json.dumps({"items": [int(i) for i in ids.split(",") if i]}, separators=(",", ":")),
             "sites": sorted(Counter(flow.rule.source.site for flow in self.flows).items()),
         }
+
+    def stops(self) -> list[str]:
+        """The failing rules by the device where their traffic stops, most rules first, each a sentence
+        that names whom to ask: "Rules 3-5 stop after 10.0.1.1: ask the owner of 10.0.1.1.\" """
+        found: dict[tuple[str, Stop], list[Flow]] = defaultdict(list)
+        for flow in self.flows:
+            if flow.stop:
+                found[flow.stop].append(flow)
+        ordered = sorted(found.items(), key=lambda stop: (-len(stop[1]), stop[0][0], stop[0][1]))
+        return [
+            f"Rule{'s' * (len(flows) != 1)} {numbers_text(flows, SHORT)} {how.verb(len(flows))} {address}: "
+            f"ask the owner of {address}."
+            for (address, how), flows in ordered
+        ]
 
     def rollback(self) -> list[str]:
         syntax = self.params.get("syntax")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..checklist import remember_rule_set
-from ..choices import ItemStatus
-from ..models import ChecklistItem, Deployment, Requirement
+from ..choices import ItemStatus, Stop
+from ..models import STOP_AT, STOP_HOW, ChecklistItem, Deployment, Requirement
 from ..rules import IDENTITY_FIELDS, PortRange, Rule, fingerprint
 
 
@@ -38,7 +38,9 @@ STATUS_LABELS = dict(ItemStatus.choices)
 def select_items(deployment: Deployment, scope: str, ids: list[int] | None = None) -> list[ChecklistItem]:
     # Up to MAX_RULES items share a few dozen requirements: prefetching builds each requirement
     # (and decodes its JSON fields) once, where select_related built one per item.
-    items = deployment.checklist.prefetch_related("requirement").with_latest_probe()
+    # Where a failing rule stops is read with the items (two strings out of each probe's evidence,
+    # in the same query): the change request names the device to ask (Flow.stop).
+    items = deployment.checklist.prefetch_related("requirement").with_latest_probe().with_stop()
     if scope == Scope.UNVERIFIED:
         items = items.exclude(status__in=[ItemStatus.VERIFIED, ItemStatus.WAIVED])
     elif scope == Scope.SELECTION:
@@ -88,6 +90,17 @@ class Flow:
         """The newest of its items' latest probe results (they test the same flow)."""
         results = [item.latest_probe for item in self.items if item.latest_probe is not None]
         return max(results, key=lambda result: result.checked_at.timestamp() if result.checked_at else 0, default=None)
+
+    @property
+    def stop(self) -> tuple[str, Stop] | None:
+        """Where the flow's traffic stops, (address, how), if its latest probe fails and says where.
+        Read by select_items (with_stop); a rule set of items read otherwise knows no stop."""
+        probe = self.latest_probe
+        if probe is None or not probe.failing:
+            return None
+        item = next(item for item in self.items if item.latest_probe is probe)
+        address = getattr(item, STOP_AT, None)
+        return (address, Stop(getattr(item, STOP_HOW))) if address else None
 
     @property
     def status(self) -> str:

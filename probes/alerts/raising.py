@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections import defaultdict
 
 from django.conf import settings
 from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
+from ports.choices import Stop
 from ports.models import Deployment
 
 from .. import signals
@@ -55,7 +57,9 @@ def raise_for_changes(run: ProbeRun, kind: str, changes: list[ProbeFlip], items:
     shown = lines[:LISTED_RULES]
     if len(lines) > LISTED_RULES:
         shown.append(f"... and {len(lines) - LISTED_RULES} more.")
-    body = [subject, "", f"Probe run {run.pk}, from site {changes[0].site}:", *shown]
+    stops = where_changes_stop(changes, items)
+    body = [subject, "", *(f"{stop_words(stop)}." for stop in stops), *([""] if stops else [])]
+    body += [f"Probe run {run.pk}, from site {changes[0].site}:", *shown]
     if len(changes) == 1:
         body += ["", *changes[0].evidence_words]
     Alert.raise_for(
@@ -77,8 +81,44 @@ def raise_for_changes(run: ProbeRun, kind: str, changes: list[ProbeFlip], items:
                 }
                 for flip in changes
             ],
+            "stops": stops,
         },
     )
+
+
+def where_changes_stop(changes: list[ProbeFlip], items: dict) -> list[dict]:
+    """The changed rules by the site they are probed from and the device where they now stop, as
+    their evidence names it (Stop.of), most rules first: {site, address, how (a Stop), icmp (the
+    ICMP errors' names, for a rejection), items, rules (their numbers)}. A firewall that starts
+    dropping a site's rules is one line, not one per rule."""
+    found: dict[tuple[str, str, Stop], list[ProbeFlip]] = defaultdict(list)
+    for flip in changes:
+        if stop := Stop.of(flip.evidence):
+            address, how = stop
+            found[(flip.site, address, how)].append(flip)
+    stops = []
+    for (site, address, how), flips in found.items():
+        names = [(flip.evidence.get("icmp") or {}).get("name") for flip in flips]
+        stops.append(
+            {
+                "site": site,
+                "address": address,
+                "how": how.value,
+                "icmp": list(dict.fromkeys(name for name in names if name)),
+                "items": [flip.item_id for flip in flips],
+                "rules": sorted({items[flip.item_id].number for flip in flips}),
+            }
+        )
+    return sorted(stops, key=lambda stop: (-len(stop["items"]), stop["site"], stop["address"]))
+
+
+def stop_words(stop: dict) -> str:
+    """ "12 rules of site dmz now stop after 10.0.1.1", "1 rule of site dmz is now rejected by
+    10.0.2.1: communication administratively prohibited"."""
+    count = len(stop["items"])
+    said = f"{count} rule{'s' * (count != 1)} of site {stop['site']}"
+    said += f" {Stop(stop['how']).verb(count, now=True)} {stop['address']}"
+    return f"{said}: {', '.join(stop['icmp'])}" if stop["icmp"] else said
 
 
 @receiver(signals.run_failed)
