@@ -20,7 +20,7 @@ import argparse
 import statistics
 import time
 
-from harness import against, bench_database, recorded
+from harness import against, analyzed, bench_database, recorded
 
 # isort: split
 from django.db import connection
@@ -84,6 +84,7 @@ def main() -> None:
         ids = [row["id"] for row in client.get(checklist).json()["items"]]
         item, probed = ids[:2]
         recorded(deployment["id"], dict.fromkeys(ids, "open"))  # probed once, as a deployment in use is
+        analyzed()
         statuses = iter(["requested", "opened"] * (args.requests + 3) * 2)
         states = iter(["open", "refused"] * (args.requests + 3) * 2)
 

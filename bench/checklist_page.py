@@ -14,7 +14,7 @@ import argparse
 import statistics
 import time
 
-from harness import against, bench_database, recorded
+from harness import against, analyzed, bench_database, recorded
 
 # isort: split
 from checklist_api import document
@@ -40,6 +40,7 @@ def main() -> None:
         url = f"/deployments/{deployment.pk}/"
         item, probed = deployment.checklist.order_by("number", "pk")[:2]
         recorded(deployment.pk, dict.fromkeys(deployment.checklist.values_list("pk", flat=True), "open"))
+        analyzed()
         statuses = iter(["requested", "opened"] * (args.requests + 2))
         states = iter(["open", "refused"] * (args.requests + 2))
 

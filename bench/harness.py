@@ -47,6 +47,15 @@ def bench_database() -> Iterator[object]:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
+def analyzed() -> None:
+    """The planner's statistics of the tables just filled, as autovacuum gathers them within a
+    minute of such writes (PostgreSQL): without them it plans thousands of rows as one, and a
+    bench measures plans no running portal has."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("analyze")
+
+
 def recorded(deployment_id: int, states: dict[int, str]) -> None:
     """A probe run of these items (id: state) whose results the recorder took in one batch, as a
     site worker sends them: a sweep of a deployment, or one rule probed again."""

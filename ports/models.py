@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, Lower
+from django.db.models.functions import Coalesce, Lower
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -272,6 +272,10 @@ class Deployment(models.Model):
     # Bumped whenever what the checklist shows changes (rules, a status, a latest probe), so
     # that a rendering of it can be kept and reused until then (and answered with 304).
     checklist_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    # Bumped by each batch of a probe run that keeps its checks on itself (a sweep, not a small
+    # run): the last check of any of its rules may have moved. Rows kept of the checklist
+    # (ports.rows) are of one probe revision; within it, a row moves only with its own item.
+    probe_revision = models.PositiveBigIntegerField(default=0, editable=False)
     # Continuous verification: blank takes the team's schedule. Beat starts a run when
     # next_probe_at has come, claiming it with a conditional update (Deployment.claim_probe).
     probe_schedule = models.CharField(max_length=10, choices=ProbeSchedule.choices, blank=True, default="")
@@ -489,15 +493,12 @@ LAST_CHECKED = "probe_checked_at"
 STOP_AT, STOP_HOW = "stops_at", "stops_how"
 
 
-# What can change in an item's row between two generations of its checklist: its revision (which
-# every status change bumps) and its current probe, which the probes app writes whole, its run and
-# `checked_at` each time, and whose last check follows from its runs (LAST_CHECKED). Everything else
-# of an item (its rule, names, number, position) changes only when the checklist is generated anew,
-# which Deployment.checklist_generated_at says (ports.rows).
-# Its times are read as text: equal when the times are, and read without parsing (SQLite's driver
-# parses each time in Python: it was most of the read).
+# What can change in an item's row within one generation of its checklist and one probe revision
+# of its deployment: its revision (which every status change bumps) and its current probe, which
+# the probes app writes whole, with the run that wrote it. An item's last check moves otherwise
+# only with a batch of a sweep, which bumps Deployment.probe_revision; the rest of an item (its
+# rule, names, number, position) only with a new generation (Deployment.checklist_generated_at).
 ROW_VERSION = ("revision", f"{CURRENT_PROBE}__run")
-ROW_TIMES = (f"{CURRENT_PROBE}__checked_at", LAST_CHECKED)
 
 
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
@@ -505,8 +506,7 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
         """(pk, number, version) of each item read with_latest_probe(), in the query's order: what
         says whether a rendering of its row is still the one a reader would get (ports.rows). A
         few columns a row, several times cheaper to read than the items."""
-        times = {f"version_{n}": Cast(name, models.TextField()) for n, name in enumerate(ROW_TIMES)}
-        return self.annotate(**times).values_list("pk", "number", *ROW_VERSION, *times)
+        return self.values_list("pk", "number", *ROW_VERSION)
 
     def with_latest_probe(self) -> ChecklistItemQuerySet:
         """Each item with its current probe state as `latest_probe` (None if never probed), its
@@ -594,12 +594,13 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
 
 @dataclass(frozen=True)
 class ChecklistCounts:
-    """A deployment's checklist in numbers: its items by status, and by their latest probe's state
-    (None: never probed). What the deployments list, the checklist's summary and the API's
-    deployments show."""
+    """A deployment's checklist in numbers: its items by status, by their latest probe's state
+    (None: never probed), and by both. What the deployments list, the checklist's summary and the
+    API's deployments show."""
 
     statuses: dict[str, int]
     states: dict[str | None, int]
+    pairs: dict[tuple[str, str | None], int]
 
     @property
     def total(self) -> int:
@@ -609,15 +610,18 @@ class ChecklistCounts:
     def probed(self) -> int:
         return self.total - self.states.get(None, 0)
 
-    def in_states(self, states: Iterable[str]) -> int:
-        return sum(self.states.get(state, 0) for state in states)
+    def in_states(self, states: Iterable[str], status: str | None = None) -> int:
+        """How many items' latest probe is in one of `states` (of those at `status`, if given)."""
+        if status is None:
+            return sum(self.states.get(state, 0) for state in states)
+        return sum(self.pairs.get((status, state), 0) for state in states)
 
     @classmethod
     def of(cls, deployments: Iterable[Deployment]) -> dict[int, ChecklistCounts]:
         """The counts of these deployments, by pk, each also kept on its deployment; and kept per
         checklist revision (which every change of a status or a probe state bumps), so that a team's
         list counts anew only the checklists changed since it was last read, not its 100,000 rules.
-        Those are counted in two grouped queries."""
+        Those are counted in one grouped query."""
         deployments = list(deployments)
         cache = caches["counts"]
         keys = {
@@ -628,14 +632,14 @@ class ChecklistCounts:
         counts = {pk: found[key] for pk, key in keys.items() if key in found}
         missing = [pk for pk in keys if pk not in counts]
         if missing:
-            fresh = {pk: cls({status: 0 for status in ItemStatus.values}, {}) for pk in missing}
+            fresh = {pk: cls(dict.fromkeys(ItemStatus.values, 0), {}, {}) for pk in missing}
             items = ChecklistItem.objects.filter(deployment__in=missing).order_by()
-            for pk, status, n in items.values_list("deployment", "status").annotate(n=models.Count("pk")):
-                fresh[pk].statuses[status] = n
-            for pk, state, n in items.values_list("deployment", f"{CURRENT_PROBE}__state").annotate(
-                n=models.Count("pk")
-            ):
-                fresh[pk].states[state] = n
+            pairs = items.values_list("deployment", "status", f"{CURRENT_PROBE}__state").annotate(n=models.Count("pk"))
+            for pk, status, state, n in pairs:
+                counts_of = fresh[pk]
+                counts_of.pairs[status, state] = n
+                counts_of.statuses[status] += n
+                counts_of.states[state] = counts_of.states.get(state, 0) + n
             cache.set_many({keys[pk]: value for pk, value in fresh.items()})
             counts |= fresh
         for deployment in deployments:  # each keeps its own (Deployment.checklist_counts)
@@ -673,7 +677,11 @@ class ChecklistItem(RuleColumns):
             models.UniqueConstraint(fields=["deployment", "key"], name="checklistitem_unique_key"),
             models.CheckConstraint(condition=Q(number__gte=1), name="checklistitem_numbered"),
         ]
-        indexes = [models.Index(fields=["deployment", "position"], name="checklistitem_ordering")]
+        indexes = [
+            models.Index(fields=["deployment", "position"], name="checklistitem_ordering"),
+            # The checklist page's first page, by rule number: read in order, not all sorted.
+            models.Index(fields=["deployment", "number", "id"], name="checklistitem_by_number"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.destination} {self.ports}/{self.protocol}"

@@ -3,12 +3,12 @@ by what they were rendered from, so that a read right after one change renders o
 the checklist.
 
 A row's rendering is kept with its version (ChecklistItemQuerySet.row_versions: the item's
-revision and its current probe, read in one narrow query) under its kind, which names everything
-else it was rendered from: the format, the deployment and when its checklist was last generated
-(all of an item but its status and probe changes only then). A reader asks for the rows of its
-versions; those kept at the same version are taken as they are, the others rendered and kept.
-Nothing is invalidated: a row whose version moved on is rendered anew and replaces its old
-rendering, and the least recently used go first past CHECKLIST_ROWS.
+revision and the run that wrote its current probe, read in one narrow query) under its kind, which
+names everything else it was rendered from: the format, the deployment, when its checklist was last
+generated and its probe revision (ports.models.ROW_VERSION says why that is all). A reader asks for
+the rows of its versions; those kept at the same version are taken as they are, the others
+rendered and kept. Nothing is invalidated: a row whose version moved on is rendered anew and
+replaces its old rendering, and the kinds read least recently go first past CHECKLIST_ROWS.
 """
 
 from __future__ import annotations
@@ -24,21 +24,25 @@ from django.db.models import QuerySet
 
 from .models import ChecklistItem, Deployment
 
-# Past this many rows to render, a reader renders all its rows rather than those of a list of ids:
-# the first read of a checklist.
+# Up to this many rows to render (a change's), their items are read with their requirements joined,
+# in one query; more, with each requirement read once (prefetched). Past MOST_LISTED, a reader
+# renders all its rows rather than those of a list of ids (the first read of a checklist).
+FEW = 50
 MOST_LISTED = 500
 
 
 def kind_of(format: str, deployment: Deployment, *more: Hashable) -> tuple:
     """The kind of a deployment's rows in `format`: what a row is rendered from beside its own
     version (`more`: whatever else of the reader's a format puts in every row)."""
-    return (format, deployment.pk, deployment.checklist_generated_at, deployment.catalog_version_id, *more)
+    generation = (deployment.checklist_generated_at, deployment.catalog_version_id, deployment.probe_revision)
+    return (format, deployment.pk, *generation, *more)
 
 
 def items_among(items: QuerySet[ChecklistItem], pks: list[int]) -> QuerySet[ChecklistItem]:
-    """These of the items (read with_latest_probe()), in checklist order, with their requirements
-    (prefetched: each built once); past MOST_LISTED, all the items, as a list of thousands of ids is
-    more than SQLite takes."""
+    """These of the items (read with_latest_probe()), in checklist order, with their requirements;
+    past MOST_LISTED, all the items, as a list of thousands of ids is more than SQLite takes."""
+    if len(pks) <= FEW:
+        return items.filter(pk__in=pks).prefetch_related(None).select_related("requirement").order_by("position")
     chosen = items if len(pks) > MOST_LISTED else items.filter(pk__in=pks)
     return chosen.prefetch_related("requirement").order_by("position")
 

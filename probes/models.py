@@ -293,9 +293,14 @@ class ProbeRun(models.Model):
             # of it. The lock is the update that says its checklist shows something new (the items'
             # last check, if nothing else): in this transaction, not once committed as
             # checklist_changed() does, since the lock is this transaction's anyway.
-            open_run = cls.objects.filter(pk=run_id, finished__isnull=True).values("deployment_id")
-            revision = models.F("checklist_revision") + 1
-            Deployment.objects.filter(pk=models.Subquery(open_run)).update(checklist_revision=revision)
+            # A batch of a sweep moves the last check of its items without writing them: the
+            # deployment's probe revision says so (ports.rows).
+            open_run = cls.objects.filter(pk=run_id, finished__isnull=True)
+            sweep = open_run.annotate(sweep=models.Case(models.When(total__gt=cls.SMALL, then=1), default=0))
+            Deployment.objects.filter(pk=models.Subquery(open_run.values("deployment_id"))).update(
+                checklist_revision=models.F("checklist_revision") + 1,
+                probe_revision=models.F("probe_revision") + models.Subquery(sweep.values("sweep")),
+            )
             # Then the run, and whether a later run of its deployment has found items already (runs
             # may be recorded out of order; mostly none).
             later = cls.objects.filter(

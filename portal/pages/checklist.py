@@ -180,9 +180,10 @@ def checklist_summary(deployment: Deployment) -> dict:
             "max_count": max([*statuses.values(), *states.values(), never, 1]),
             "failing": checklist.in_states(FAILING_STATES),
             "probed": checklist.probed,
-            "opened_failing": ChecklistItemFilterSet({"flag": "opened_failing"}, deployment.checklist.all()).qs.count(),
-            "site_names": sorted(Deployment.objects.filter(pk=deployment.pk).probed_from()),
-            "stops": stopping_devices(deployment.checklist.all()),
+            # The rules the "opened_failing" flag shows (ChecklistItemFilterSet.filter_flag).
+            "opened_failing": checklist.in_states(FAILING_STATES, ItemStatus.OPENED),
+            "site_names": probed_from(deployment),
+            "stops": stopping_devices(deployment.checklist.all()) if checklist.in_states(FAILING_STATES) else [],
         }
         cache.set(key, counts)
     live = WorkerHeartbeat.objects.live_sites()
@@ -191,6 +192,18 @@ def checklist_summary(deployment: Deployment) -> dict:
         "sites": [ProbeSite(site, site in live) for site in counts["site_names"]],
         "last_run": ProbeRun.objects.filter(deployment=deployment).order_by("-created").first(),
     }
+
+
+def probed_from(deployment: Deployment) -> list[str]:
+    """The sites the deployment's rules are probed from, kept until its checklist is generated anew
+    (which alone moves its rules' sources), not counted again at each status change."""
+    generated = deployment.checklist_generated_at
+    key = f"checklist-sites-{deployment.pk}-{generated.isoformat() if generated else None}"
+    sites = caches["checklists"].get(key)
+    if sites is None:
+        sites = sorted(Deployment.objects.filter(pk=deployment.pk).probed_from())
+        caches["checklists"].set(key, sites)
+    return sites
 
 
 def summary_panel(deployment: Deployment, summary: dict) -> str:
@@ -211,6 +224,8 @@ def sort_order(value: str) -> tuple[str, bool, list]:
     if name not in SORTS:
         name, value = "number", "number"
     descending = value.startswith("-")
+    if name == "number" and not descending:  # the default, in the order of its index
+        return name, descending, ["number", "pk"]
     fields = [F(f).desc(nulls_last=True) if descending else F(f).asc(nulls_first=True) for f in SORTS[name]]
     return name, descending, [*fields, "number", "pk"]
 
@@ -342,7 +357,10 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     rows = caches["checklists"].get(key)
     if rows is None:
         items = items.none() if errors else filterset.qs if filterset else items
-        page = Paginator(items.order_by(*order).row_versions(), context["size"]).get_page(request.GET.get("page"))
+        paginator = Paginator(items.order_by(*order).row_versions(), context["size"])
+        if not filtered:  # the whole checklist: the summary counted it at this revision
+            paginator.count = summary["total"]
+        page = paginator.get_page(request.GET.get("page"))
         versions = by_item(page.object_list)
         shown = RENDERED_ROWS.rows(
             kind_of("page", deployment), versions, lambda ids: rendered_rows(items_among(items, ids))
