@@ -48,8 +48,8 @@ def items_among(items: QuerySet[ChecklistItem], pks: list[int]) -> QuerySet[Chec
 
 
 def read_versions(rows: QuerySet) -> list[tuple]:
-    """The rows of ChecklistItemQuerySet.row_versions() as the database gives them (times as its
-    driver reads them): for thousands of rows, Django's conversions cost more than the statement."""
+    """The rows of ChecklistItemQuerySet.row_versions() as the database gives them: for thousands
+    of rows, Django's iteration costs more than the statement."""
     try:
         statement, params = rows.query.sql_with_params()
     except EmptyResultSet:  # a query that selects nothing (none(), a filter that does not parse)
@@ -70,13 +70,13 @@ class RenderedRows:
     checklist's rows are read together, and each new generation of it is a new kind."""
 
     def __init__(self) -> None:
-        self.kinds: OrderedDict[Hashable, dict[Hashable, tuple[Hashable, object]]] = OrderedDict()
+        self.kinds: OrderedDict[Hashable, dict[Hashable, tuple[object, object]]] = OrderedDict()
         self.lock = threading.Lock()
 
     def rows(
         self,
         kind: Hashable,
-        versions: dict[Hashable, Hashable],
+        versions: dict[Hashable, object],
         render: Callable[[list[Hashable]], dict[Hashable, object]],
     ) -> list:
         """The rendering of each key of `versions` at its version, in their order: those kept at

@@ -3,6 +3,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime
+import ipaddress
 import json
 import math
 import secrets
@@ -18,7 +19,7 @@ from django.utils import timezone
 from psycopg2.extras import Json, execute_values
 
 from ports.broker import BrokerUnavailable, send
-from ports.choices import Outcome
+from ports.choices import Outcome, Stop
 from ports.models import CURRENT_PROBE, ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
 from ports.rules import PortRange
 from ports.validators import validate_name
@@ -536,6 +537,14 @@ def clean_outcome(outcome: object) -> dict:
 EVIDENCE_BYTES = 16_000
 
 
+def is_address(value: object) -> bool:
+    try:
+        ipaddress.ip_address(value if isinstance(value, str) else "")
+    except ValueError:
+        return False
+    return True
+
+
 def readable_evidence(evidence: object) -> dict:
     """Evidence as the pages can show it and PostgreSQL can store it: a dict, without NUL
     characters (a server's banner may hold them), of a sane size, that in_words() can read."""
@@ -557,6 +566,8 @@ def readable_evidence(evidence: object) -> dict:
         dumped = json.dumps(evidence)
     if len(dumped) > EVIDENCE_BYTES:
         return {"dropped": f"evidence over {EVIDENCE_BYTES} bytes"}
+    # Where the traffic stops is an address or nothing: the checklist filters and groups by it.
+    evidence = {key: value for key, value in evidence.items() if key not in Stop.values or is_address(value)}
     try:
         in_words(evidence)
     except Exception:  # a shape no probe sends: keep the result, not what cannot be read
@@ -708,7 +719,7 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             later = ProbeRun.objects.filter(deployment_id=run.deployment_id, pk__gt=run.pk, checked__isnull=False)
             later = list(later.values_list("probed", flat=True))
         quiet_since = now - datetime.timedelta(seconds=settings.ALERT_FLAP_WINDOW)
-        run_id, targets, changing = run.pk, {}, {}
+        run_id, targets, changing, checked = run.pk, {}, {}, []
         for item_id, result in results.items():
             item = items.get(item_id)
             if item is None or item.deployment_id != run.deployment_id:
@@ -719,9 +730,16 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             if (last_run or 0) > run_id or (later and any(in_ranges(ranges, item_id) for ranges in later)):
                 continue  # a later run's result stands
             recorded.found.append(item_id)
-            new = state is None or (state, summary, site) != (result["state"], result["summary"], result["site"])
-            if new or run.small:
+            new = state is None or (state, site) != (result["state"], result["site"])
+            # Another summary is news, but that of a result not traced (a run past its limit of
+            # traces): the stop it lacks is not gone, only not looked for this time.
+            new = new or (summary != result["summary"] and "not_traced" not in result["evidence"])
+            if new:
                 changing[item_id] = state or ""
+            elif run.small:
+                checked.append(item_id)
+        if checked:  # a small run's checks that say nothing new: when, on the items (ProbeRun.SMALL)
+            cls.objects.filter(item_id__in=checked).update(run_id=run_id, checked_at=now, worker=worker)
         if changing:
             # The written items' locks, in pk order as every writer of items takes them, with what a
             # write keeps of their state: an item stays while its state is written (the deployment's

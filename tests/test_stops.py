@@ -18,7 +18,10 @@ from ports.models import ChecklistItem, Deployment
 from ports.ranges import number_runs
 from probes.alerts.delivery import deliver
 from probes.choices import AlertKind
-from probes.models import Alert, AlertChannel, AlertDelivery
+from probes.engine import Check, State
+from probes.engine.checks import PortResult
+from probes.engine.core import summarise
+from probes.models import Alert, AlertChannel, AlertDelivery, ProbeRun
 from probes.stops import StopPoint, stopping_devices
 
 from .conftest import create_deployment, recorded_run
@@ -266,3 +269,49 @@ def test_the_change_request_reads_where_rules_stop_in_queries_that_do_not_grow_w
         assert flat(pdf_text(response.content)).count("stops after 10.0.1.1: ask its owner") == len(failing)
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small run", "sweep"])
+def test_a_result_not_traced_keeps_where_the_rule_stops(deployment, monkeypatch, small):
+    """A run past its limit of traces finds the rule filtered, untraced: that is no news of where
+    it stops, and the rule keeps the device a trace found before (no rewrite, no flicker)."""
+    monkeypatch.setattr(ProbeRun, "SMALL", 64 if small else 0)
+    item = single_flows(deployment)[0]
+    # Each summary names the device, as the engine's do ("no answer after 10.0.1.1, hop 2 ...").
+    after = "{state}: no answer after %s"
+    recorded_run(deployment, [(item, "filtered")], summary=after % ROUTER, evidence={item: silent_after(item, ROUTER)})
+    untraced = {"destination": item.destination, "not_traced": "the run reached its limit of 100 traces"}
+    recorded_run(deployment, [(item, "filtered")], summary="{state}: no SYN-ACK", evidence={item: untraced})
+    assert stopping_devices(deployment.checklist.all()) == [StopPoint(ROUTER, Stop.STOPPED_AFTER, 1)]
+    # Traced again, to another device: that is news.
+    recorded_run(
+        deployment, [(item, "filtered")], summary=after % FIREWALL, evidence={item: silent_after(item, FIREWALL)}
+    )
+    assert stopping_devices(deployment.checklist.all()) == [StopPoint(FIREWALL, Stop.STOPPED_AFTER, 1)]
+
+
+@pytest.mark.parametrize("device", ["", "router-1", 10, ["10.0.1.1"], "10.0.1.1; drop table"])
+def test_a_site_that_names_no_address_as_the_stop_names_none(deployment, device):
+    """What a site sends is data: a stop that is no address is dropped, so the summary, the filter
+    and the alert agree that the rule stops nowhere known."""
+    item = single_flows(deployment)[0]
+    recorded_run(deployment, [(item, "unreachable")], evidence={item: {"rejected_by": device, "stopped_after": device}})
+    assert stopping_devices(deployment.checklist.all()) == []
+
+
+def test_a_range_says_where_it_stops_in_its_summary():
+    """The recorder compares summaries: a range's names the device, as a port's does."""
+    check = Check(key=1, host="127.0.10.1", port_start=17500, port_end=17501, protocol="tcp", service="")
+    ports = [
+        PortResult(17500, State.UNREACHABLE, None, "rejected", {"rejected_by": FIREWALL}),
+        PortResult(17501, State.UNREACHABLE, None, "rejected", {"rejected_by": FIREWALL}),
+    ]
+    assert (
+        summarise(check, "127.0.10.1", ports).summary
+        == f"0 of 2 open; unreachable: 17500-17501; rejected by {FIREWALL}"
+    )
+    ports = [
+        PortResult(17500, State.FILTERED, None, "silent", {"stopped_after": ROUTER}),
+        PortResult(17501, State.OPEN),
+    ]
+    assert summarise(check, "127.0.10.1", ports).summary.endswith(f"; stops after {ROUTER}")

@@ -1,6 +1,7 @@
 import django_filters as filters
 from django import forms
 from django.db.models import Q, QuerySet
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -8,6 +9,10 @@ from ports.choices import CatalogTable, Interface, ItemStatus, Protocol, Role
 from ports.models import STOP_AT, ChecklistItem, Deployment, Requirement
 from probes.choices import FAILING_STATES, PROBED_STATES
 from probes.stops import stopping
+
+# The rules the "opened_failing" flag shows: their latest probe fails, and they are marked opened
+# (states, status). The page's summary counts them from the checklist's counts by both.
+OPENED_FAILING = (FAILING_STATES, ItemStatus.OPENED)
 
 
 class AnyOfField(forms.MultipleChoiceField):
@@ -128,7 +133,8 @@ class ChecklistItemFilterSet(filters.FilterSet):
         return queryset.with_latest_state(None if value == NEVER_PROBED else [value])
 
     def filter_flag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.with_latest_state(FAILING_STATES).filter(status=ItemStatus.OPENED)
+        states, status = OPENED_FAILING
+        return queryset.with_latest_state(states).filter(status=status)
 
     def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(source_role=value) | Q(destination_role=value))
@@ -147,3 +153,9 @@ class ChecklistItemFilterSet(filters.FilterSet):
             | Q(requirement__uid__icontains=value)
             | Q(requirement__description__icontains=value)
         )
+
+
+def filters_given(query: QueryDict) -> bool:
+    """Whether a query asks for some of the checklist's rules: one of its filters has a value (a
+    form sends every field, blank ones included)."""
+    return any(query.get(name) for name in ChecklistItemFilterSet.base_filters)

@@ -59,7 +59,7 @@ from ports.serializers import (
 )
 from probes.verification import verify_open
 
-from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet
+from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet, filters_given
 from .outcomes import answer, outcome_header, outcome_headers, written
 from .schema import FINGERPRINT, etag, location
 from .serializers import (
@@ -310,7 +310,7 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         cache = caches["checklists"]
         rendered = cache.get(key)
         if rendered is None:
-            rendered = self.render(request, renderer)
+            rendered = self.rendering(request, renderer)
             cache.set(key, rendered)
         body, headers["Checklist-Fingerprint"] = rendered
         if renderer.format == "csv":
@@ -318,11 +318,11 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
         content_type = f"{renderer.media_type}; charset={renderer.charset}" if renderer.charset else renderer.media_type
         return HttpResponse(body, content_type=content_type, headers=headers)
 
-    def render(self, request: Request, renderer: BaseRenderer) -> tuple[bytes, str]:
+    def rendering(self, request: Request, renderer: BaseRenderer) -> tuple[bytes, str]:
         """The checklist in the renderer's format, and its fingerprint. The whole checklist is put
         together from rows kept until their item changes (ports.rows); a filtered one is rendered
         whole, as its fingerprint is worked out from all its rules."""
-        if any(request.query_params.get(name) for name in self.filterset_class.base_filters):
+        if filters_given(request.query_params):
             data = self.checklist(request) if renderer.format == "json" else self.sheet(request)
             return renderer.render(data, renderer.media_type, self.get_renderer_context()), data["fingerprint"]
         fingerprint = self.deployment.checklist_fingerprint
@@ -334,7 +334,7 @@ class ChecklistView(TeamScoped, generics.GenericAPIView):
     def rule_set(self, request: Request) -> RuleSet:
         """The items the filters select; a filtered selection is kept under its fingerprint."""
         rule_set = RuleSet(self.deployment, list(self.filter_queryset(self.get_queryset())))
-        if any(request.query_params.get(name) for name in self.filterset_class.base_filters):
+        if filters_given(request.query_params):
             rule_set.remember("checklist", request.user)
         else:  # the whole checklist, kept with its fingerprint when it was generated
             rule_set.fingerprint = self.deployment.checklist_fingerprint
@@ -394,8 +394,8 @@ def json_checklist(
     deployment: Deployment, renderer: BaseRenderer, items: QuerySet[ChecklistItem], fingerprint: str
 ) -> bytes:
     """The whole checklist as JSON under `fingerprint` (ChecklistSerializer's, rendered), put together
-    from renderings kept in ports.rows: the head (all but the items, kept while the names in it and
-    the fingerprint stay) and each item's row (kept until the item changes)."""
+    from renderings kept in ports.rows: the head (all but the items, kept while what it shows
+    stays) and each item's row (kept until the item changes)."""
 
     def head(_: list) -> dict[str, bytes]:
         empty = renderer.render(ChecklistSerializer(deployment, context={"items": [], "fingerprint": fingerprint}).data)
@@ -407,8 +407,10 @@ def json_checklist(
         row = ChecklistItemSerializer()
         return {item.pk: renderer.render(row.to_representation(item)) for item in items_among(items, ids)}
 
-    names = (deployment.name, deployment.team.name, fingerprint)
-    [before] = RENDERED_ROWS.rows(kind_of("json head", deployment), {"head": names}, head)
+    # What the head shows: its names, the fingerprint, and the rest moves only with a new generation.
+    generation = (deployment.checklist_generated_at, deployment.catalog_version_id)
+    shown = (deployment.name, deployment.team.name, fingerprint, *generation)
+    [before] = RENDERED_ROWS.rows(("json head", deployment.pk), {"head": shown}, head)
     versions = by_item(items.order_by("position").row_versions())
     rendered = RENDERED_ROWS.rows(kind_of("json", deployment), versions, rows)
     return b"".join([before, b'"items":[', b",".join(rendered), b"]}"])

@@ -26,7 +26,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
-from portal.api.filters import ChecklistItemFilterSet, RequirementFilterSet
+from portal.api.filters import OPENED_FAILING, ChecklistItemFilterSet, RequirementFilterSet, filters_given
 from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
 from ports.deployments import Plan, Saved, plan_save, save_deployment
 from ports.exports.firewall import SYNTAXES
@@ -180,8 +180,7 @@ def checklist_summary(deployment: Deployment) -> dict:
             "max_count": max([*statuses.values(), *states.values(), never, 1]),
             "failing": checklist.in_states(FAILING_STATES),
             "probed": checklist.probed,
-            # The rules the "opened_failing" flag shows (ChecklistItemFilterSet.filter_flag).
-            "opened_failing": checklist.in_states(FAILING_STATES, ItemStatus.OPENED),
+            "opened_failing": checklist.in_states(*OPENED_FAILING),
             "site_names": probed_from(deployment),
             "stops": stopping_devices(deployment.checklist.all()) if checklist.in_states(FAILING_STATES) else [],
         }
@@ -299,7 +298,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     query.pop("sort", None)
     sort, descending, order = sort_order(request.GET.get("sort", ""))
     summary = checklist_summary(deployment)
-    filtered = any(request.GET.get(name) for name in base)
+    filtered = filters_given(request.GET)
     # The filters are only built (and checked) when one is given: they cost more than the page.
     items = deployment.checklist.with_latest_probe()
     filterset = ChecklistItemFilterSet(request.GET, items) if filtered else None

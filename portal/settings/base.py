@@ -102,15 +102,16 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 
+# Rendered rows of checklists (ports.rows), kept per process beside the whole renderings: a read
+# right after a change renders again the rows it changed. About 1 KB a row (JSON), 2.5 KB (page).
+CHECKLIST_ROWS = env_int("CHECKLIST_ROWS", 20_000)
+
 # Rendered checklists (JSON, CSV), kept per process under the deployment's checklist
 # revision: a change makes a new key, so nothing stale is served. About 1.5 MB each at
 # 2,500 rules; the least recently used go first.
 # "throttle": the API's recent requests per user and per client address (API_RATE_USER,
 # API_RATE_ANON), which every web process must count together: in Redis when REDIS_URL is set,
 # else in the process (`make run` serves from one).
-# Rendered rows of checklists (ports.rows), kept per process beside the whole renderings: a read
-# right after a change renders again the rows it changed. About 1 KB a row (JSON), 2.5 KB (page).
-CHECKLIST_ROWS = env_int("CHECKLIST_ROWS", 20_000)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
     "checklists": {

@@ -13,6 +13,8 @@ PROBE_PER_DESTINATION = env_int("PROBE_PER_DESTINATION", 64)
 # at most PROBE_TRACE_MAX flows per run and site: each trace sends a probe per hop.
 PROBE_TRACE_HOPS = env_int("PROBE_TRACE_HOPS", 16)
 PROBE_TRACE_MAX = env_int("PROBE_TRACE_MAX", 100)
+if not 0 <= PROBE_TRACE_HOPS <= 255 or PROBE_TRACE_MAX < 0:  # a TTL is one byte
+    raise ImproperlyConfigured("PROBE_TRACE_HOPS must be 0 to 255, PROBE_TRACE_MAX 0 or more.")
 PROBE_HEARTBEAT_INTERVAL = env_float("PROBE_HEARTBEAT_INTERVAL", 10)
 PROBE_HEARTBEAT_TIMEOUT = env_float("PROBE_HEARTBEAT_TIMEOUT", 30)
 # Touched at each heartbeat sent: a site worker's container health check reads its age.

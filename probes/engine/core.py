@@ -401,4 +401,10 @@ def summarise(check: Check, address: str, ports: list[PortResult]) -> CheckResul
         first = next(r.evidence for r in ports if r.state == state)
         evidence["cause"] = first.get("cause")
         evidence |= {key: first[key] for key in RANGE_PATH if key in first}
+        # Said in the summary too, which is what the recorder compares: a range whose traffic
+        # stops at another device is news, as a port's is (its summary names the device).
+        if evidence.get("rejected_by"):
+            summary += f"; rejected by {evidence['rejected_by']}"
+        elif evidence.get("stopped_after"):
+            summary += f"; stops after {evidence['stopped_after']}"
     return CheckResult(state, summary, address, max(latencies) if latencies else None, evidence)
