@@ -24,6 +24,7 @@ from .choices import (
     Service,
 )
 from .models import (
+    SITED_PARTS,
     Appliance,
     CatalogVersion,
     ChangeRequestJob,
@@ -350,7 +351,7 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
         current = self.to_representation(self.instance)
         for name, value in self.validated_data.items():
             field = self.fields[name]
-            if name in ("appliances", "hosts", "peer_networks"):
+            if name in SITED_PARTS:
                 # Through an unsaved row, so that model defaults (site) count as given.
                 model = field.child.Meta.model
                 rows = [dict(field.child.to_representation(model(**row))) for row in value]

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from ports.checklist import NumberedRule
 from ports.choices import ItemStatus, Outcome
 from ports.deployments import Plan
-from ports.models import ChecklistItem, Deployment, StatusChanges
+from ports.models import SITED_PARTS, ChecklistItem, Deployment, StatusChanges
 from ports.serializers import (
     DeploymentSerializer,
     RuleSerializer,
@@ -300,18 +300,5 @@ class DeploymentSummarySerializer(DeploymentSerializer):
     appliances = hosts = peer_networks = None  # in the document at `url`
 
     class Meta(DeploymentSerializer.Meta):
-        fields = [
-            "id",
-            "url",
-            "team",
-            "name",
-            "description",
-            "catalog_version",
-            "dlp_base_port",
-            "features",
-            "probe_schedule",
-            "probe_cron",
-            "checklist",
-            "created",
-            "updated",
-        ]
+        # The document's fields but its parts, and the URL of the whole document after the id.
+        fields = ["id", "url", *(name for name in DeploymentSerializer.Meta.fields if name not in {"id", *SITED_PARTS})]
