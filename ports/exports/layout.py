@@ -21,6 +21,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
+    CondPageBreak,
     Flowable,
     KeepTogether,
     LongTable,
@@ -371,6 +372,8 @@ def render_pdf(request: ChangeRequest, progress: Callable[[float], None] | None 
         )
     )
     for path, members in request.groups():
+        # A path's heading starts a page rather than end one: its table's head and first rows go with it.
+        story.append(CondPageBreak(40 * mm))
         story.append(_p(f"Firewall path: site {path} ({len(members)} rule{'s' * (len(members) != 1)})", s.h3))
         story.append(_rules_table(members, laid_out))
     if not flows:
