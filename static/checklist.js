@@ -46,16 +46,21 @@ async function api(method, url, body, headers = {}) {
 const problem = (data) => data.detail
   ?? (Object.entries(data).map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`).join("; ") || "The portal could not do it.");
 
+// Whether the summary is the server's again (else a message says why not).
 async function refreshPanel() {
   const panel = document.getElementById("panel");
   try {
     // A redirect is the login page (the session ended): say so, never paste it into the panel.
     const response = await fetch(panel.dataset.url, { credentials: "same-origin", redirect: "error" });
-    if (response.ok) panel.innerHTML = await response.text();
-    else say("The summary could not be updated: reload the page.", "bad");
+    if (response.ok) {
+      panel.innerHTML = await response.text();
+      return true;
+    }
+    say("The summary could not be updated: reload the page.", "bad");
   } catch {
     say("Your session has ended: reload the page and log in again.", "bad");
   }
+  return false;
 }
 
 // Rows as the server renders them (ports/_row.html), swapped in by item id. The selection, an open
@@ -291,11 +296,12 @@ async function probe(body) {
     }
     const counts = Object.entries(state.by_state ?? {}).filter(([, n]) => n).map(([s, n]) => `${n} ${label("state", s).toLowerCase()}`);
     const dead = state.sites.filter((s) => !s.live_worker).map((s) => s.site);
+    // The summary first: when the message says the run ended, the summary already shows it.
+    document.getElementById("first-steps")?.remove();
+    if (!await refreshPanel()) return;  // its message stays: the run's counts wait for a reload
     say(`Probe run ${label("run", state.status).toLowerCase()}: ${counts.join(", ") || "no results"}.`
       + (dead.length ? ` No probe worker runs in site ${dead.join(", ")}: the summary says how to start one.` : ""),
       state.status === "done" ? "good" : "bad");
-    document.getElementById("first-steps")?.remove();
-    refreshPanel();
   } finally {
     probeButtons().forEach((button) => { button.disabled = false; });
   }
