@@ -124,6 +124,11 @@ class Stop(models.TextChoices):
             return f"{'is' if rules == 1 else 'are'}{' now' if now else ''} rejected by"
         return f"{'now ' if now else ''}{'stops' if rules == 1 else 'stop'} after"
 
+    @staticmethod
+    def rules(count: int) -> str:
+        """The noun for `count` rules, as the sentences of stops say them: "rule", "rules"."""
+        return "rule" if count == 1 else "rules"
+
     @classmethod
     def of(cls, evidence: object) -> tuple[str, Stop] | None:
         """(address, how) of the device that evidence names, the first key in this order; None for none.

@@ -296,6 +296,12 @@ class Deployment(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def checklist_generation(self) -> tuple:
+        """What names one generation of its checklist: when it was generated, from which catalog
+        version. All of its rules but their status and probe moves only with a new one (ports.rows)."""
+        return (self.checklist_generated_at, self.catalog_version_id)
+
     @cached_property
     def checklist_counts(self) -> ChecklistCounts:
         """Its checklist in numbers, as of its revision (ChecklistCounts.of counts a list's at once)."""

@@ -34,8 +34,7 @@ MOST_LISTED = 500
 def kind_of(format: str, deployment: Deployment, *more: Hashable) -> tuple:
     """The kind of a deployment's rows in `format`: what a row is rendered from beside its own
     version (`more`: whatever else of the reader's a format puts in every row)."""
-    generation = (deployment.checklist_generated_at, deployment.catalog_version_id, deployment.probe_revision)
-    return (format, deployment.pk, *generation, *more)
+    return (format, deployment.pk, *deployment.checklist_generation, deployment.probe_revision, *more)
 
 
 def items_among(items: QuerySet[ChecklistItem], pks: list[int]) -> QuerySet[ChecklistItem]:

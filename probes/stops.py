@@ -26,7 +26,7 @@ class StopPoint(NamedTuple):
     @property
     def words(self) -> str:
         """ "12 rules stop after 10.0.1.1", "1 rule is rejected by 10.0.2.1"."""
-        return f"{self.count} rule{'s' * (self.count != 1)} {self.how.verb(self.count)} {self.address}"
+        return f"{self.count} {Stop.rules(self.count)} {self.how.verb(self.count)} {self.address}"
 
 
 def stopping(items: QuerySet[ChecklistItem]) -> QuerySet[ChecklistItem]:

@@ -408,8 +408,7 @@ def json_checklist(
         return {item.pk: renderer.render(row.to_representation(item)) for item in items_among(items, ids)}
 
     # What the head shows: its names, the fingerprint, and the rest moves only with a new generation.
-    generation = (deployment.checklist_generated_at, deployment.catalog_version_id)
-    shown = (deployment.name, deployment.team.name, fingerprint, *generation)
+    shown = (deployment.name, deployment.team.name, fingerprint, *deployment.checklist_generation)
     [before] = RENDERED_ROWS.rows(("json head", deployment.pk), {"head": shown}, head)
     versions = by_item(items.order_by("position").row_versions())
     rendered = RENDERED_ROWS.rows(kind_of("json", deployment), versions, rows)

@@ -135,7 +135,7 @@ class ChangeRequest:
                 found[flow.stop].append(flow)
         ordered = sorted(found.items(), key=lambda stop: (-len(stop[1]), stop[0][0], stop[0][1]))
         return [
-            f"Rule{'s' * (len(flows) != 1)} {numbers_text(flows, SHORT)} {how.verb(len(flows))} {address}: "
+            f"{Stop.rules(len(flows)).capitalize()} {numbers_text(flows, SHORT)} {how.verb(len(flows))} {address}: "
             f"ask the owner of {address}."
             for (address, how), flows in ordered
         ]

@@ -116,7 +116,7 @@ def stop_words(stop: dict) -> str:
     """ "12 rules of site dmz now stop after 10.0.1.1", "1 rule of site dmz is now rejected by
     10.0.2.1: communication administratively prohibited"."""
     count = len(stop["items"])
-    said = f"{count} rule{'s' * (count != 1)} of site {stop['site']}"
+    said = f"{count} {Stop.rules(count)} of site {stop['site']}"
     said += f" {Stop(stop['how']).verb(count, now=True)} {stop['address']}"
     return f"{said}: {', '.join(stop['icmp'])}" if stop["icmp"] else said
 
