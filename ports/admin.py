@@ -2,9 +2,19 @@ from django import forms
 from django.contrib import admin
 from rest_framework.exceptions import ValidationError
 
-from .deployments import save_deployment
+from .deployments import delete_deployment, save_deployment
 from .forms import put_errors, put_row_errors
-from .models import Appliance, CatalogVersion, ChecklistItem, Deployment, Host, PeerNetwork, Requirement, Team
+from .models import (
+    Appliance,
+    CatalogVersion,
+    ChecklistItem,
+    Deployment,
+    Host,
+    ObjectChange,
+    PeerNetwork,
+    Requirement,
+    Team,
+)
 from .serializers import DeploymentSerializer
 
 
@@ -137,6 +147,13 @@ class DeploymentAdmin(admin.ModelAdmin):
         for formset in formsets:
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
+    def delete_model(self, request, obj) -> None:
+        delete_deployment(obj)  # as the API and the page delete: its last state stays in the change log
+
+    def delete_queryset(self, request, queryset) -> None:
+        for deployment in queryset:
+            delete_deployment(deployment)
+
 
 @admin.register(ChecklistItem)
 class ChecklistItemAdmin(admin.ModelAdmin):
@@ -154,3 +171,23 @@ class ChecklistItemAdmin(admin.ModelAdmin):
         # As every status change: recorded in the item's history, with who and when.
         if "status" in form.changed_data:
             ChecklistItem.objects.get(pk=obj.pk).change_status(obj.status, request.user, "changed in the admin")
+
+
+@admin.register(ObjectChange)
+class ObjectChangeAdmin(admin.ModelAdmin):
+    """The change log, to read: an entry is what happened, so nobody adds, edits or deletes one
+    (CHANGE_LOG_RETENTION_DAYS purges the old)."""
+
+    list_display = ["time", "team", "deployment_name", "object_type", "object_repr", "action", "user_name", "source"]
+    list_filter = ["team", "object_type", "action", "source"]
+    search_fields = ["deployment_name", "object_repr", "user_name", "request_id"]
+    date_hierarchy = "time"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

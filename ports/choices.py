@@ -136,3 +136,32 @@ class Stop(models.TextChoices):
         if not isinstance(evidence, dict):
             return None
         return next(((str(evidence[how]), how) for how in cls if evidence.get(how)), None)
+
+
+class ChangeAction(models.TextChoices):
+    """What a change did to its object (ObjectChange)."""
+
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    DELETED = "deleted", "Deleted"
+
+
+class ChangeSource(models.TextChoices):
+    """Through what a change came (ObjectChange): who made it is its user, or nobody for the
+    portal's own work (a probe trusting a certificate on first use)."""
+
+    API_TOKEN = "api_token", "API (token)"
+    API_SESSION = "api_session", "API (browser session)"
+    PAGE = "page", "Page"
+    ADMIN = "admin", "Admin site"
+    COMMAND = "command", "Command"
+    PORTAL = "portal", "The portal itself"
+
+
+class ChangedObject(models.TextChoices):
+    """The kinds of objects the change log follows."""
+
+    DEPLOYMENT = "deployment", "Deployment"
+    RULE = "rule", "Rule"
+    TLS_PIN = "tls_pin", "TLS pin"
+    ALERT_CHANNEL = "alert_channel", "Alert channel"

@@ -17,8 +17,8 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from .checklist import NumberedRule, SyncResult, TooManyRules, regenerate_checklist
-from .choices import Outcome
-from .models import Appliance, Deployment, Host, PeerNetwork
+from .choices import ChangeAction, ChangedObject, Outcome
+from .models import Appliance, Deployment, Host, ObjectChange, PeerNetwork
 from .serializers import DeploymentSerializer
 from .validators import validate_name
 
@@ -63,6 +63,7 @@ def save_deployment(
     fields = dict(serializer.validated_data)
     children = {name: fields.pop(name) for name in CHILDREN if name in fields}
     deployment = instance or Deployment()
+    before = document_of(instance) if instance is not None else None
     try:
         with transaction.atomic():
             for name, value in fields.items():
@@ -80,6 +81,9 @@ def save_deployment(
             if instance is None or {"probe_schedule", "probe_cron"} & set(fields):
                 deployment.next_probe_at = deployment.next_probe(timezone.now())
                 Deployment.objects.filter(pk=deployment.pk).update(next_probe_at=deployment.next_probe_at)
+            action = ChangeAction.CREATED if instance is None else ChangeAction.UPDATED
+            # Read again: the instance may hold its parts as they were read before (prefetched).
+            log_deployment(deployment, action, before, document_of(Deployment.objects.get(pk=deployment.pk)))
     except TooManyRules as limit:
         raise ValidationError({"non_field_errors": [str(limit)]}) from limit
     except IntegrityError as exc:
@@ -88,6 +92,37 @@ def save_deployment(
             raise ValidationError({"name": ["A deployment of this name was just created."]}) from exc
         raise
     return Saved(deployment, Outcome.CREATED if instance is None else Outcome.UPDATED, sync)
+
+
+def delete_deployment(deployment: Deployment) -> None:
+    """Delete the deployment and all of it; the change log keeps its last state."""
+    with transaction.atomic():
+        log_deployment(deployment, ChangeAction.DELETED, document_of(deployment), None)
+        deployment.delete()
+
+
+def document_of(deployment: Deployment) -> dict:
+    """The deployment as the document that would write it (no id, counts or times): what the
+    change log keeps of it before and after a change."""
+    fields = DeploymentSerializer().fields
+    return {
+        name: field.to_representation(field.get_attribute(deployment))
+        for name, field in fields.items()
+        if not field.read_only
+    }
+
+
+def log_deployment(deployment: Deployment, action: str, before: dict | None, after: dict | None) -> None:
+    ObjectChange.log(
+        deployment.team_id,
+        action,
+        ChangedObject.DEPLOYMENT,
+        deployment.pk,
+        deployment.name,
+        before,
+        after,
+        deployment=deployment,
+    )
 
 
 def upsert_deployment(document: object, *, user: object) -> Saved:

@@ -18,9 +18,23 @@ from django.db.models.lookups import IsNull
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from .acting import current_actor
 from .addresses import address_of
 from .broker import BrokerUnavailable, send
-from .choices import CatalogTable, Feature, Interface, ItemStatus, ProbeSchedule, Protocol, Role, Service, Stop
+from .choices import (
+    CatalogTable,
+    ChangeAction,
+    ChangedObject,
+    ChangeSource,
+    Feature,
+    Interface,
+    ItemStatus,
+    ProbeSchedule,
+    Protocol,
+    Role,
+    Service,
+    Stop,
+)
 from .rules import FOOTNOTE_MARKS, Endpoint, PortRange, Rule
 from .validators import (
     parse_cron,
@@ -574,11 +588,11 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
             if not dry_run:  # a preview waits for no writer
                 locking = ChecklistItem.objects.filter(pk__in=selection.values("pk")).select_for_update(of=("self",))
                 rows = selection.filter(pk__in=list(locking.order_by("pk").values_list("pk", flat=True)))
-            rows = rows.order_by("pk").values_list("pk", "status", "deployment_id")
-            current = {pk: (was, deployment) for pk, was, deployment in rows}
+            rows = rows.order_by("pk").values_list("pk", "status", "deployment_id", "number")
+            current = {pk: (was, deployment, number) for pk, was, deployment, number in rows}
             if ids is not None and (unknown := set(ids) - current.keys()):
                 raise UnknownItems(sorted(unknown))
-            changed = [pk for pk, (was, _) in current.items() if was != status]
+            changed = [pk for pk, (was, *_) in current.items() if was != status]
             changes = StatusChanges(
                 matched=len(current),
                 changed=changed,
@@ -594,7 +608,14 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
                 StatusChange(item_id=pk, from_status=current[pk][0], to_status=status, user=user, comment=comment)
                 for pk in changed
             )
-            Deployment.objects.filter(pk__in={current[pk][1] for pk in changed}).checklist_changed()
+            deployments = Deployment.objects.filter(pk__in={current[pk][1] for pk in changed})
+            named = {d.pk: d for d in deployments.only("pk", "name", "team_id")}
+            ObjectChange.objects.bulk_create(
+                ChecklistItem.status_logged(named[deployment], pk, number, was, status, comment, user)
+                for pk in changed
+                for was, deployment, number in [current[pk]]
+            )
+            deployments.checklist_changed()
         return changes
 
 
@@ -708,6 +729,24 @@ class ChecklistItem(RuleColumns):
             probe.checked_at = getattr(self, LAST_CHECKED)
         return probe
 
+    @staticmethod
+    def status_logged(
+        deployment: Deployment, pk: int, number: int, was: str, status: str, comment: str, user: object
+    ) -> ObjectChange:
+        """The change log's entry (unsaved) of a rule's status change."""
+        after = {"status": status} | ({"comment": comment} if comment else {})
+        return ObjectChange.of(
+            deployment.team_id,
+            ChangeAction.UPDATED,
+            ChangedObject.RULE,
+            pk,
+            f"rule {number}",
+            {"status": was},
+            after,
+            deployment=deployment,
+            user=user,
+        )
+
     @property
     def etag(self) -> str:
         return f'"{self.pk}-{self.revision}"'
@@ -734,6 +773,8 @@ class ChecklistItem(RuleColumns):
             )
             self.status, self.status_changed_at, self.revision = status, now, current.revision + 1
             self.save(update_fields=["status", "status_changed_at", "revision"])
+            deployment = Deployment.objects.only("pk", "name", "team_id").get(pk=self.deployment_id)
+            self.status_logged(deployment, self.pk, self.number, current.status, status, comment, user).save()
             Deployment.objects.filter(pk=self.deployment_id).checklist_changed()
         return True
 
@@ -782,6 +823,144 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} -> {self.to_status}"
+
+
+class ObjectChange(models.Model):
+    """One change of one of a team's objects: who made it, when, through what, in which request,
+    and the object's fields before and after. The change log, as NetBox's ObjectChange keeps it.
+
+    Written by the write itself, in its transaction (a change and its entry land together or not
+    at all), and never changed after: no page, API or admin edits an entry; entries older than
+    CHANGE_LOG_RETENTION_DAYS are purged (ports.tasks). A deployment is named by its id and
+    name, not a key, so that its entries outlive it: its deletion keeps its last state.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    deployment_id = models.PositiveBigIntegerField(null=True, blank=True)
+    deployment_name = models.CharField(max_length=100, blank=True)
+    time = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    user_name = models.CharField(max_length=150, blank=True)  # as it was: kept when the user goes
+    source = models.CharField(max_length=12, choices=ChangeSource.choices)
+    request_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=8, choices=ChangeAction.choices)
+    object_type = models.CharField(max_length=15, choices=ChangedObject.choices)
+    object_id = models.PositiveBigIntegerField()
+    object_repr = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)  # the object's fields; None for a creation
+    after = models.JSONField(null=True, blank=True)  # None for a deletion
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [
+            models.Index(fields=["team", "-time", "-id"], name="objectchange_by_team"),
+            models.Index(fields=["deployment_id", "-time", "-id"], name="objectchange_by_deployment"),
+            models.Index(fields=["time"], name="objectchange_by_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_object_type_display()} {self.object_repr} {self.action}"
+
+    @classmethod
+    def of(
+        cls,
+        team_id: int,
+        action: str,
+        object_type: str,
+        object_id: int,
+        object_repr: str,
+        before: dict | None,
+        after: dict | None,
+        deployment: Deployment | None = None,
+        user: object = None,
+    ) -> ObjectChange:
+        """An entry (unsaved) of a change made now by the current actor (ports.acting); `user`
+        where the write names its user and no request does (a status change in a worker)."""
+        actor = current_actor()
+        who, source = actor.who()
+        who = who or user
+        return cls(
+            team_id=team_id,
+            deployment_id=deployment.pk if deployment else None,
+            deployment_name=deployment.name if deployment else "",
+            user=who,
+            user_name=who.get_username() if who else "",
+            source=source,
+            request_id=actor.request_id,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            object_repr=str(object_repr)[:200],
+            before=before,
+            after=after,
+        )
+
+    @classmethod
+    def log(cls, *args: object, **kwargs: object) -> ObjectChange:
+        """Write the entry of a change (ObjectChange.of's arguments)."""
+        entry = cls.of(*args, **kwargs)
+        entry.save()
+        return entry
+
+    @property
+    def diff(self) -> dict[str, dict[str, object]]:
+        """The fields that changed, each with its value before and after (None where the object
+        was not: all of its fields, for a creation or a deletion)."""
+        before, after = self.before or {}, self.after or {}
+        return {
+            name: {"before": before.get(name), "after": after.get(name)}
+            for name in [*before, *(name for name in after if name not in before)]
+            if before.get(name) != after.get(name)
+        }
+
+
+class Logged(models.Model):
+    """A model whose saves and deletes each write the change log (ObjectChange) in their own
+    transaction, with the LOGGED fields as read before and as saved after; a save that changes
+    none of them writes no entry. Writes that bypass save() and delete() (bulk_create, update())
+    log themselves."""
+
+    LOGGED: tuple[str, ...] = ()
+    CHANGED_OBJECT: str = ""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        before = None if self._state.adding else getattr(self, "logged_before", None)
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            after = self.logged()
+            if before != after:
+                self.log(ChangeAction.CREATED if before is None else ChangeAction.UPDATED, before, after)
+        self.logged_before = after
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        with transaction.atomic():
+            self.log(ChangeAction.DELETED, self.logged(), None)
+            return super().delete(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: list[str], values: list) -> Logged:
+        instance = super().from_db(db, field_names, values)
+        loaded = dict(zip(field_names, values, strict=True))
+        instance.logged_before = {name: loaded[name] for name in cls.LOGGED if name in loaded}
+        return instance
+
+    def logged(self) -> dict:
+        return {name: getattr(self, name) for name in self.LOGGED}
+
+    def log(self, action: str, before: dict | None, after: dict | None) -> ObjectChange:
+        """Write the change log's entry of this object's change (its team, and deployment if any)."""
+        deployment = getattr(self, "deployment", None)
+        team_id = deployment.team_id if deployment is not None else self.team_id
+        return ObjectChange.log(
+            team_id, action, self.CHANGED_OBJECT, self.pk, str(self), before, after, deployment=deployment
+        )
 
 
 class ChecklistExport(models.Model):

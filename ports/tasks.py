@@ -1,14 +1,16 @@
+import datetime
 import time
 from collections.abc import Callable
 
 from celery import shared_task
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from .exports import ExportParams, RuleSet
 from .exports.layout import render_pdf
 from .exports.pdf import change_request
-from .models import ChangeRequestJob
+from .models import ChangeRequestJob, ObjectChange
 
 
 @shared_task
@@ -62,3 +64,11 @@ def progress_of(job: ChangeRequestJob, start: int, end: int, stage: str, every: 
             job.advance(start + int((end - start) * share), stage)
 
     return advance
+
+
+@shared_task
+def purge_old_changes() -> int:
+    """Delete the change log's entries older than CHANGE_LOG_RETENTION_DAYS (beat, daily)."""
+    cutoff = timezone.now() - datetime.timedelta(days=settings.CHANGE_LOG_RETENTION_DAYS)
+    deleted, _ = ObjectChange.objects.filter(time__lt=cutoff).delete()
+    return deleted

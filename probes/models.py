@@ -19,8 +19,17 @@ from django.utils import timezone
 from psycopg2.extras import Json, execute_values
 
 from ports.broker import BrokerUnavailable, send
-from ports.choices import Outcome, Stop
-from ports.models import CURRENT_PROBE, ChecklistItem, Deployment, DeploymentPartQuerySet, Team, TeamScopedQuerySet
+from ports.choices import ChangeAction, ChangedObject, Outcome, Stop
+from ports.models import (
+    CURRENT_PROBE,
+    ChecklistItem,
+    Deployment,
+    DeploymentPartQuerySet,
+    Logged,
+    ObjectChange,
+    Team,
+    TeamScopedQuerySet,
+)
 from ports.rules import PortRange
 from ports.validators import validate_name
 
@@ -885,10 +894,29 @@ def remember_first_pins(run: ProbeRun, targets: dict[int, tuple[str, int]], resu
         ],
         ignore_conflicts=True,
     )
+    # Logged as the portal's own change (bulk_create saves no instance), each with the id it got.
+    trusted = TlsPin.objects.filter(deployment_id=run.deployment_id)
+    ObjectChange.objects.bulk_create(
+        ObjectChange.of(
+            run.deployment.team_id,
+            ChangeAction.CREATED,
+            ChangedObject.TLS_PIN,
+            pin.pk,
+            str(pin),
+            None,
+            pin.logged(),
+            deployment=run.deployment,
+        )
+        for pin in trusted
+        if (pin.host, pin.port) not in known
+    )
 
 
-class TlsPin(models.Model):
+class TlsPin(Logged):
     """The certificate public key a TLS service of a deployment is expected to present."""
+
+    LOGGED = ("host", "port", "pin", "source")
+    CHANGED_OBJECT = ChangedObject.TLS_PIN
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="tls_pins")
     host = models.CharField(max_length=253)
@@ -927,9 +955,12 @@ class TlsPin(models.Model):
             return found, Outcome.UPDATED
 
 
-class AlertChannel(models.Model):
+class AlertChannel(Logged):
     """Where a team's alerts go: an email address (Django's SMTP backend) or a webhook URL
     (JSON, signed with HMAC-SHA256 of `secret` in the X-Portal-Signature header)."""
+
+    LOGGED = ("name", "kind", "target", "enabled")  # not its secret
+    CHANGED_OBJECT = ChangedObject.ALERT_CHANNEL
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alert_channels")
     name = models.CharField(max_length=100, validators=[validate_name])

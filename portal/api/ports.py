@@ -31,7 +31,15 @@ from rest_framework.views import APIView
 
 from portal.errors import ServiceUnavailable
 from ports.choices import Outcome
-from ports.deployments import Plan, Saved, plan_save, plan_upsert, save_deployment, upsert_deployment
+from ports.deployments import (
+    Plan,
+    Saved,
+    delete_deployment,
+    plan_save,
+    plan_upsert,
+    save_deployment,
+    upsert_deployment,
+)
 from ports.exports import ExportParams, ExportRequest, RuleSet
 from ports.exports.firewall import SYNTAXES, Target
 from ports.exports.layout import render_pdf
@@ -227,6 +235,9 @@ class DeploymentViewSet(TeamScoped, viewsets.ModelViewSet):
         if dry_run(request):
             return self.answer_plan(plan_upsert(request.data, user=request.user))
         return self.answer(upsert_deployment(request.data, user=request.user))
+
+    def perform_destroy(self, instance: Deployment) -> None:
+        delete_deployment(instance)
 
     def answer(self, saved: Saved) -> Response:
         """The deployment as stored now, and what the write did."""

@@ -28,7 +28,7 @@ from rest_framework.exceptions import ValidationError
 
 from portal.api.filters import OPENED_FAILING, ChecklistItemFilterSet, RequirementFilterSet, filters_given
 from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
-from ports.deployments import Plan, Saved, plan_save, save_deployment
+from ports.deployments import Plan, Saved, delete_deployment, plan_save, save_deployment
 from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from ports.models import CatalogVersion, ChecklistCounts, ChecklistItem, Deployment, Requirement, Team
@@ -140,7 +140,7 @@ def deployment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = team_deployment(request.user, pk)
     rules = deployment.checklist.count()
     name = deployment.name
-    deployment.delete()
+    delete_deployment(deployment)
     text = f"{name} deleted, with its {rules} rule{pluralize(rules)}, their history and its probe results."
     messages.success(request, text)
     return redirect("deployments")

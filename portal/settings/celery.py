@@ -61,4 +61,5 @@ CELERY_BEAT_SCHEDULE = {
     "start-due-probe-runs": {"task": "probes.tasks.start_due_runs", "schedule": PROBE_SCHEDULE_TICK},
     "purge-old-probe-results": {"task": "probes.tasks.purge_old_results", "schedule": 3600.0},
     "check-silent-probe-sites": {"task": "probes.tasks.check_silent_sites", "schedule": 60.0},
+    "purge-old-changes": {"task": "ports.tasks.purge_old_changes", "schedule": 86400.0},
 }

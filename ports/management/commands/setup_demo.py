@@ -5,6 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 
+from ports.acting import Actor, acting
+from ports.choices import ChangeSource
 from ports.demo import DEMO_DEPLOYMENT
 from ports.deployments import save_deployment
 from ports.models import Deployment, Team
@@ -24,6 +26,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, address: str, **options: object) -> None:
+        with acting(Actor(ChangeSource.COMMAND)):
+            self.set_up(address)
+
+    def set_up(self, address: str) -> None:
         user, created = get_user_model().objects.get_or_create(username=USERNAME)
         if created:
             user.set_password(PASSWORD)
