@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import health
-from portal.pages import alerts, checklist
+from portal.pages import alerts, changes, checklist
 
 urlpatterns = [
     path("", checklist.deployment_list, name="deployments"),
@@ -12,6 +12,8 @@ urlpatterns = [
     path("deployments/<int:pk>/rows/", checklist.checklist_rows, name="checklist-rows"),
     path("deployments/<int:pk>/edit/", checklist.deployment_form, name="deployment-edit"),
     path("deployments/<int:pk>/delete/", checklist.deployment_delete, name="deployment-delete"),
+    path("deployments/<int:pk>/history/", changes.deployment_history, name="deployment-history"),
+    path("changes/", changes.changes, name="changes"),
     path("catalog/", checklist.catalog, name="catalog"),
     path("alerts/", alerts.alert_channels, name="alerts"),
     path("alerts/recent/", alerts.recent_alerts, name="alert-rows"),

@@ -908,14 +908,20 @@ class ObjectChange(models.Model):
 
     @property
     def diff(self) -> dict[str, dict[str, object]]:
-        """The fields that changed, each with its value before and after (None where the object
-        was not: all of its fields, for a creation or a deletion)."""
+        """The fields that changed, by name, each with its value before and after (None where the
+        object was not: its fields set, for a creation or a deletion; an empty one, None or "" or
+        [], is no change). By name, as the databases keep a JSON object's keys in orders of their own."""
         before, after = self.before or {}, self.after or {}
         return {
             name: {"before": before.get(name), "after": after.get(name)}
-            for name in [*before, *(name for name in after if name not in before)]
-            if before.get(name) != after.get(name)
+            for name in sorted(before.keys() | after.keys())
+            if not_empty(before.get(name)) != not_empty(after.get(name))
         }
+
+
+def not_empty(value: object) -> object:
+    """The value, or None for an empty one (None, "", [], {}): a field nobody filled in."""
+    return None if value in (None, "", [], {}) else value
 
 
 class Logged(models.Model):
@@ -935,6 +941,8 @@ class Logged(models.Model):
         with transaction.atomic():
             super().save(*args, **kwargs)
             after = self.logged()
+            if before is not None:  # a field not read (only(), defer()) is not known to have changed
+                before = {name: before.get(name, value) for name, value in after.items()}
             if before != after:
                 self.log(ChangeAction.CREATED if before is None else ChangeAction.UPDATED, before, after)
         self.logged_before = after

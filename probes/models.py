@@ -894,7 +894,8 @@ def remember_first_pins(run: ProbeRun, targets: dict[int, tuple[str, int]], resu
         ],
         ignore_conflicts=True,
     )
-    # Logged as the portal's own change (bulk_create saves no instance), each with the id it got.
+    # Logged as the portal's own change (bulk_create saves no instance), each with the id it got:
+    # the pins not known above are this call's, as the recorder holds its deployment's lock.
     trusted = TlsPin.objects.filter(deployment_id=run.deployment_id)
     ObjectChange.objects.bulk_create(
         ObjectChange.of(

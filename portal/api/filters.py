@@ -1,12 +1,16 @@
+import datetime
+
 import django_filters as filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from ports.choices import CatalogTable, Interface, ItemStatus, Protocol, Role
-from ports.models import STOP_AT, ChecklistItem, Deployment, Requirement
+from ports.choices import CatalogTable, ChangeAction, ChangedObject, ChangeSource, Interface, ItemStatus, Protocol, Role
+from ports.models import STOP_AT, ChecklistItem, Deployment, ObjectChange, Requirement
 from probes.choices import FAILING_STATES, PROBED_STATES
 from probes.stops import stopping
 
@@ -41,6 +45,36 @@ class AddressFilter(filters.CharFilter):
     client's mistake, a 400. IPv6 is compared in its compressed form, as the probes write it."""
 
     field_class = forms.GenericIPAddressField
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
+class IdFilter(filters.NumberFilter):
+    """An object's id: a whole number that a database key holds (an id of 1e30 or 1.5 is the
+    client's mistake, a 400, not a query the database refuses)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
+class MomentField(IsoDateTimeField):
+    """An ISO 8601 date and time (a date alone is its midnight, no offset is UTC), read as the same
+    moment in UTC: PostgreSQL takes no offset beyond 15:59, where Python takes up to 23:59. One
+    that UTC cannot hold (year 1 at +01:00) is the client's mistake."""
+
+    def to_python(self, value: object) -> datetime.datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError as overflow:
+            raise ValidationError("A time between the years 1 and 9999, in UTC.", code="invalid") from overflow
+
+
+class MomentFilter(filters.IsoDateTimeFilter):
+    field_class = MomentField
 
 
 class RequirementFilterSet(filters.FilterSet):
@@ -153,6 +187,26 @@ class ChecklistItemFilterSet(filters.FilterSet):
             | Q(requirement__uid__icontains=value)
             | Q(requirement__description__icontains=value)
         )
+
+
+class ObjectChangeFilterSet(filters.FilterSet):
+    """The change log's filters; each value that does not parse is a 400 naming its filter."""
+
+    deployment = IdFilter(
+        field_name="deployment_id", help_text="A deployment's id: its entries, kept after it was deleted."
+    )
+    object_type = filters.ChoiceFilter(choices=ChangedObject.choices)
+    object_id = IdFilter(help_text="The changed object's id (with object_type: one object's history).")
+    action = filters.ChoiceFilter(choices=ChangeAction.choices)
+    source = filters.ChoiceFilter(choices=ChangeSource.choices)
+    user = filters.CharFilter(field_name="user_name", help_text="The username, as it was at the change.")
+    request_id = filters.CharFilter(help_text="The request's X-Request-ID: every change one request made.")
+    since = MomentFilter(field_name="time", lookup_expr="gte", help_text="Changes at or after this ISO 8601 time.")
+    until = MomentFilter(field_name="time", lookup_expr="lte", help_text="Changes at or before this ISO 8601 time.")
+
+    class Meta:
+        model = ObjectChange
+        fields = ["deployment", "object_type", "object_id", "action", "source", "user", "request_id", "since", "until"]
 
 
 def filters_given(query: QueryDict) -> bool:

@@ -50,6 +50,7 @@ from ports.models import (
     ChangeRequestJob,
     ChecklistItem,
     Deployment,
+    ObjectChange,
     Requirement,
     StaleRevision,
     UnknownItems,
@@ -67,7 +68,13 @@ from ports.serializers import (
 )
 from probes.verification import verify_open
 
-from .filters import ChecklistItemFilterSet, DeploymentFilterSet, RequirementFilterSet, filters_given
+from .filters import (
+    ChecklistItemFilterSet,
+    DeploymentFilterSet,
+    ObjectChangeFilterSet,
+    RequirementFilterSet,
+    filters_given,
+)
 from .outcomes import answer, outcome_header, outcome_headers, written
 from .schema import FINGERPRINT, etag, location
 from .serializers import (
@@ -77,6 +84,7 @@ from .serializers import (
     ChecklistItemSerializer,
     ChecklistSerializer,
     DeploymentSummarySerializer,
+    ObjectChangeSerializer,
     PlanSerializer,
     bulk_outcome,
 )
@@ -514,6 +522,16 @@ def if_match_revision(request: Request, item: ChecklistItem) -> int | None:
     if item_id != str(item.pk) or not revision.isdigit():
         return -1
     return int(revision)
+
+
+class ObjectChangeViewSet(TeamScoped, viewsets.ReadOnlyModelViewSet):
+    """Your teams' change log, newest first: every change of a deployment, a rule's status, a TLS pin
+    or an alert channel, with who made it, through what, in which request, and its fields before
+    and after. Read only: no one edits the log."""
+
+    queryset = ObjectChange.objects.select_related("team")  # the team's name; the user's is kept in the entry
+    serializer_class = ObjectChangeSerializer
+    filterset_class = ObjectChangeFilterSet
 
 
 # --- Exports ----------------------------------------------------------------------------

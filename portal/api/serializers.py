@@ -13,7 +13,7 @@ from rest_framework import serializers
 from ports.checklist import NumberedRule
 from ports.choices import ItemStatus, Outcome
 from ports.deployments import Plan
-from ports.models import SITED_PARTS, ChecklistItem, Deployment, StatusChanges
+from ports.models import SITED_PARTS, ChecklistItem, Deployment, ObjectChange, StatusChanges
 from ports.serializers import (
     DeploymentSerializer,
     RuleSerializer,
@@ -302,3 +302,71 @@ class DeploymentSummarySerializer(DeploymentSerializer):
     class Meta(DeploymentSerializer.Meta):
         # The document's fields but its parts, and the URL of the whole document after the id.
         fields = ["id", "url", *(name for name in DeploymentSerializer.Meta.fields if name not in {"id", *SITED_PARTS})]
+
+
+# --- Change log -----------------------------------------------------------------------
+
+
+class ChangedFieldSerializer(serializers.Serializer):
+    """One field of a change: its value before and after, any JSON (null where the object was not)."""
+
+    # Not allow_null: drf-spectacular would say oneOf [any, null], which a null matches twice.
+    before = serializers.JSONField()
+    after = serializers.JSONField()
+
+
+@extend_schema_field(serializers.DictField(child=ChangedFieldSerializer()))
+class DiffField(serializers.ReadOnlyField):
+    """ObjectChange.diff: already the {field: {before, after}} it shows."""
+
+
+# An object's logged fields as they were (or are): an object of any keys, or null.
+FIELDS_SCHEMA = {"type": ["object", "null"], "additionalProperties": True}
+
+
+@extend_schema_field(FIELDS_SCHEMA)
+class LoggedFieldsField(serializers.ReadOnlyField):
+    """ObjectChange.before or after, as stored."""
+
+
+class ObjectChangeSerializer(serializers.ModelSerializer):
+    """One entry of the change log: who changed which object, when, through what (`source`) and in
+    which request (`request_id`, the answer's X-Request-ID), with its fields before and after."""
+
+    team = serializers.CharField(source="team.name", read_only=True)
+    deployment = serializers.IntegerField(
+        source="deployment_id",
+        allow_null=True,
+        read_only=True,
+        help_text="The deployment's id (null for a team's object, such as an alert channel); kept after "
+        "the deployment is deleted.",
+    )
+    user = serializers.CharField(
+        source="user_name",
+        read_only=True,
+        help_text="The username as it was at the change; blank for the portal's own work.",
+    )
+    diff = DiffField(help_text="The fields that differ, each with its value before and after.")
+    before = LoggedFieldsField(help_text="The object's fields before the change; null for a creation.")
+    after = LoggedFieldsField(help_text="The object's fields after the change; null for a deletion.")
+
+    class Meta:
+        model = ObjectChange
+        fields = [
+            "id",
+            "time",
+            "team",
+            "deployment",
+            "deployment_name",
+            "user",
+            "source",
+            "request_id",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "diff",
+            "before",
+            "after",
+        ]
+        read_only_fields = fields

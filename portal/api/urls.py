@@ -14,6 +14,7 @@ router.register("probe-runs", probes.ProbeRunViewSet, basename="proberun")
 router.register("tls-pins", probes.TlsPinViewSet, basename="tlspin")
 router.register("alert-channels", probes.AlertChannelViewSet, basename="alertchannel")
 router.register("alerts", probes.AlertViewSet, basename="alert")
+router.register("changes", ports.ObjectChangeViewSet, basename="objectchange")
 
 urlpatterns = [
     path("me/", ports.MeView.as_view(), name="me"),

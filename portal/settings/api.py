@@ -72,6 +72,10 @@ SPECTACULAR_SETTINGS = {
         "ItemStatusEnum": "ports.choices.ItemStatus",
         "ProbeStateEnum": "probes.choices.ProbeState",
         "RunStatusEnum": "probes.choices.RunStatus",
+        "SourceEnum": "probes.choices.PinSource",  # the TLS pin's, named so before the change log's
+        "ChangeSourceEnum": "ports.choices.ChangeSource",
+        "ChangeActionEnum": "ports.choices.ChangeAction",
+        "ChangedObjectEnum": "ports.choices.ChangedObject",
     },
 }
 
