@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import health
-from portal.pages import alerts, changes, checklist
+from portal.pages import alerts, changes, checklist, teams
 
 urlpatterns = [
     path("", checklist.deployment_list, name="deployments"),
@@ -14,6 +14,9 @@ urlpatterns = [
     path("deployments/<int:pk>/delete/", checklist.deployment_delete, name="deployment-delete"),
     path("deployments/<int:pk>/history/", changes.deployment_history, name="deployment-history"),
     path("changes/", changes.changes, name="changes"),
+    path("teams/", teams.team_list, name="teams"),
+    path("teams/<int:pk>/", teams.team, name="team"),
+    path("teams/<int:pk>/members/<int:user_id>/", teams.team_member, name="team-member"),
     path("catalog/", checklist.catalog, name="catalog"),
     path("alerts/", alerts.alert_channels, name="alerts"),
     path("alerts/recent/", alerts.recent_alerts, name="alert-rows"),

@@ -10,6 +10,7 @@ from .models import (
     ChecklistItem,
     Deployment,
     Host,
+    Membership,
     ObjectChange,
     PeerNetwork,
     Requirement,
@@ -18,9 +19,15 @@ from .models import (
 from .serializers import DeploymentSerializer
 
 
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    autocomplete_fields = ["user"]
+    extra = 1
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    filter_horizontal = ["members"]
+    inlines = [MembershipInline]  # each member with their role
     search_fields = ["name"]
 
 

@@ -165,3 +165,19 @@ class ChangedObject(models.TextChoices):
     RULE = "rule", "Rule"
     TLS_PIN = "tls_pin", "TLS pin"
     ALERT_CHANNEL = "alert_channel", "Alert channel"
+    MEMBERSHIP = "membership", "Team member"
+
+
+class TeamRole(models.TextChoices):
+    """What a member may do with the team's objects: each role may do all that the roles before
+    it may, and more."""
+
+    VIEWER = "viewer", "Viewer"  # reads everything of the team, changes nothing
+    EDITOR = "editor", "Editor"  # edits deployments and statuses, starts probes, drafts change requests
+    APPROVER = "approver", "Approver"  # also approves or rejects others' change requests
+    ADMIN = "admin", "Team admin"  # also gives the team's members their roles
+
+    @classmethod
+    def at_least(cls, role: str) -> list[str]:
+        """The roles that may do what `role` may."""
+        return cls.values[cls.values.index(role) :]

@@ -29,11 +29,13 @@ from .choices import (
     Feature,
     Interface,
     ItemStatus,
+    Outcome,
     ProbeSchedule,
     Protocol,
     Role,
     Service,
     Stop,
+    TeamRole,
 )
 from .rules import FOOTNOTE_MARKS, Endpoint, PortRange, Rule
 from .validators import (
@@ -50,12 +52,21 @@ PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
 
 
 class TeamScopedQuerySet(models.QuerySet):
-    """The one place that decides what a user may see: the objects of the teams they belong to."""
+    """The one place that decides what a user may see, and change: the objects of the teams they
+    belong to (with `role`, of those where their role is at least that: TeamRole)."""
 
-    team_field = "team"  # the lookup from the model to its Team
+    team_field = "team"  # the lookup from the model to its Team ("" for the teams themselves)
 
-    def for_user(self, user: object) -> TeamScopedQuerySet:
-        return self.filter(**{f"{self.team_field}__members": user})
+    def for_user(self, user: object, role: str = TeamRole.VIEWER) -> TeamScopedQuerySet:
+        to_team = f"{self.team_field}__" if self.team_field else ""
+        member = {f"{to_team}memberships__user": user}
+        if role != TeamRole.VIEWER:  # in the same filter(): the same membership's role
+            member[f"{to_team}memberships__role__in"] = TeamRole.at_least(role)
+        return self.filter(**member)
+
+
+class TeamQuerySet(TeamScopedQuerySet):
+    team_field = ""
 
 
 class DeploymentPartQuerySet(TeamScopedQuerySet):
@@ -66,10 +77,12 @@ class DeploymentPartQuerySet(TeamScopedQuerySet):
 
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True, validators=[validate_name])
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams", blank=True)
     # The probe schedule of the team's deployments that do not set their own.
     probe_schedule = models.CharField(max_length=10, choices=ProbeSchedule.choices, default=ProbeSchedule.OFF)
     probe_cron = models.CharField(max_length=100, blank=True, validators=[validate_cron])
+
+    objects = TeamQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -969,6 +982,58 @@ class Logged(models.Model):
         return ObjectChange.log(
             team_id, action, self.CHANGED_OBJECT, self.pk, str(self), before, after, deployment=deployment
         )
+
+
+class Membership(Logged):
+    """A user's place in a team: their role says what they may do with the team's objects. A
+    member added without one (team.members.add) is an editor, as every member was before roles.
+    The team's admins give the roles (Membership.give, leave); a team keeps at least one admin."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=TeamRole.choices, default=TeamRole.EDITOR)
+
+    LOGGED = ("role",)
+    CHANGED_OBJECT = ChangedObject.MEMBERSHIP
+
+    class Meta:
+        ordering = ["team", "user"]
+        unique_together = [("team", "user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+    @classmethod
+    def give(cls, team: Team, user: object, role: str) -> tuple[Membership, str]:
+        """Make `user` a member of `team` with `role`, or give a member that role; what it did
+        (an Outcome). LastAdmin if that would leave the team without an admin."""
+        with transaction.atomic():
+            found, created = cls.objects.select_for_update().get_or_create(
+                team=team, user=user, defaults={"role": role}
+            )
+            if created:
+                return found, Outcome.CREATED
+            if found.role == role:
+                return found, Outcome.UNCHANGED
+            found.keep_an_admin()
+            found.role = role
+            found.save(update_fields=["role"])
+            return found, Outcome.UPDATED
+
+    def leave(self) -> None:
+        """Take the member out of the team (LastAdmin if they are its last admin)."""
+        with transaction.atomic():
+            self.keep_an_admin()
+            self.delete()
+
+    def keep_an_admin(self) -> None:
+        admins = Membership.objects.select_for_update().filter(team_id=self.team_id, role=TeamRole.ADMIN)
+        if self.role == TeamRole.ADMIN and not admins.exclude(pk=self.pk).exists():
+            raise LastAdmin(f"{self.user} is the last admin of team {self.team}: make another member admin first.")
+
+
+class LastAdmin(ValueError):
+    """A change that would leave a team without an admin."""
 
 
 class ChecklistExport(models.Model):

@@ -294,7 +294,7 @@ class DeploymentSerializer(Strict, serializers.ModelSerializer):
         request = self.context.get("request")
         user = self.context.get("user") or (request.user if request is not None else None)
         if user is not None and user.is_authenticated:
-            self.fields["team"].queryset = Team.objects.filter(members=user)
+            self.fields["team"].queryset = Team.objects.for_user(user)
 
     def save(self, **kwargs: object) -> None:
         raise NotImplementedError("Deployments are saved by ports.deployments.save_deployment().")

@@ -257,7 +257,7 @@ class AlertChannelSerializer(Strict, serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
-            self.fields["team"].queryset = Team.objects.filter(members=request.user)
+            self.fields["team"].queryset = Team.objects.for_user(request.user)
 
     def validate(self, attrs: dict) -> dict:
         instance: AlertChannel | None = self.instance

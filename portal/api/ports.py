@@ -30,7 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.errors import ServiceUnavailable
-from ports.choices import Outcome
+from ports.choices import Outcome, TeamRole
 from ports.deployments import (
     Plan,
     Saved,
@@ -93,19 +93,25 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class MeView(APIView):
-    """Who the caller is, and the teams whose deployments they see."""
+    """Who the caller is, the teams whose deployments they see, and their role in each."""
 
     @extend_schema(
         responses={
             200: inline_serializer(
                 "Me",
-                {"username": serializers.CharField(), "teams": serializers.ListField(child=serializers.CharField())},
+                {
+                    "username": serializers.CharField(),
+                    "teams": serializers.ListField(child=serializers.CharField()),
+                    "roles": serializers.DictField(
+                        child=serializers.ChoiceField(TeamRole.choices), help_text="Your role by team name."
+                    ),
+                },
             )
         }
     )
     def get(self, request: Request) -> Response:
-        teams = request.user.teams.values_list("name", flat=True)
-        return Response({"username": request.user.get_username(), "teams": list(teams)})
+        roles = dict(request.user.memberships.order_by("team__name").values_list("team__name", "role"))
+        return Response({"username": request.user.get_username(), "teams": list(roles), "roles": roles})
 
 
 class CatalogVersionViewSet(viewsets.ReadOnlyModelViewSet):

@@ -5,13 +5,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import get_template
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from ports.choices import TeamRole
 from ports.models import Team
+from ports.scoping import require_role
 from probes.alerts.delivery import retry_delays
 from probes.alerts.raising import send_test_alert
 from probes.models import Alert, AlertChannel
@@ -53,7 +56,9 @@ def retry_promise() -> str:
 
 @login_required
 def alert_channels(request: HttpRequest) -> HttpResponse:
-    teams = Team.objects.filter(members=request.user)
+    teams = Team.objects.for_user(request.user, TeamRole.EDITOR)  # where the user may add one
+    if request.method == "POST" and not teams:
+        raise PermissionDenied("Adding an alert channel needs the role editor in one of your teams.")
     only_team = teams[0] if len(teams) == 1 else None  # len() has read them: no second query
     form = ChannelForm(request.POST or None, initial={"team": only_team})
     form.fields["team"].queryset = teams
@@ -91,7 +96,8 @@ def recent_alerts(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def alert_channel_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    channel = get_object_or_404(AlertChannel.objects.for_user(request.user), pk=pk)
+    channel = get_object_or_404(AlertChannel.objects.for_user(request.user).select_related("team"), pk=pk)
+    require_role(request.user, channel.team, TeamRole.EDITOR)
     if action == "test":
         send_test_alert(channel, request.user)
         messages.success(request, f"Test alert sent to {channel.name}: its delivery shows below.")

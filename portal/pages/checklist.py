@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import caches
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -27,13 +28,13 @@ from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
 from portal.api.filters import OPENED_FAILING, ChecklistItemFilterSet, RequirementFilterSet, filters_given
-from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role
+from ports.choices import CatalogTable, Feature, Interface, ItemStatus, Protocol, Role, TeamRole
 from ports.deployments import Plan, Saved, delete_deployment, plan_save, save_deployment
 from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from ports.models import CatalogVersion, ChecklistCounts, ChecklistItem, Deployment, Requirement, Team
 from ports.rows import RENDERED_ROWS, by_item, items_among, kind_of
-from ports.scoping import team_deployment
+from ports.scoping import role_of, team_deployment
 from ports.serializers import DeploymentSerializer
 from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
 from probes.models import ProbeRun, WorkerHeartbeat
@@ -96,8 +97,10 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def deployment_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    deployment = team_deployment(request.user, pk) if pk else None
-    teams = Team.objects.filter(members=request.user)
+    deployment = team_deployment(request.user, pk, TeamRole.EDITOR) if pk else None
+    teams = Team.objects.for_user(request.user, TeamRole.EDITOR)
+    if not teams:
+        raise PermissionDenied("Adding a deployment needs the role editor in one of your teams.")
     initial: dict = {}
     if deployment:
         current = DeploymentSerializer(deployment).data
@@ -137,7 +140,7 @@ def deployment_saved(request: HttpRequest, saved: Saved) -> HttpResponse:
 def deployment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a deployment of the user's teams (as DELETE /api/deployments/{id}/ does), after the
     page's dialog said what goes with it; the list then says what went."""
-    deployment = team_deployment(request.user, pk)
+    deployment = team_deployment(request.user, pk, TeamRole.EDITOR)
     rules = deployment.checklist.count()
     name = deployment.name
     delete_deployment(deployment)
@@ -303,8 +306,11 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     items = deployment.checklist.with_latest_probe()
     filterset = ChecklistItemFilterSet(request.GET, items) if filtered else None
     errors = filterset.errors if filterset else {}
+    role = role_of(request.user, deployment.team)
     context = {
         "deployment": deployment,
+        "role": TeamRole(role).label.lower() if role else "",
+        "can_edit": role in TeamRole.at_least(TeamRole.EDITOR),
         "filters": [
             (name, label, request.GET.get(name, ""), errors.get(name, []), options(choices, request.GET.getlist(name)))
             for name, label, choices in [

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('source', models.CharField(choices=[('api_token', 'API (token)'), ('api_session', 'API (browser session)'), ('page', 'Page'), ('admin', 'Admin site'), ('command', 'Command'), ('portal', 'The portal itself')], max_length=12)),
                 ('request_id', models.CharField(blank=True, max_length=64)),
                 ('action', models.CharField(choices=[('created', 'Created'), ('updated', 'Updated'), ('deleted', 'Deleted')], max_length=8)),
-                ('object_type', models.CharField(choices=[('deployment', 'Deployment'), ('rule', 'Rule'), ('tls_pin', 'TLS pin'), ('alert_channel', 'Alert channel')], max_length=15)),
+                ('object_type', models.CharField(choices=[('deployment', 'Deployment'), ('rule', 'Rule'), ('tls_pin', 'TLS pin'), ('alert_channel', 'Alert channel'), ('membership', 'Team member')], max_length=15)),
                 ('object_id', models.PositiveBigIntegerField()),
                 ('object_repr', models.CharField(max_length=200)),
                 ('before', models.JSONField(blank=True, null=True)),

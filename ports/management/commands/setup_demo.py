@@ -6,10 +6,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 
 from ports.acting import Actor, acting
-from ports.choices import ChangeSource
+from ports.choices import ChangeSource, TeamRole
 from ports.demo import DEMO_DEPLOYMENT
 from ports.deployments import save_deployment
-from ports.models import Deployment, Team
+from ports.models import Deployment, Membership, Team
 
 USERNAME, PASSWORD = "demo", "portal-demo"
 ADMIN, ADMIN_PASSWORD = "demo-admin", "portal-demo-admin"  # the demo's Django admin (all teams)
@@ -35,7 +35,8 @@ class Command(BaseCommand):
             user.set_password(PASSWORD)
             user.save()
         team, _ = Team.objects.get_or_create(name="Demo")
-        team.members.add(user)
+        if not team.memberships.filter(user=user).exists():
+            Membership.give(team, user, TeamRole.ADMIN)  # the team's admin: every role
         token, _ = Token.objects.get_or_create(user=user)
         if not Deployment.objects.filter(team=team, name=DEMO_DEPLOYMENT["name"]).exists():
             try:
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         if created:
             admin.set_password(ADMIN_PASSWORD)
             admin.save()
-            team.members.add(admin)
+            Membership.give(team, admin, TeamRole.ADMIN)
         self.stdout.write(
             f"Demo: open http://{address}/ and log in as {USERNAME} / {PASSWORD}\n"
             f"      the admin, http://{address}/admin/, as {ADMIN} / {ADMIN_PASSWORD}\n"
