@@ -166,6 +166,7 @@ class ChangedObject(models.TextChoices):
     TLS_PIN = "tls_pin", "TLS pin"
     ALERT_CHANNEL = "alert_channel", "Alert channel"
     MEMBERSHIP = "membership", "Team member"
+    CHANGE_REQUEST = "change_request", "Change request"
 
 
 class TeamRole(models.TextChoices):
@@ -181,3 +182,26 @@ class TeamRole(models.TextChoices):
     def at_least(cls, role: str) -> list[str]:
         """The roles that may do what `role` may."""
         return cls.values[cls.values.index(role) :]
+
+
+class RequestState(models.TextChoices):
+    """Where a change request is in its life (ChangeRequest.TRANSITIONS moves it)."""
+
+    DRAFT = "draft", "Draft"
+    SUBMITTED = "submitted", "Submitted"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    IMPLEMENTED = "implemented", "Implemented"
+    VERIFIED = "verified", "Verified"
+    CLOSED = "closed", "Closed"
+
+
+class RequestAction(models.TextChoices):
+    """What moves a change request from one state to the next: the buttons, the API's actions."""
+
+    SUBMIT = "submit", "Submit"
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    IMPLEMENT = "implement", "Mark implemented"
+    VERIFY = "verify", "Verify"
+    CLOSE = "close", "Close"

@@ -40,7 +40,7 @@ def require_role(user: object, team: Team, role: str) -> None:
 
 def role_of(user: object, team: Team) -> str | None:
     """The user's role in `team` (a TeamRole), None for a user who is not its member."""
-    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
+    return Membership.role_of(user, team.pk)
 
 
 class TeamScoped:

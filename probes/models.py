@@ -22,6 +22,7 @@ from ports.broker import BrokerUnavailable, send
 from ports.choices import ChangeAction, ChangedObject, Outcome, Stop
 from ports.models import (
     CURRENT_PROBE,
+    ChangeRequest,
     ChecklistItem,
     Deployment,
     DeploymentPartQuerySet,
@@ -135,6 +136,10 @@ class ProbeRun(models.Model):
     # cannot hold the run open forever.
     deadline = models.DateTimeField()
     cancel_requested = models.BooleanField(default=False)
+    # The change request whose implementation this run proves (probes.requests), if any.
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="probe_runs"
+    )
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     # The item ids not recorded yet, by site ({"hq": [12, 13]}): emptied as results arrive.
@@ -180,11 +185,19 @@ class ProbeRun(models.Model):
         return self.total <= self.SMALL
 
     @classmethod
-    def start(cls, deployment: Deployment, user: object, items: list[ChecklistItem], limited: bool = True) -> ProbeRun:
+    def start(
+        cls,
+        deployment: Deployment,
+        user: object,
+        items: list[ChecklistItem],
+        limited: bool = True,
+        change_request: ChangeRequest | None = None,
+    ) -> ProbeRun:
         """Create the run, then enqueue one task per site on commit.
 
         Items whose site has no live worker are reported as not probed at once. A team starts
-        at most PROBE_RUNS_PER_MINUTE runs (TooManyRuns), unless `limited` is False (a command).
+        at most PROBE_RUNS_PER_MINUTE runs (TooManyRuns), unless `limited` is False (a command,
+        or the run that proves a change request implemented: `change_request`).
         """
         timeout = settings.PROBE_TIMEOUT
         ports = sum(item.port_end - item.port_start + 1 for item in items)
@@ -214,6 +227,7 @@ class ProbeRun(models.Model):
                 deadline=deadline,
                 total=len(items),
                 pending={site: sorted(ids) for site, ids in sorted(pending.items())},
+                change_request=change_request,
             )
             for site in sorted(pending):
                 if site not in live:
@@ -390,6 +404,8 @@ class ProbeRun(models.Model):
         has no worker left to stop: no flag, no trip to the broker."""
         if self.status == RunStatus.FAILED:
             signals.run_failed.send(ProbeRun, run=self)
+        if self.change_request_id is not None:
+            signals.run_closed.send(ProbeRun, run=self)
         if abandoned:
             transaction.on_commit(lambda: raise_flag(closed_flag(self.pk)))
 

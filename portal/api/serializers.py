@@ -11,15 +11,25 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ports.checklist import NumberedRule
-from ports.choices import ItemStatus, Outcome
+from ports.choices import ItemStatus, Outcome, RequestAction, RequestState
 from ports.deployments import Plan
-from ports.models import SITED_PARTS, ChecklistItem, Deployment, ObjectChange, StatusChanges
+from ports.models import (
+    SITED_PARTS,
+    ChangeRequest,
+    ChecklistItem,
+    Deployment,
+    ObjectChange,
+    RequestTransition,
+    StatusChanges,
+    UnknownItems,
+)
 from ports.serializers import (
     DeploymentSerializer,
     RuleSerializer,
     StatusChangeSerializer,
     StatusUpdateSerializer,
 )
+from ports.strict import Strict
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
 from .filters import ChecklistItemFilterSet, PortFilter
@@ -370,3 +380,79 @@ class ObjectChangeSerializer(serializers.ModelSerializer):
             "after",
         ]
         read_only_fields = fields
+
+
+class RequestStepSerializer(serializers.ModelSerializer):
+    """A change request's step, as its record shows it."""
+
+    user = serializers.CharField(source="user_name", help_text="Who took it; empty for the portal itself.")
+
+    class Meta:
+        model = RequestTransition
+        fields = ["action", "from_state", "to_state", "user", "comment", "at"]
+
+
+class HeldRuleSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    why = serializers.CharField()
+
+
+class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
+    """A change request: its CAB fields, rules, state and record; `actions` are the steps the
+    caller may take now. A draft is created from rules of the deployment's checklist (`items`)."""
+
+    deployment = serializers.PrimaryKeyRelatedField(read_only=True)
+    items = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        write_only=True,
+        allow_empty=False,
+        max_length=settings.MAX_RULES,
+        help_text="The ids of the rules it asks for, all of this deployment's checklist.",
+    )
+    rules = serializers.ListField(child=serializers.DictField(), read_only=True, help_text="The rules as drafted.")
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    transitions = RequestStepSerializer(many=True, read_only=True)
+    holding_back = serializers.SerializerMethodField(help_text="The rules that keep it from being verified.")
+    actions = serializers.SerializerMethodField(help_text="The steps you may take now (POST .../{action}/).")
+    probe_runs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = ChangeRequest
+        fields = [
+            "id",
+            "deployment",
+            *ChangeRequest.FIELDS,
+            "state",
+            "items",
+            "rules",
+            "requested_by",
+            "rollback_of",
+            "created",
+            "updated",
+            "transitions",
+            "holding_back",
+            "actions",
+            "probe_runs",
+        ]
+        read_only_fields = ["state", "rollback_of", "created", "updated"]
+
+    def validate_items(self, ids: list[int]) -> list[ChecklistItem]:
+        deployment: Deployment = self.context["deployment"]
+        found = {item.pk: item for item in deployment.checklist.filter(pk__in=ids).select_related("requirement")}
+        if unknown := sorted(set(ids) - found.keys()):
+            raise serializers.ValidationError(str(UnknownItems(unknown)))
+        return sorted(found.values(), key=lambda item: item.number)
+
+    @extend_schema_field(HeldRuleSerializer(many=True))
+    def get_holding_back(self, request: ChangeRequest) -> list[dict]:
+        if request.state not in (RequestState.IMPLEMENTED, RequestState.APPROVED):
+            return []
+        return [{"number": number, "why": why} for number, why in request.holding_back()]
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(RequestAction.choices)))
+    def get_actions(self, request: ChangeRequest) -> list[str]:
+        return request.allowed(self.context["request"].user) if "request" in self.context else []
+
+
+class RequestStepBodySerializer(Strict, serializers.Serializer):
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")

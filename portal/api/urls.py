@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import ports, probes
+from . import ports, probes, requests
 
 router = DefaultRouter()
 router.register("catalog/versions", ports.CatalogVersionViewSet, basename="catalogversion")
@@ -14,6 +14,7 @@ router.register("probe-runs", probes.ProbeRunViewSet, basename="proberun")
 router.register("tls-pins", probes.TlsPinViewSet, basename="tlspin")
 router.register("alert-channels", probes.AlertChannelViewSet, basename="alertchannel")
 router.register("alerts", probes.AlertViewSet, basename="alert")
+router.register("requests", requests.ChangeRequestViewSet, basename="request")
 router.register("changes", ports.ObjectChangeViewSet, basename="objectchange")
 
 urlpatterns = [
@@ -29,6 +30,8 @@ urlpatterns = [
     path("deployments/<int:pk>/firewall/<str:syntax>/", ports.FirewallExportView.as_view(), name="deployment-firewall"),
     path("deployments/<int:pk>/probe-runs/", probes.DeploymentProbeRunsView.as_view(), name="deployment-probe-runs"),
     path("deployments/<int:pk>/tls-pins/", probes.DeploymentTlsPinsView.as_view(), name="deployment-tls-pins"),
+    path("deployments/<int:pk>/requests/", requests.DeploymentChangeRequestsView.as_view(), name="deployment-requests"),
+    path("requests/<int:pk>/<str:action>/", requests.ChangeRequestStepView.as_view(), name="request-step"),
     path("probe-sites/", probes.ProbeSitesView.as_view(), name="probe-sites"),
     path("catalog/diff/", ports.CatalogDiffView.as_view(), name="catalog-diff"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -34,7 +34,7 @@ from reportlab.platypus import (
 )
 
 from . import Flow, Scope
-from .pdf import TLS_MARK, ChangeRequest, numbers_text, when
+from .pdf import TLS_MARK, RequestDocument, numbers_text, when
 
 FONT, BOLD, MONO = "DejaVuSans", "DejaVuSans-Bold", "DejaVuSansMono"
 # The rules table: (heading, width in mm); the page is A4 landscape with 12 mm margins (273 mm).
@@ -250,7 +250,7 @@ class Document(SimpleDocTemplate):
             self.progress.advance(flowable._nrows - flowable.repeatRows)  # each part repeats the heading row
 
 
-def render_pdf(request: ChangeRequest, progress: Callable[[float], None] | None = None) -> bytes:
+def render_pdf(request: RequestDocument, progress: Callable[[float], None] | None = None) -> bytes:
     """The change request as PDF; `progress`, if given, is called with the share of the rules laid
     out (0 to 1) as the pages are made, the most of the time a large request takes."""
     _fonts()

@@ -33,7 +33,7 @@ def when(moment: object) -> str:
 
 
 @dataclass
-class ChangeRequest:
+class RequestDocument:
     """What the document says, gathered from a rule set and the request's parameters."""
 
     rule_set: RuleSet
@@ -145,9 +145,9 @@ class ChangeRequest:
         return SYNTAXES[syntax].rollback(self.flows, Target.of(self.rule_set, self.params)) if syntax else []
 
 
-def change_request(rule_set: RuleSet, params: dict, user: object) -> ChangeRequest:
+def change_request(rule_set: RuleSet, params: dict, user: object) -> RequestDocument:
     requester = params.get("requester") or (user.get_full_name() or user.get_username() if user else "")
-    request = ChangeRequest(rule_set, params, requester, rule_set.flows, generated=when(timezone.now()))
+    request = RequestDocument(rule_set, params, requester, rule_set.flows, generated=when(timezone.now()))
     if params.get("since"):
         request.delta = {"since": params["since"]}
         request.flows, request.removed, request.changed = delta(rule_set, params["since"])
