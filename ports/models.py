@@ -1088,6 +1088,14 @@ class Transition:
     role: str
 
 
+class ChangeRequestQuerySet(DeploymentPartQuerySet):
+    def expiring(self, by: datetime.date) -> ChangeRequestQuerySet:
+        """The requests whose rules are in place (implemented and after) and expire by `by`,
+        with no rollback drafted yet: each is warned of once (ChangeRequest.draft_rollback)."""
+        in_place = [RequestState.IMPLEMENTED, RequestState.VERIFIED, RequestState.CLOSED]
+        return self.filter(expiry__lte=by, state__in=in_place, rollback_of=None).exclude(rollbacks__isnull=False)
+
+
 class ChangeRequest(models.Model):
     """A firewall change request for some of a deployment's rules, taken through its life:
     draft -> submitted -> approved or rejected -> implemented -> verified -> closed
@@ -1130,7 +1138,7 @@ class ChangeRequest(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
-    objects = DeploymentPartQuerySet.as_manager()
+    objects = ChangeRequestQuerySet.as_manager()
 
     class Meta:
         ordering = ["deployment", "-created", "-id"]
@@ -1149,6 +1157,25 @@ class ChangeRequest(models.Model):
             request.items.set(items)
             request.log(ChangeAction.CREATED, None, request.logged())
         return request
+
+    def draft_rollback(self) -> ChangeRequest | None:
+        """The draft that removes this request's temporary rules before they expire, drafted by
+        the portal; None if one is drafted already (under the request's lock: once)."""
+        with transaction.atomic():
+            ChangeRequest.objects.select_for_update().filter(pk=self.pk).exists()
+            if self.rollbacks.exists():
+                return None
+            return ChangeRequest.draft(
+                self.deployment,
+                None,
+                list(self.items.select_related("requirement").order_by("number")),
+                title=f"Rollback of CR-{self.pk}: {self.title}"[:200],
+                reference=self.reference,
+                justification=f"The rules of CR-{self.pk} were asked for until {self.expiry}: remove them.",
+                requested_date=self.expiry,
+                rollback=f"Allow the rules of CR-{self.pk} again.",
+                rollback_of=self,
+            )
 
     def logged(self) -> dict:
         fields = {name: getattr(self, name) for name in self.FIELDS}

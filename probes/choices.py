@@ -44,6 +44,8 @@ class AlertKind(models.TextChoices):
     INTERCEPTION = "interception", "Something in the path answers for the server"
     SITE_SILENT = "site_silent", "A probe site has no live worker"
     RUN_FAILED = "run_failed", "A probe run failed"
+    CHANGE_REQUEST = "change_request", "A change request took a step"
+    EXPIRING = "expiring", "A change request's rules expire soon"
     TEST = "test", "Test alert"
 
 

@@ -976,7 +976,7 @@ class AlertChannel(Logged):
     """Where a team's alerts go: an email address (Django's SMTP backend) or a webhook URL
     (JSON, signed with HMAC-SHA256 of `secret` in the X-Portal-Signature header)."""
 
-    LOGGED = ("name", "kind", "target", "enabled")  # not its secret
+    LOGGED = ("name", "kind", "target", "enabled", "kinds")  # not its secret
     CHANGED_OBJECT = ChangedObject.ALERT_CHANNEL
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alert_channels")
@@ -985,6 +985,9 @@ class AlertChannel(Logged):
     target = models.CharField(max_length=500, help_text="An email address, or an http(s) URL.")
     secret = models.CharField(max_length=64, default=new_secret, editable=False)
     enabled = models.BooleanField(default=True)
+    # The kinds of alert it carries (AlertKind values): whoever the team chooses hears of change
+    # requests, say, and not of every probe. Empty: every kind.
+    kinds = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     objects = TeamScopedQuerySet.as_manager()
@@ -998,7 +1001,15 @@ class AlertChannel(Logged):
 
     # What a channel is, beside its unique key (team, name): a create that gives a channel's name
     # and these values again is that channel again (unchanged), anything else under the name a clash.
-    SETTINGS = ("kind", "target", "enabled")
+    SETTINGS = ("kind", "target", "enabled", "kinds")
+
+    def carries(self, kind: str) -> bool:
+        return not self.kinds or kind in self.kinds
+
+    @property
+    def carried(self) -> list[str]:
+        """The kinds it carries, in words (none: every kind)."""
+        return [AlertKind(kind).label for kind in self.kinds]
 
     def has_settings(self, fields: dict[str, object]) -> bool:
         """Whether the channel is what `fields` say; a setting left out is its default (enabled)."""
@@ -1043,7 +1054,8 @@ class Alert(models.Model):
         and send each from a worker once the transaction commits."""
         alert = cls.objects.create(team_id=team_id, kind=kind, subject=subject[:300], body=body, **fields)
         if channels is None:
-            channels = list(AlertChannel.objects.filter(team_id=team_id, enabled=True))
+            enabled = AlertChannel.objects.filter(team_id=team_id, enabled=True)
+            channels = [channel for channel in enabled if channel.carries(kind)]
         deliveries = AlertDelivery.objects.bulk_create(AlertDelivery(alert=alert, channel=c) for c in channels)
 
         def enqueue() -> None:

@@ -10,7 +10,7 @@ from ports.models import ChecklistItem, Deployment, Team
 from ports.scoping import owning_team
 from ports.strict import Strict
 
-from .choices import ProbeState
+from .choices import AlertKind, ProbeState
 from .engine import parse_pin
 from .models import Alert, AlertChannel, AlertDelivery, LatestProbe, ProbeRun, TlsPin, WorkerHeartbeat
 from .validators import validate_channel_target
@@ -245,11 +245,17 @@ class AlertChannelSerializer(Strict, serializers.ModelSerializer):
     sha256=<HMAC-SHA256 of the body, hex>): check it on the receiving side."""
 
     team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.none(), required=False)
+    kinds = serializers.ListField(
+        child=serializers.ChoiceField(AlertKind.choices),
+        required=False,
+        max_length=len(AlertKind.choices),
+        help_text="The kinds of alert it carries; empty or left out: every kind.",
+    )
     answer_keys = ("outcome",)  # a write's answer, sent back as it is, is a channel too
 
     class Meta:
         model = AlertChannel
-        fields = ["id", "team", "name", "kind", "target", "enabled", "secret", "created"]
+        fields = ["id", "team", "name", "kind", "target", "enabled", "kinds", "secret", "created"]
         read_only_fields = ["id", "secret", "created"]
         validators = []  # the team is optional here (yours, if you have one): validate() checks the name
 
@@ -258,6 +264,9 @@ class AlertChannelSerializer(Strict, serializers.ModelSerializer):
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
             self.fields["team"].queryset = Team.objects.for_user(request.user)
+
+    def validate_kinds(self, kinds: list[str]) -> list[str]:
+        return sorted(set(kinds))  # in one order: the same channel sent again is that channel
 
     def validate(self, attrs: dict) -> dict:
         instance: AlertChannel | None = self.instance

@@ -9,14 +9,15 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ports.choices import ProbeSchedule
-from ports.models import Deployment
+from ports.models import ChangeRequest, Deployment
 
 from .alerts.delivery import deliver, retry_delays
-from .alerts.raising import alert_silent_sites
+from .alerts.raising import alert_silent_sites, warn_expiring
 from .choices import DeliveryStatus, RunStatus
 from .models import AlertDelivery, ProbeBatch, ProbeRun
 from .webhooks import DeliveryError
@@ -117,3 +118,18 @@ def start_due_runs() -> int:
             continue
         started += 1
     return started
+
+
+@shared_task
+def warn_expiring_requests() -> int:
+    """For each change request whose temporary rules expire within REQUEST_EXPIRY_WARNING_DAYS:
+    its rollback drafted and its team alerted, once (beat, hourly). Returns how many."""
+    by = timezone.localdate() + datetime.timedelta(days=settings.REQUEST_EXPIRY_WARNING_DAYS)
+    warned = 0
+    for request in ChangeRequest.objects.expiring(by).select_related("deployment__team"):
+        with transaction.atomic():
+            rollback = request.draft_rollback()
+            if rollback is not None:
+                warn_expiring(request, rollback)
+                warned += 1
+    return warned

@@ -17,6 +17,7 @@ from ports.models import Team
 from ports.scoping import require_role
 from probes.alerts.delivery import retry_delays
 from probes.alerts.raising import send_test_alert
+from probes.choices import AlertKind
 from probes.models import Alert, AlertChannel
 
 RECENT_ALERTS = 25
@@ -27,10 +28,21 @@ POLL_SECONDS = 2
 class ChannelForm(forms.ModelForm):
     """The target is checked by AlertChannel.clean(), as the form validates the instance."""
 
+    kinds = forms.MultipleChoiceField(
+        choices=AlertKind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Carries",
+        help_text="None ticked: every kind of alert.",
+    )
+
     class Meta:
         model = AlertChannel
-        fields = ["team", "name", "kind", "target"]
+        fields = ["team", "name", "kind", "target", "kinds"]
         labels = {"target": "Email address or webhook URL"}
+
+    def clean_kinds(self) -> list[str]:
+        return sorted(set(self.cleaned_data["kinds"]))
 
 
 def duration(seconds: float) -> str:

@@ -25,6 +25,7 @@ from .alerts import (
     EMAIL_PORT,
     EMAIL_TIMEOUT,
     EMAIL_USE_TLS,
+    REQUEST_EXPIRY_WARNING_DAYS,
 )
 from .api import (
     API_MAX_BODY_BYTES,

@@ -5,6 +5,9 @@ from .env import env_float, env_int, env_list, env_str
 # A rule that keeps changing state alerts at most once per window (seconds).
 ALERT_FLAP_WINDOW = env_float("ALERT_FLAP_WINDOW", 3600)
 ALERT_SITE_SILENT_AFTER = env_float("ALERT_SITE_SILENT_AFTER", 300)
+# How many days before a change request's temporary rules expire its team hears of it, and a
+# rollback request is drafted (probes.tasks.warn_expiring_requests, daily).
+REQUEST_EXPIRY_WARNING_DAYS = env_int("REQUEST_EXPIRY_WARNING_DAYS", 7)
 # A failed delivery is tried again after 30 s, 60 s, 120 s, ... (ALERT_MAX_RETRIES times).
 ALERT_RETRY_BASE = env_float("ALERT_RETRY_BASE", 30)
 ALERT_MAX_RETRIES = env_int("ALERT_MAX_RETRIES", 5)

@@ -62,4 +62,5 @@ CELERY_BEAT_SCHEDULE = {
     "purge-old-probe-results": {"task": "probes.tasks.purge_old_results", "schedule": 3600.0},
     "check-silent-probe-sites": {"task": "probes.tasks.check_silent_sites", "schedule": 60.0},
     "purge-old-changes": {"task": "ports.tasks.purge_old_changes", "schedule": 86400.0},
+    "warn-expiring-requests": {"task": "probes.tasks.warn_expiring_requests", "schedule": 3600.0},
 }

@@ -10,8 +10,9 @@ from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
-from ports.choices import Stop
-from ports.models import Deployment
+from ports.choices import RequestAction, RequestState, Stop
+from ports.models import ChangeRequest, Deployment, RequestTransition
+from ports.signals import request_moved
 
 from .. import signals
 from ..choices import AlertKind, ProbeState
@@ -19,6 +20,22 @@ from ..models import Alert, AlertChannel, ProbeFlip, ProbeRun, WorkerHeartbeat
 
 # An alert lists at most this many rules; the rest are counted ("and 12 more").
 LISTED_RULES = 50
+# The steps of a change request its team hears of (the channels that carry AlertKind.CHANGE_REQUEST).
+ANNOUNCED_STEPS = (
+    RequestAction.SUBMIT,
+    RequestAction.APPROVE,
+    RequestAction.REJECT,
+    RequestAction.IMPLEMENT,
+    RequestAction.VERIFY,
+)
+# What the team is to do next, after a step.
+NEXT_STEP = {
+    RequestState.SUBMITTED: "An approver other than its requester approves or rejects it.",
+    RequestState.APPROVED: "Change the firewall, then mark it implemented: the portal probes its rules.",
+    RequestState.REJECTED: "Its requester reads why, and drafts it anew or closes it.",
+    RequestState.IMPLEMENTED: "The portal probes its rules; it is verified once each probes open or is waived.",
+    RequestState.VERIFIED: "Every rule probes open: close it.",
+}
 
 
 @receiver(signals.states_changed)
@@ -163,3 +180,43 @@ def send_test_alert(channel: AlertChannel, user: object) -> Alert:
     subject = f"Test alert to {channel.name}"
     text = f"{subject}, sent by {user} from the port-requirement portal. Nothing is wrong."
     return Alert.raise_for(channel.team_id, AlertKind.TEST, subject, text, channels=[channel])
+
+
+@receiver(request_moved)
+def on_request_moved(sender: type, request: ChangeRequest, step: RequestTransition, **kwargs: object) -> None:
+    """In the step's transaction: the team's channels that carry change requests hear of it."""
+    if step.action not in ANNOUNCED_STEPS:
+        return
+    deployment, who = request.deployment, step.user_name or "the portal"
+    state = RequestState(step.to_state)
+    subject = f"{deployment.name}: {request} is {state.label.lower()} ({who})"
+    body = [subject, "", f"Rules: {numbers_of(request)}."]
+    if step.comment:
+        body += [f"{who}: {step.comment}"]
+    body += ["", NEXT_STEP[state]]
+    details = {"request": request.pk, "step": step.action, "state": step.to_state, "by": who, "comment": step.comment}
+    Alert.raise_for(
+        deployment.team_id, AlertKind.CHANGE_REQUEST, subject, "\n".join(body), deployment=deployment, details=details
+    )
+
+
+def warn_expiring(request: ChangeRequest, rollback: ChangeRequest) -> Alert:
+    """The team hears that a request's temporary rules expire, with the rollback drafted for them."""
+    deployment = request.deployment
+    subject = f"{deployment.name}: the rules of {request} expire on {request.expiry}"
+    body = [
+        subject,
+        "",
+        f"Rules: {numbers_of(request)}.",
+        f"The rollback is drafted as {rollback}: submit it for approval.",
+    ]
+    details = {"request": request.pk, "expiry": str(request.expiry), "rollback": rollback.pk}
+    return Alert.raise_for(
+        deployment.team_id, AlertKind.EXPIRING, subject, "\n".join(body), deployment=deployment, details=details
+    )
+
+
+def numbers_of(request: ChangeRequest) -> str:
+    numbers = [rule["number"] for rule in request.rules]
+    shown = ", ".join(map(str, numbers[:LISTED_RULES]))
+    return shown + (f" and {len(numbers) - LISTED_RULES} more" if len(numbers) > LISTED_RULES else "")
