@@ -112,7 +112,12 @@ def test_a_provisioning_script_reads_back_who_changed_what_through_what_and_in_w
     assert deleted["before"]["hosts"] == moved_dns(created["hosts"], "127.0.4.99")
     assert deleted["before"]["appliances"] == created["appliances"]
     assert creation["before"] is None and creation["after"]["hosts"] == created["hosts"]
-    assert set(creation["diff"]) == set(creation["after"])  # a creation: every field, from null
+    # A creation: every field it set, from null; those left empty ("" for no description) are no change.
+    assert set(creation["diff"]) == {name for name, value in creation["after"].items() if value not in ("", [], None)}
+    assert "description" not in creation["diff"] and creation["diff"]["name"] == {
+        "before": None,
+        "after": "Mail gateways",
+    }
 
     # A rule's status with its comment; the bulk change, one entry per rule it changed.
     (rule,) = changes(api, request_id="prov-1.rule")

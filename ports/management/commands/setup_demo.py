@@ -13,10 +13,11 @@ from ports.models import Deployment, Membership, Team
 
 USERNAME, PASSWORD = "demo", "portal-demo"
 ADMIN, ADMIN_PASSWORD = "demo-admin", "portal-demo-admin"  # the demo's Django admin (all teams)
+APPROVER, APPROVER_PASSWORD = "demo-approver", "portal-demo-approver"  # approves the demo user's requests
 
 
 class Command(BaseCommand):
-    help = "Create the demo team, user, admin and loopback deployment (left as they are if present)."
+    help = "Create the demo team, its users (an admin, an approver) and its loopback deployment (kept if present)."
 
     def add_arguments(self, parser: object) -> None:
         parser.add_argument(
@@ -51,9 +52,15 @@ class Command(BaseCommand):
             admin.set_password(ADMIN_PASSWORD)
             admin.save()
             Membership.give(team, admin, TeamRole.ADMIN)
+        approver, created = get_user_model().objects.get_or_create(username=APPROVER)
+        if created:
+            approver.set_password(APPROVER_PASSWORD)
+            approver.save()
+            Membership.give(team, approver, TeamRole.APPROVER)
         self.stdout.write(
             f"Demo: open http://{address}/ and log in as {USERNAME} / {PASSWORD}\n"
             f"      the admin, http://{address}/admin/, as {ADMIN} / {ADMIN_PASSWORD}\n"
+            f"      the approver of the demo's change requests as {APPROVER} / {APPROVER_PASSWORD}\n"
             f"      API token {token.key} (header 'Authorization: Token {token.key}')\n"
             f"      deployment {deployment.pk} ({deployment.checklist.count()} checklist items): "
             f"/api/deployments/{deployment.pk}/checklist/"
