@@ -229,7 +229,7 @@ class ChecklistSummarySerializer(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField())
 
     def to_representation(self, deployment: Deployment) -> dict:
-        counts = deployment.status_counts()
+        counts = ChecklistCounts.of_one(deployment).statuses
         generated = deployment.checklist_generated_at
         return {
             "total": sum(counts.values()),

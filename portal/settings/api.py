@@ -76,6 +76,11 @@ SPECTACULAR_SETTINGS = {
         "ChangeSourceEnum": "ports.choices.ChangeSource",
         "ChangeActionEnum": "ports.choices.ChangeAction",
         "ChangedObjectEnum": "ports.choices.ChangedObject",
+        # The names the alerts' enums had before channels chose their kinds of alert.
+        "AlertKindEnum": "probes.choices.AlertKind",
+        "AlertChannelKindEnum": "probes.choices.ChannelKind",
+        "RequestStateEnum": "ports.choices.RequestState",
+        "RequestActionEnum": "ports.choices.RequestAction",
     },
 }
 
