@@ -21,9 +21,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ports.choices import ChangeAction, ChangedObject, ChangeSource, ItemStatus
-from ports.models import Deployment, ObjectChange
+from ports.models import ChangeRequest, Deployment, Membership, ObjectChange
 from ports.scoping import team_deployment
 from ports.serializers import ApplianceSerializer, DeploymentSerializer, HostSerializer, PeerNetworkSerializer
+from probes.models import AlertChannel, TlsPin
 
 ENTRIES_PER_PAGE = 50
 # Values that say nothing: a creation's blank fields (None before, "" after) are no change to show.
@@ -35,7 +36,14 @@ VALUE_LABELS: dict[tuple[str, str], dict[str, str]] = {
 # The order a document writes its fields and its rows' fields in, which the entry's JSON may not
 # keep (PostgreSQL's jsonb orders keys by length): a host reads "dns dns1 127.0.4.9" on every
 # database. Fields not named here come after, by name.
-FIELD_ORDER: dict[str, list[str]] = {ChangedObject.DEPLOYMENT: DeploymentSerializer.Meta.fields}
+FIELD_ORDER: dict[str, list[str]] = {
+    ChangedObject.DEPLOYMENT: DeploymentSerializer.Meta.fields,
+    ChangedObject.RULE: ["status", "comment"],
+    ChangedObject.TLS_PIN: list(TlsPin.LOGGED),
+    ChangedObject.ALERT_CHANNEL: list(AlertChannel.LOGGED),
+    ChangedObject.MEMBERSHIP: list(Membership.LOGGED),
+    ChangedObject.CHANGE_REQUEST: [*ChangeRequest.FIELDS, "state", "rules", "comment"],
+}
 ROW_ORDER: dict[str, list[str]] = {
     "appliances": ApplianceSerializer.Meta.fields,
     "hosts": HostSerializer.Meta.fields,
