@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import health
-from portal.pages import alerts, changes, checklist, teams
+from portal.pages import alerts, changes, checklist, requests, teams
 
 urlpatterns = [
     path("", checklist.deployment_list, name="deployments"),
@@ -13,6 +13,9 @@ urlpatterns = [
     path("deployments/<int:pk>/edit/", checklist.deployment_form, name="deployment-edit"),
     path("deployments/<int:pk>/delete/", checklist.deployment_delete, name="deployment-delete"),
     path("deployments/<int:pk>/history/", changes.deployment_history, name="deployment-history"),
+    path("deployments/<int:pk>/requests/", requests.deployment_requests, name="deployment-change-requests"),
+    path("requests/<int:pk>/", requests.change_request, name="change-request"),
+    path("requests/<int:pk>/<str:action>/", requests.change_request_step, name="change-request-step"),
     path("changes/", changes.changes, name="changes"),
     path("teams/", teams.team_list, name="teams"),
     path("teams/<int:pk>/", teams.team, name="team"),

@@ -183,6 +183,14 @@ class TeamRole(models.TextChoices):
         """The roles that may do what `role` may."""
         return cls.values[cls.values.index(role) :]
 
+    @classmethod
+    def held(cls, role: str | None) -> str:
+        """What a user of `role` is, in words: "you are an editor"; None: not a member."""
+        if role is None:
+            return "you are not a member"
+        label = cls(role).label.lower()
+        return f"you are {'an' if label[0] in 'aeiou' else 'a'} {label}"
+
 
 class RequestState(models.TextChoices):
     """Where a change request is in its life (ChangeRequest.TRANSITIONS moves it)."""

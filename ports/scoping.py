@@ -34,8 +34,9 @@ def require_role(user: object, team: Team, role: str) -> None:
         return  # every member reads: the team's objects were found through the membership
     held = role_of(user, team)
     if held not in TeamRole.at_least(role):
-        yours = f"you are a {TeamRole(held).label.lower()}" if held else "you are not a member"
-        raise PermissionDenied(f"This needs the role {TeamRole(role).label.lower()} in team {team}: {yours}.")
+        raise PermissionDenied(
+            f"This needs the role {TeamRole(role).label.lower()} in team {team}: {TeamRole.held(held)}."
+        )
 
 
 def role_of(user: object, team: Team) -> str | None:

@@ -404,8 +404,7 @@ class ProbeRun(models.Model):
         has no worker left to stop: no flag, no trip to the broker."""
         if self.status == RunStatus.FAILED:
             signals.run_failed.send(ProbeRun, run=self)
-        if self.change_request_id is not None:
-            signals.run_closed.send(ProbeRun, run=self)
+        signals.run_closed.send(ProbeRun, run=self)
         if abandoned:
             transaction.on_commit(lambda: raise_flag(closed_flag(self.pk)))
 

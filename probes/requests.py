@@ -24,12 +24,14 @@ def on_request_moved(sender: type, request: ChangeRequest, step: RequestTransiti
 
 @receiver(signals.run_closed)
 def on_run_closed(sender: type, run: ProbeRun, **kwargs: object) -> None:
-    """Verify the run's change request if every one of its rules now probes open (or is waived);
-    a request still held back waits for a person, or for the next run."""
-    request = ChangeRequest.objects.select_related("deployment__team").get(pk=run.change_request_id)
-    if request.state != RequestState.IMPLEMENTED or request.holding_back():
-        return
-    try:
-        request.take(RequestAction.VERIFY, None, f"Every rule probed open in probe run {run.pk}.")
-    except RequestRefused:  # taken meanwhile by someone: nothing left to do
-        return
+    """Verify each implemented change request of the run's deployment whose rules now all probe
+    open (or are waived): the run that proves its implementation, or a later one (a schedule's, a
+    person's); a request still held back waits for the next run, or a person's waiver."""
+    implemented = ChangeRequest.objects.filter(deployment_id=run.deployment_id, state=RequestState.IMPLEMENTED)
+    for request in implemented.with_progress():
+        if request.holding_back():
+            continue
+        try:
+            request.take(RequestAction.VERIFY, None, f"Every rule probed open in probe run {run.pk}.")
+        except RequestRefused:  # taken meanwhile by someone: nothing left to do
+            continue

@@ -9,5 +9,5 @@ from django.dispatch import Signal
 states_changed = Signal()
 # A run closed with no item probed: `run` (ProbeRun).
 run_failed = Signal()
-# A run that proves a change request closed: `run` (ProbeRun), its `change_request_id` set.
+# A run closed, whatever it found: `run` (ProbeRun).
 run_closed = Signal()

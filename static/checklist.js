@@ -470,4 +470,60 @@ async function exportNow() {
   exportStatus.textContent = Object.keys(data).length ? problem(data) : `The portal answered ${response.status}.`;
 }
 
+// --- Drafting a change request ------------------------------------------------------------
+
+// The rules ticked on this page and the dialog's fields become a draft (POST
+// /api/deployments/{id}/requests/), whose own page then takes it through approval. What the API
+// refuses (a 400's messages by field) is said next to its field; the rest above the buttons.
+const draftDialog = document.getElementById("draft-dialog");
+const draftForm = document.getElementById("draft-form");
+const draftStatus = document.getElementById("draft-status");
+const draftGo = document.getElementById("draft-go");
+
+function clearDraftErrors() {
+  draftStatus.textContent = "";
+  for (const field of draftForm.querySelectorAll("[name]")) {
+    field.removeAttribute("aria-invalid");
+    document.getElementById(`draft-${field.name}-error`).textContent = "";
+  }
+}
+
+document.getElementById("open-draft").addEventListener("click", () => {
+  if (!pickedRows().length) return say("Select rules first.");
+  countPicked();
+  clearDraftErrors();
+  draftDialog.showModal();
+});
+document.getElementById("draft-close").addEventListener("click", () => draftDialog.close());
+
+draftForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (draftGo.disabled) return;
+  clearDraftErrors();
+  // A blank field is left out: the API takes a date or none, never "".
+  const fields = Object.fromEntries([...new FormData(draftForm)].filter(([, value]) => value.trim()));
+  const items = pickedRows().map((row) => Number(row.dataset.item));
+  draftGo.disabled = true;
+  let answer;
+  try {
+    answer = await api("POST", `/api/deployments/${deploymentId}/requests/`, { ...fields, items });
+  } catch {
+    draftGo.disabled = false;
+    draftStatus.textContent = "The portal did not answer: try again, or reload the page.";
+    return;
+  }
+  const { response, data } = answer;
+  if (response.ok) return location.assign(`/requests/${data.id}/`); // the button stays off: one draft
+  draftGo.disabled = false;
+  const elsewhere = {};
+  for (const [name, errors] of Object.entries(data)) {
+    const field = draftForm.elements[name];
+    if (!field) { elsewhere[name] = errors; continue; }
+    field.setAttribute("aria-invalid", "true");
+    document.getElementById(`draft-${name}-error`).textContent = [].concat(errors).join(" ");
+  }
+  if (Object.keys(elsewhere).length || !Object.keys(data).length) draftStatus.textContent = problem(elsewhere);
+  draftForm.querySelector("[aria-invalid]")?.focus();
+});
+
 countPicked();

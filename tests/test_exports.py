@@ -131,6 +131,16 @@ def test_change_request_pdf_has_cover_rules_footnotes_and_warning(deployment, ap
         assert dark > 500, page
 
 
+def test_a_checklist_exported_as_a_change_request_keeps_its_signature_lines(deployment, api):
+    """Only a change request of the portal (/api/requests/{id}/pdf/) carries a record in their place."""
+    text = pdf_text(api.get(f"/api/deployments/{deployment.pk}/change-request.pdf", PARAMS).content)
+    words = flat(text)
+    assert re.search(r"(?m)^Approval$", text) and not re.search(r"(?m)^Record$", text)
+    assert "Role Name Signature Date Requester Alice Admin Network security Change manager Implementer" in words
+    assert "Change reference CHG-4711 Deployment Mail gateways" in words  # no title, no state
+    assert 'Mark the rules "opened" in the portal, and tell the requester.' in words
+
+
 def test_scopes_select_the_rules(deployment, api, user):
     items = list(deployment.checklist.all())
     items[0].change_status("verified", user)

@@ -80,6 +80,7 @@ def test_the_schema_declares_every_list_and_every_blank(db):
 
 
 ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+CONFLICT = {"application/json": {"schema": {"$ref": "#/components/schemas/RequestConflict"}}}
 WRITES = {"post", "put", "patch", "delete"}
 # The writes that take no body: actions on the object their path names.
 BODILESS = {
@@ -109,11 +110,14 @@ def test_every_operation_declares_the_errors_it_may_answer_in_one_shape(db):
         expected |= {"404"} if "{" in path else set()
         expected |= {"413", "415"} if body else set()
         expected |= {"412"} if (method, path) == ("patch", "/api/checklist-items/{id}/") else set()
+        # A change request's step that its state does not allow (or rules hold back) is a conflict.
+        expected |= {"409"} if (method, path) == ("post", "/api/requests/{id}/{action}/") else set()
         responses = operation["responses"]
         errors = {code for code in responses if code >= "400"}
         assert errors == expected, (method, path, sorted(errors ^ expected))
         for code in errors:
-            assert responses[code]["content"] == ERROR, (method, path, code)
+            shape = CONFLICT if code == "409" else ERROR  # a conflict's `detail`, and what holds it back
+            assert responses[code]["content"] == shape, (method, path, code)
             assert responses[code]["description"], (method, path, code)
         assert responses["429"]["headers"]["Retry-After"]["required"] is True
         assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True

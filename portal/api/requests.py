@@ -1,26 +1,44 @@
 """Change requests as objects (ports.models.ChangeRequest): drafted from a deployment's rules,
 then taken step by step: POST /api/requests/{id}/{action}/ (submit, approve, reject, implement,
 verify, close). A step the request's state does not allow is a 409, one the caller's role (or
-four eyes) does not allow a 403, each saying why; a verification held back by rules names them."""
+four eyes) does not allow a 403, each saying why; a verification held back by rules names them.
+GET /api/requests/{id}/pdf/ is its PDF: its rules, its state and its record."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, mixins, viewsets
+from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ports.choices import RequestAction, TeamRole
+from ports.choices import Outcome, RequestAction, TeamRole
+from ports.exports.layout import render_pdf
+from ports.exports.pdf import of_change_request
 from ports.models import ChangeRequest, RequestRefused
 from ports.scoping import TeamScoped
 
-from .serializers import ChangeRequestSerializer, RequestStepBodySerializer
+from .outcomes import answer, outcome_header, written
+from .ports import AnyAccept, attachment
+from .schema import FINGERPRINT
+from .serializers import ChangeRequestSerializer, HeldRuleSerializer, RequestStepBodySerializer
 
-REQUESTS = ChangeRequest.objects.select_related("deployment__team", "requested_by").prefetch_related(
-    "transitions", "probe_runs"
+# What a draft and a step answer: the request, and what the write did (as every write says it).
+WrittenChangeRequestSerializer = written(ChangeRequestSerializer)
+# A step's 409: the API's error shape (`detail`) and, for a verification, the rules that hold it back.
+RequestConflictSerializer = inline_serializer(
+    "RequestConflict",
+    {
+        "detail": serializers.CharField(help_text="What went wrong, in words."),
+        "holding_back": HeldRuleSerializer(
+            many=True, required=False, help_text="A verification's rules that do not probe open (nor are waived)."
+        ),
+    },
 )
+
+REQUESTS = ChangeRequest.objects.with_progress()
 
 
 class DeploymentChangeRequestsView(TeamScoped, generics.ListCreateAPIView):
@@ -35,6 +53,17 @@ class DeploymentChangeRequestsView(TeamScoped, generics.ListCreateAPIView):
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "deployment": self.deployment}
+
+    @extend_schema(responses={201: WrittenChangeRequestSerializer}, parameters=[outcome_header([201])])
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        context = {**self.get_serializer_context(), "outcome": Outcome.CREATED}
+        return answer(WrittenChangeRequestSerializer(serializer.instance, context=context).data, Outcome.CREATED)
 
     def perform_create(self, serializer: ChangeRequestSerializer) -> None:
         fields = {
@@ -62,10 +91,14 @@ class ChangeRequestStepView(TeamScoped, generics.GenericAPIView):
 
     @extend_schema(
         request=RequestStepBodySerializer,
+        parameters=[outcome_header([200])],
         responses={
-            200: ChangeRequestSerializer,
+            200: WrittenChangeRequestSerializer,
             403: OpenApiResponse(description="Your role, or four eyes, does not allow this step."),
-            409: OpenApiResponse(description="The request's state does not allow this step; or rules hold it back."),
+            409: OpenApiResponse(
+                RequestConflictSerializer,
+                description="The request's state does not allow this step; or rules hold it back.",
+            ),
         },
     )
     def post(self, request: Request, pk: str, action: str) -> Response:
@@ -77,10 +110,31 @@ class ChangeRequestStepView(TeamScoped, generics.GenericAPIView):
         try:
             change_request.take(action, request.user, body.validated_data["comment"])
         except RequestRefused as refused:
-            answer = {"detail": str(refused)}
+            said = {"detail": str(refused)}
             if refused.held:
-                answer["holding_back"] = [{"number": number, "why": why} for number, why in refused.held]
+                said["holding_back"] = [{"number": number, "why": why} for number, why in refused.held]
             code = 409 if refused.conflict else 403 if refused.forbidden else 400
-            return Response(answer, status=code)
+            return Response(said, status=code)
         fresh = self.get_queryset().get(pk=change_request.pk)
-        return Response(ChangeRequestSerializer(fresh, context=self.get_serializer_context()).data)
+        context = {**self.get_serializer_context(), "outcome": Outcome.UPDATED}
+        return answer(WrittenChangeRequestSerializer(fresh, context=context).data, Outcome.UPDATED)
+
+
+class ChangeRequestPDFView(AnyAccept, TeamScoped, generics.GenericAPIView):
+    """A change request as the PDF a change advisory board reads: exactly its rules, its CAB
+    fields, and, in place of signature lines, its state and each step with who, when and why."""
+
+    queryset = REQUESTS
+    serializer_class = ChangeRequestSerializer  # for the schema's sake: the answer is the PDF
+
+    @extend_schema(
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+        parameters=[FINGERPRINT],
+        description="The change request as PDF; the `Checklist-Fingerprint` header is its rule set's SHA-256.",
+    )
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        document = of_change_request(self.get_object())
+        pdf = render_pdf(document)
+        # Kept as every PDF's rule set is, so that a later export can list the changes since it.
+        fingerprint = document.rule_set.remember("pdf", request.user)
+        return attachment(pdf, "application/pdf", f"change-request-CR-{pk}.pdf", fingerprint)

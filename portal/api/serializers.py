@@ -18,6 +18,7 @@ from ports.models import (
     ChangeRequest,
     ChecklistItem,
     Deployment,
+    Membership,
     ObjectChange,
     RequestTransition,
     StatusChanges,
@@ -451,7 +452,19 @@ class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(RequestAction.choices)))
     def get_actions(self, request: ChangeRequest) -> list[str]:
-        return request.allowed(self.context["request"].user) if "request" in self.context else []
+        if "request" not in self.context:
+            return []
+        user, team = self.context["request"].user, request.deployment.team_id
+        roles = self.context.setdefault("roles", {})  # the caller's role, read once for a list
+        if team not in roles:
+            roles[team] = Membership.role_of(user, team)
+        return request.allowed(user, roles[team])
+
+    def validate(self, attrs: dict) -> dict:
+        requested, expiry = attrs.get("requested_date"), attrs.get("expiry")
+        if requested and expiry and expiry <= requested:
+            raise serializers.ValidationError({"expiry": ["The expiry must come after the requested date."]})
+        return attrs
 
 
 class RequestStepBodySerializer(Strict, serializers.Serializer):

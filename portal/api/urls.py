@@ -31,6 +31,8 @@ urlpatterns = [
     path("deployments/<int:pk>/probe-runs/", probes.DeploymentProbeRunsView.as_view(), name="deployment-probe-runs"),
     path("deployments/<int:pk>/tls-pins/", probes.DeploymentTlsPinsView.as_view(), name="deployment-tls-pins"),
     path("deployments/<int:pk>/requests/", requests.DeploymentChangeRequestsView.as_view(), name="deployment-requests"),
+    # Before the steps' route, whose <action> would take "pdf" (and answer its GET 405).
+    path("requests/<int:pk>/pdf/", requests.ChangeRequestPDFView.as_view(), name="request-pdf"),
     path("requests/<int:pk>/<str:action>/", requests.ChangeRequestStepView.as_view(), name="request-step"),
     path("probe-sites/", probes.ProbeSitesView.as_view(), name="probe-sites"),
     path("catalog/diff/", ports.CatalogDiffView.as_view(), name="catalog-diff"),

@@ -263,6 +263,8 @@ def render_pdf(request: RequestDocument, progress: Callable[[float], None] | Non
     dlp = deployment.dlp_range
     cover = [
         ("Change reference", request.reference),
+        # A request of the portal says what it asks and where it stands, first: the PDF is a snapshot.
+        *([("Title", request.title), ("State", request.state)] if request.record is not None else []),
         ("Deployment", deployment.name),
         ("Team", deployment.team.name),
         ("Requester", request.requester),
@@ -401,7 +403,10 @@ def render_pdf(request: RequestDocument, progress: Callable[[float], None] | Non
         "PAN-OS) hold these rules under the same numbers.",
         f"Exempt the rules marked {TLS_MARK}" + (f" ({tls})" if tls else "") + " from SSL decryption; exclude "
         "every rule from SMTP inspection, DPI and IPS blocking. The PAN-OS export holds no-decrypt rules for them.",
-        'Mark the rules "opened" in the portal, and tell the requester.',
+        'Mark the rules "opened" in the portal, and tell the requester.'
+        if request.request_id is None
+        else f"Mark the request implemented in the portal (POST /api/requests/{request.request_id}/implement/): "
+        "its rules are probed at once, and the request is verified when every one of them probes open.",
     ]
     story += [_p(f"{n}. {step}", s.body) for n, step in enumerate(steps, start=1)]
 
@@ -453,13 +458,16 @@ def render_pdf(request: RequestDocument, progress: Callable[[float], None] | Non
     if commands:
         story.append(Code.of("\n".join(commands), s.code))
 
-    approval = [["Role", "Name", "Signature", "Date"]] + [
-        [role, request.requester if role == "Requester" else "", "", ""]
-        for role in ("Requester", "Network security", "Change manager", "Implementer")
-    ]
-    signatures = _table(approval, [65 * mm, 80 * mm, 80 * mm, 40 * mm])
-    signatures.setStyle(TableStyle([("FONT", (0, 1), (-1, -1), FONT, 9, 24)]))
-    story.append(KeepTogether([_p("Approval", s.h2), signatures]))
+    if request.record is None:
+        approval = [["Role", "Name", "Signature", "Date"]] + [
+            [role, request.requester if role == "Requester" else "", "", ""]
+            for role in ("Requester", "Network security", "Change manager", "Implementer")
+        ]
+        signatures = _table(approval, [65 * mm, 80 * mm, 80 * mm, 40 * mm])
+        signatures.setStyle(TableStyle([("FONT", (0, 1), (-1, -1), FONT, 9, 24)]))
+        story.append(KeepTogether([_p("Approval", s.h2), signatures]))
+    else:
+        story += _record(request, s)
 
     footer = f"{request.reference} · {deployment.name} · sha256:{request.rule_set.fingerprint[:16]}…"
     out = io.BytesIO()
@@ -476,6 +484,25 @@ def render_pdf(request: RequestDocument, progress: Callable[[float], None] | Non
     )
     document.build(story, canvasmaker=_numbered_canvas(footer))
     return out.getvalue()
+
+
+def _record(request: RequestDocument, s: Styles) -> list[Flowable]:
+    """A request of the portal's record in place of signature lines: each step with who took it,
+    when and why, as the portal kept it (the approvals were given there, under four eyes)."""
+    rows = [
+        [_p(step.step, s.cell), _p(step.by, s.cell), _p(step.at, s.cell), _p(step.comment, s.cell)]
+        for step in request.record
+    ]
+    heading = [
+        CondPageBreak(40 * mm),  # the heading goes with the table's first rows
+        _p("Record", s.h2),
+        _p(
+            f"State: {request.state}. The steps of this request as the portal recorded them; no one approves or "
+            "rejects a request they drafted or submitted.",
+            s.body,
+        ),
+    ]
+    return [*heading, _table([["Step", "By", "When", "Comment"], *rows], [35 * mm, 50 * mm, 40 * mm, 140 * mm])]
 
 
 def _numbered_canvas(footer: str) -> type:

@@ -18,7 +18,8 @@ from datetime import UTC
 from django.utils import timezone
 
 from ..addresses import Kind
-from ..choices import Stop
+from ..choices import RequestState, Stop
+from ..models import ChangeRequest
 from ..ranges import number_runs
 from ..rules import PortRange
 from . import Flow, RuleSet, Scope
@@ -32,9 +33,22 @@ def when(moment: object) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
 
 
+@dataclass(frozen=True)
+class Step:
+    """A step of a change request's record, as its PDF lists it."""
+
+    step: str  # the state it reached, in words: "Approved"
+    by: str  # who took it: a username, or "portal" for the portal itself
+    at: str  # when(): UTC, as every time of the document
+    comment: str
+
+
 @dataclass
 class RequestDocument:
-    """What the document says, gathered from a rule set and the request's parameters."""
+    """What the document says, gathered from a rule set and the request's parameters; for a
+    change request of the portal (ports.models.ChangeRequest), its title, state and record too.
+    A checklist exported as a change request has no record (None): it ends with empty signature
+    lines for people to sign; a request of the portal ends with who took each step instead."""
 
     rule_set: RuleSet
     params: dict
@@ -44,6 +58,10 @@ class RequestDocument:
     removed: list[dict] = field(default_factory=list)  # flows of the earlier rule set that are gone
     changed: list[tuple[Flow, list[str], list[str]]] = field(default_factory=list)  # requirements added, gone
     generated: str = ""
+    title: str = ""
+    state: str = ""  # the request's state in words ("Approved"); "" for a checklist export
+    record: list[Step] | None = None
+    request_id: int | None = None  # the portal's change request, for its API's steps
 
     @property
     def deployment(self) -> object:
@@ -152,6 +170,29 @@ def change_request(rule_set: RuleSet, params: dict, user: object) -> RequestDocu
         request.delta = {"since": params["since"]}
         request.flows, request.removed, request.changed = delta(rule_set, params["since"])
     return request
+
+
+def of_change_request(asked: ChangeRequest) -> RequestDocument:
+    """The PDF of a change request of the portal: exactly its rules (those still in the checklist),
+    its CAB fields as an export's parameters, and its state and record; its requester is who drafted
+    it, whoever downloads it. The transitions are read as prefetched, if they were."""
+    params = {
+        "scope": Scope.SELECTION,
+        "items": list(asked.items.values_list("pk", flat=True)),
+        **{name: getattr(asked, name) for name in ChangeRequest.FIELDS if name != "title"},
+        # Without a reference of its own, its name in the portal (CR-<id>, as ChangeRequest.__str__
+        # has it): RequestDocument's default names the deployment, which has many requests.
+        "reference": asked.reference or f"CR-{asked.pk}",
+    }
+    document = change_request(RuleSet.build(asked.deployment, params), params, asked.requested_by)
+    document.title, document.state, document.request_id = asked.title, asked.get_state_display(), asked.pk
+    drafter = asked.requested_by.get_username() if asked.requested_by else ""
+    drafted = Step("Drafted", drafter, when(asked.created), "")  # its creation: no transition of its own
+    document.record = [drafted] + [
+        Step(RequestState(step.to_state).label, step.user_name or "portal", when(step.at), step.comment)
+        for step in asked.transitions.all()
+    ]
+    return document
 
 
 def delta(rule_set: RuleSet, since: str) -> tuple[list[Flow], list[dict], list[tuple[Flow, list[str], list[str]]]]:

@@ -37,7 +37,19 @@ class Transition:
     role: str
 
 
+# Where a list of requests keeps each one's items read with their latest probe (with_progress).
+PROBED_ITEMS = "probed_items"
+
+
 class ChangeRequestQuerySet(DeploymentPartQuerySet):
+    def with_progress(self) -> ChangeRequestQuerySet:
+        """The requests with what their pages and the API show of each, read once for the list:
+        their record, their probe runs and their items with their latest probe (holding_back)."""
+        items = models.Prefetch("items", ChecklistItem.objects.with_latest_probe(), to_attr=PROBED_ITEMS)
+        return self.select_related("deployment__team", "requested_by").prefetch_related(
+            "transitions", "probe_runs", items
+        )
+
     def expiring(self, by: datetime.date) -> ChangeRequestQuerySet:
         """The requests whose rules are in place (implemented and after) and expire by `by`,
         with no rollback drafted yet: each is warned of once (ChangeRequest.draft_rollback)."""
@@ -143,18 +155,21 @@ class ChangeRequest(models.Model):
             deployment=self.deployment,
         )
 
-    def allowed(self, user: object) -> list[str]:
-        """The actions `user` may take now (the page's buttons, the API's `actions`)."""
-        role = Membership.role_of(user, self.deployment.team_id)
-        return [action for action in self.TRANSITIONS if self.refusal(action, user, role) is None]
+    def allowed(self, user: object, role: str | None = None) -> list[str]:
+        """The actions `user` (of `role` in the team, looked up if not given) may take now: the
+        page's buttons, the API's `actions`. Verify only once nothing holds the request back."""
+        role = role or Membership.role_of(user, self.deployment.team_id)
+        allowed = [action for action in self.TRANSITIONS if self.refusal(action, user, role) is None]
+        if RequestAction.VERIFY in allowed and self.holding_back():
+            allowed.remove(RequestAction.VERIFY)
+        return allowed
 
     def refusal(self, action: str, user: object, role: str | None) -> RequestRefused | None:
         """Why `user` (of `role` in the team) may not take `action` now; None if they may. The role
         first: a step the user may never take is refused as such, whatever the state."""
         step = self.TRANSITIONS[action]
         if role not in TeamRole.at_least(step.role):
-            yours = f"you are a {TeamRole(role).label.lower()}" if role else "you are not a member"
-            needed = TeamRole(step.role).label.lower()
+            needed, yours = TeamRole(step.role).label.lower(), TeamRole.held(role)
             return RequestRefused(
                 f"This needs the role {needed} in team {self.deployment.team}: {yours}.", forbidden=True
             )
@@ -168,7 +183,8 @@ class ChangeRequest(models.Model):
         return None
 
     def requesters(self) -> set[int]:
-        submitted = self.transitions.filter(action=RequestAction.SUBMIT).values_list("user_id", flat=True)
+        """Who drafted or submitted it (read from its transitions, prefetched by a list)."""
+        submitted = (step.user_id for step in self.transitions.all() if step.action == RequestAction.SUBMIT)
         return {self.requested_by_id, *submitted} - {None}
 
     def take(self, action: str, user: object, comment: str = "") -> RequestTransition:
@@ -178,6 +194,7 @@ class ChangeRequest(models.Model):
         with transaction.atomic():
             locked = ChangeRequest.objects.select_for_update().get(pk=self.pk)
             self.state = locked.state
+            self.__dict__.pop("held", None)  # read again under the lock
             role = TeamRole.ADMIN if user is None else Membership.role_of(user, self.deployment.team_id)
             refused = self.refusal(action, user, role)
             if refused is not None:
@@ -207,14 +224,25 @@ class ChangeRequest(models.Model):
 
     def holding_back(self) -> list[tuple[int, str]]:
         """The rules of the request that keep it from being verified, each with why: (number, why);
-        a rule is verified by a latest probe that found it open, or by its waiver."""
-        held = []
-        for item in self.items.with_latest_probe().order_by("number"):
-            probe = item.latest_probe
-            if item.status == ItemStatus.WAIVED or (probe is not None and probe.state == "open"):
-                continue
-            held.append((item.number, f"probe {probe.state}" if probe else "never probed"))
-        return held
+        a rule is verified by a latest probe that found it open, or by its waiver; a rule that a new
+        generation of the checklist dropped is verified by nothing. Read once per request (a list
+        prefetches its items)."""
+        if not hasattr(self, "held"):
+            items = getattr(self, PROBED_ITEMS, None)
+            if items is None:
+                items = list(self.items.with_latest_probe())
+            items = sorted(items, key=lambda item: item.number)
+            numbers = {item.number for item in items}
+            held = [
+                (rule["number"], "no longer in the checklist") for rule in self.rules if rule["number"] not in numbers
+            ]
+            for item in items:
+                probe = item.latest_probe
+                if item.status == ItemStatus.WAIVED or (probe is not None and probe.state == "open"):
+                    continue
+                held.append((item.number, f"probe {probe.state}" if probe else "never probed"))
+            self.held = sorted(set(held))
+        return self.held
 
 
 def held_back_words(held: list[tuple[int, str]]) -> str:
