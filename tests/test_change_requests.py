@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ports.choices import TeamRole
-from ports.models import ChangeRequest, ChecklistItem, Deployment, Membership, Team
+from ports.models import ChangeRequest, ChecklistItem, Deployment, Membership, StatusChange, Team
 from probes.models import ProbeRun, WorkerHeartbeat
 from probes.responders import Listeners
 
@@ -246,6 +246,18 @@ def test_a_request_goes_from_draft_through_four_eyes_to_verified_by_its_run_and_
     assert last.items() >= {"action": "verify", "from_state": "implemented", "to_state": "verified", "user": ""}.items()
     assert last["comment"] == f"Every rule probed open in probe run {run.pk}."
     assert cab.actions(pk) == {"vic": [], **{name: ["close"] for name in ("ed", "eve", "ann", "abe", "ada")}}
+
+    # The checklist followed the request: each step moved its rules on, and said so in their history.
+    statuses = {item.pk: item.status for item in ChecklistItem.objects.filter(pk__in=[i.pk for i in items])}
+    assert set(statuses.values()) == {"verified"}
+    history = [
+        (c.from_status, c.to_status, c.comment) for c in StatusChange.objects.filter(item=items[0]).order_by("pk")
+    ]
+    assert history == [
+        ("todo", "requested", f"CR-{pk}: {drafted['title']}: submit"),
+        ("requested", "opened", f"CR-{pk}: {drafted['title']}: mark implemented"),
+        ("opened", "verified", f"CR-{pk}: {drafted['title']}: verify"),
+    ]
 
     closed = cab.step("eve", pk, "close")
     assert closed["state"] == "closed" and cab.actions(pk) == {name: [] for name in Cab.ROLES}

@@ -77,6 +77,13 @@ class ChangeRequest(models.Model):
         ),
     }
     FOUR_EYES = (RequestAction.APPROVE, RequestAction.REJECT)
+    # The checklist follows its requests: a step moves the request's rules that are behind it to
+    # its status (each change in their history and the change log); none goes back.
+    MOVES_RULES = {
+        RequestAction.SUBMIT: (ItemStatus.REQUESTED, [ItemStatus.TODO]),
+        RequestAction.IMPLEMENT: (ItemStatus.OPENED, [ItemStatus.TODO, ItemStatus.REQUESTED]),
+        RequestAction.VERIFY: (ItemStatus.VERIFIED, [ItemStatus.TODO, ItemStatus.REQUESTED, ItemStatus.OPENED]),
+    }
     # What a draft says for the change advisory board (the PDF's fields of the same names).
     FIELDS = ("title", "reference", "justification", "requested_date", "expiry", "rollback")
 
@@ -219,6 +226,10 @@ class ChangeRequest(models.Model):
             )
             after = {"state": self.state} | ({"comment": comment} if comment else {})
             self.log(ChangeAction.UPDATED, {"state": before}, after)
+            if action in self.MOVES_RULES:
+                status, behind = self.MOVES_RULES[action]
+                rules = self.items.filter(status__in=behind)
+                rules.change_status(status, user, f"{self}: {RequestAction(action).label.lower()}")
             request_moved.send(ChangeRequest, request=self, step=step)
         return step
 
