@@ -33,9 +33,6 @@ REQUEST_TONES = {RequestState.VERIFIED: "good", RequestState.REJECTED: "bad"}
 # The states in which a request's rules are, or are about to be, in the firewall: its page then
 # says which of them keep it from being verified.
 HELD_STATES = (RequestState.IMPLEMENTED,)
-# The steps that must say why (ChangeRequest.take refuses a rejection without a comment): their
-# field is required, and says so beside it.
-COMMENT_REQUIRED = (RequestAction.REJECT,)
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class Step:
 
     @property
     def required(self) -> bool:
-        return self.action in COMMENT_REQUIRED
+        return self.action in ChangeRequest.NEEDS_COMMENT  # its field says so beside it
 
     @property
     def hint(self) -> str:

@@ -77,6 +77,7 @@ class ChangeRequest(models.Model):
         ),
     }
     FOUR_EYES = (RequestAction.APPROVE, RequestAction.REJECT)
+    NEEDS_COMMENT = (RequestAction.REJECT,)  # a rejection says why
     # The checklist follows its requests: a step moves the request's rules that are behind it to
     # its status (each change in their history and the change log); none goes back.
     MOVES_RULES = {
@@ -206,7 +207,7 @@ class ChangeRequest(models.Model):
             refused = self.refusal(action, user, role)
             if refused is not None:
                 raise refused
-            if action == RequestAction.REJECT and not comment.strip():
+            if action in self.NEEDS_COMMENT and not comment.strip():
                 raise RequestRefused("Say why it is rejected (comment).")
             if action == RequestAction.VERIFY and (held := self.holding_back()):
                 raise RequestRefused(
