@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ports.choices import TeamRole
 from ports.deployments import save_deployment
 from ports.models import CatalogVersion, Deployment, Team
 
@@ -72,11 +74,18 @@ def full_document() -> dict:
     return copy.deepcopy(FULL_DEPLOYMENT)
 
 
-def make_member(username: str, team_name: str):
+def make_member(username: str, team_name: str, role: str = TeamRole.EDITOR):
     user = get_user_model().objects.create_user(username, password="not-used-in-tests")
     team, _ = Team.objects.get_or_create(name=team_name)
-    team.members.add(user)
+    team.members.add(user, through_defaults={"role": role})
     return user
+
+
+def signed_in(user: object) -> Client:
+    """A browser's session of `user` (test client)."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def token_client(user) -> APIClient:

@@ -22,7 +22,7 @@ from ports.choices import ChangeAction, ChangedObject, ChangeSource
 from ports.deployments import delete_deployment, save_deployment
 from ports.models import Deployment, ObjectChange
 
-from .conftest import FULL_DEPLOYMENT, create_deployment, make_member
+from .conftest import FULL_DEPLOYMENT, create_deployment, make_member, signed_in
 from .test_browser import pytestmark as browser_marks
 from .test_pages import PHONE, TABLET, Visits
 
@@ -46,12 +46,6 @@ def edited(deployment: Deployment, user: object, **changes: object) -> None:
 
 def moved_dns1() -> list[dict]:
     return [{**host, "address": NEW} if host["address"] == OLD else host for host in FULL_DEPLOYMENT["hosts"]]
-
-
-def logged_in(user: object) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def entries_shown(html: str) -> list[int]:
@@ -135,7 +129,7 @@ def test_the_history_tab_shows_the_deployments_changes_in_words_to_its_team_only
     edited(deployment, user, hosts=moved_dns1(), dlp_base_port=17600)
     item = deployment.checklist.order_by("number").first()
     item.change_status("requested", user, comment="CHG-42")
-    client = logged_in(user)
+    client = signed_in(user)
 
     # The checklist links its History tab, beside its other actions.
     checklist = client.get(f"/deployments/{deployment.pk}/").content.decode()
@@ -163,7 +157,7 @@ def test_the_history_tab_shows_the_deployments_changes_in_words_to_its_team_only
     assert "<time datetime=" in edit  # the pages' one way to write a moment
 
     # Another team's member: 404 on the tab, none of the entries in their change log.
-    mallory = logged_in(make_member("mallory", "Other team"))
+    mallory = signed_in(make_member("mallory", "Other team"))
     assert mallory.get(f"/deployments/{deployment.pk}/history/").status_code == 404
     theirs = create_deployment({**FULL_DEPLOYMENT, "name": "Elsewhere"}, team="Other team")
     listed = entries_shown(mallory.get("/changes/").content.decode())
@@ -179,7 +173,7 @@ def test_the_change_log_filters_and_says_next_to_a_field_what_does_not_parse(dep
     edited(deployment, user, hosts=moved_dns1())
     make_member("bob", "Mail team")
     many_entries(deployment, 3)
-    client = logged_in(user)
+    client = signed_in(user)
     everything = entries_shown(client.get("/changes/").content.decode())
     assert len(everything) == ObjectChange.objects.count() == 5
 
@@ -214,7 +208,7 @@ def test_the_change_log_filters_and_says_next_to_a_field_what_does_not_parse(dep
 
 def test_the_pages_go_fifty_entries_at_a_time_keeping_the_filter(deployment, user):
     many_entries(deployment, ENTRIES_PER_PAGE + 10)  # and the deployment's creation: 61 in all
-    client = logged_in(user)
+    client = signed_in(user)
     for url in (f"/deployments/{deployment.pk}/history/", "/changes/"):
         first = client.get(url).content.decode()
         newest = list(ObjectChange.objects.values_list("pk", flat=True))
@@ -230,7 +224,7 @@ def test_the_pages_go_fifty_entries_at_a_time_keeping_the_filter(deployment, use
 
 
 def test_a_page_of_entries_costs_the_same_queries_whatever_its_length(deployment, user, django_assert_max_num_queries):
-    client = logged_in(user)
+    client = signed_in(user)
     urls = [f"/deployments/{deployment.pk}/history/", "/changes/", "/changes/?user=bob&since=2000-01-01"]
 
     def queries() -> list[int]:
@@ -256,7 +250,7 @@ def test_a_deleted_deployments_entries_stay_with_its_name_and_its_last_state(dep
     pk, name = deployment.pk, deployment.name
     with acting(Actor(ChangeSource.PAGE, user=user)):
         delete_deployment(Deployment.objects.get(pk=pk))
-    client = logged_in(user)
+    client = signed_in(user)
     assert client.get(f"/deployments/{pk}/history/").status_code == 404
     html = client.get("/changes/", {"deployment": name}).content.decode()
     deletion, creation = ObjectChange.objects.filter(deployment_id=pk)

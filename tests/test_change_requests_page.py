@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from ports.choices import RequestAction, RequestState, TeamRole
 from ports.models import ChangeRequest, ChecklistItem, Deployment, Membership, RequestTransition
 
-from .conftest import ARTIFACTS, make_member, recorded_run
+from .conftest import ARTIFACTS, make_member, recorded_run, signed_in
 from .probe_worker import flush_broker
 from .test_browser import pytestmark as browser_marks
 from .test_pages import PHONE, TABLET, Visits
@@ -33,18 +32,6 @@ def in_chromium(test: Callable) -> Callable:
     return test
 
 
-def member(username: str, role: str, team: str = "Mail team") -> object:
-    user = make_member(username, team)
-    Membership.objects.filter(user=user).update(role=role)
-    return user
-
-
-def logged_in(user: object) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def rules_of(deployment: Deployment, count: int) -> list[ChecklistItem]:
     return list(deployment.checklist.select_related("requirement").order_by("number", "pk")[:count])
 
@@ -56,7 +43,7 @@ def drafted(deployment: Deployment, user: object, count: int = 2, **fields: obje
 
 @pytest.fixture
 def approver(deployment) -> object:
-    return member("ann", TeamRole.APPROVER)
+    return make_member("ann", "Mail team", TeamRole.APPROVER)
 
 
 def step_forms(html: str, change_request: ChangeRequest) -> list[str]:
@@ -69,7 +56,7 @@ def test_the_list_shows_the_deployments_requests_newest_first_linked_from_the_ch
     older = drafted(deployment, user, title="First", reference="CHG-1")
     newer = drafted(deployment, user, count=3, title="Second")
     newer.take(RequestAction.SUBMIT, user)
-    client = logged_in(user)
+    client = signed_in(user)
     checklist = client.get(f"/deployments/{deployment.pk}/").content.decode()
     assert f'href="/deployments/{deployment.pk}/requests/">Change requests</a>' in checklist
     assert 'id="open-draft"' in checklist and 'id="draft-dialog"' in checklist
@@ -89,7 +76,7 @@ def test_a_request_shows_its_fields_rules_probes_record_and_the_users_steps(depl
     )
     change_request.refresh_from_db()
     change_request.take(RequestAction.SUBMIT, user, "Ready for the CAB")
-    html = logged_in(user).get(f"/requests/{change_request.pk}/").content.decode()
+    html = signed_in(user).get(f"/requests/{change_request.pk}/").content.decode()
     assert f"CR-{change_request.pk}: Open the DNS rules" in html
     assert '<strong id="request-state" class="state-badge tone-none">Submitted</strong>' in html
     assert "<dt>Reference</dt><dd>CHG-7</dd>" in html and "<dd>2030-01-02</dd>" in html
@@ -100,7 +87,7 @@ def test_a_request_shows_its_fields_rules_probes_record_and_the_users_steps(depl
     # alice drafted and submitted it: four eyes leave her no step, and the page says whose it is.
     assert step_forms(html, change_request) == []
     assert "Next: Approve or Reject (an approver other than who requested or submitted it)." in html
-    assert step_forms(logged_in(approver).get(f"/requests/{change_request.pk}/").content.decode(), change_request) == [
+    assert step_forms(signed_in(approver).get(f"/requests/{change_request.pk}/").content.decode(), change_request) == [
         "approve",
         "reject",
     ]
@@ -110,14 +97,14 @@ def test_a_rule_whose_item_went_keeps_its_drafted_line(deployment, user):
     change_request = drafted(deployment, user)
     gone = change_request.items.order_by("number").first()
     ChecklistItem.objects.filter(pk=gone.pk).delete()
-    html = logged_in(user).get(f"/requests/{change_request.pk}/").content.decode()
+    html = signed_in(user).get(f"/requests/{change_request.pk}/").content.decode()
     assert f'<td data-label="Rule" class="number">{gone.number}</td>' in html
     assert "No longer in the checklist" in html
 
 
 def test_the_pages_cost_the_same_queries_however_many_rules_steps_and_requests(deployment, user, approver):
     def queries(url: str, as_user: object) -> int:
-        client = logged_in(as_user)
+        client = signed_in(as_user)
         client.get(url)  # the session's first read aside
         with CaptureQueriesContext(connection) as captured:
             assert client.get(url).status_code == 200
@@ -147,19 +134,19 @@ def test_the_pages_cost_the_same_queries_however_many_rules_steps_and_requests(d
 
 def test_another_team_gets_404_and_an_unknown_step_404(deployment, user):
     change_request = drafted(deployment, user)
-    outsider = logged_in(make_member("mallory", "Other team"))
+    outsider = signed_in(make_member("mallory", "Other team"))
     assert outsider.get(f"/deployments/{deployment.pk}/requests/").status_code == 404
     assert outsider.get(f"/requests/{change_request.pk}/").status_code == 404
     assert outsider.post(f"/requests/{change_request.pk}/submit/").status_code == 404
-    assert logged_in(user).post(f"/requests/{change_request.pk}/frobnicate/").status_code == 404
-    assert logged_in(user).get(f"/requests/{change_request.pk}/submit/").status_code == 405
+    assert signed_in(user).post(f"/requests/{change_request.pk}/frobnicate/").status_code == 404
+    assert signed_in(user).get(f"/requests/{change_request.pk}/submit/").status_code == 405
     change_request.refresh_from_db()
     assert change_request.state == RequestState.DRAFT and not change_request.transitions.exists()
 
 
 def test_a_viewer_reads_a_request_and_takes_no_step(deployment, user):
     change_request = drafted(deployment, user)
-    viewer = logged_in(member("vic", TeamRole.VIEWER))
+    viewer = signed_in(make_member("vic", "Mail team", TeamRole.VIEWER))
     html = viewer.get(f"/requests/{change_request.pk}/").content.decode()
     assert step_forms(html, change_request) == [] and "<button" not in html.split("<main")[1]
     assert "You are a viewer in team Mail team: you read this request" in html
@@ -177,7 +164,7 @@ def test_a_viewer_reads_a_request_and_takes_no_step(deployment, user):
 def test_a_rejection_without_a_comment_is_refused_next_to_its_field_and_changes_nothing(deployment, user, approver):
     change_request = drafted(deployment, user)
     change_request.take(RequestAction.SUBMIT, user)
-    client = logged_in(approver)
+    client = signed_in(approver)
     answer = client.post(f"/requests/{change_request.pk}/reject/", {"comment": "   "})
     assert answer.status_code == 400
     html = answer.content.decode()
@@ -198,9 +185,9 @@ def test_a_rejection_without_a_comment_is_refused_next_to_its_field_and_changes_
 def test_a_step_the_state_no_longer_allows_says_why_and_one_four_eyes_forbid_is_403(deployment, user, approver):
     change_request = drafted(deployment, user)
     change_request.take(RequestAction.SUBMIT, user)
-    logged_in(approver).post(f"/requests/{change_request.pk}/approve/", {"comment": "Fine"})
+    signed_in(approver).post(f"/requests/{change_request.pk}/approve/", {"comment": "Fine"})
     # A second approver's page was loaded before: its approval comes too late.
-    late = logged_in(member("abe", TeamRole.APPROVER)).post(
+    late = signed_in(make_member("abe", "Mail team", TeamRole.APPROVER)).post(
         f"/requests/{change_request.pk}/approve/", {"comment": "Me too"}
     )
     assert late.status_code == 409
@@ -209,7 +196,7 @@ def test_a_step_the_state_no_longer_allows_says_why_and_one_four_eyes_forbid_is_
     Membership.objects.filter(user=user).update(role=TeamRole.ADMIN)
     other = drafted(deployment, user)
     other.take(RequestAction.SUBMIT, user)
-    forbidden = logged_in(user).post(f"/requests/{other.pk}/approve/")
+    forbidden = signed_in(user).post(f"/requests/{other.pk}/approve/")
     assert forbidden.status_code == 403 and b"Four eyes" in forbidden.content
     other.refresh_from_db()
     assert other.state == RequestState.SUBMITTED
@@ -222,19 +209,19 @@ def test_an_implemented_request_names_the_rules_that_hold_it_back(deployment, us
     change_request.take(RequestAction.SUBMIT, user)
     change_request.take(RequestAction.APPROVE, approver)
     change_request.take(RequestAction.IMPLEMENT, user)
-    html = logged_in(user).get(f"/requests/{change_request.pk}/").content.decode()
+    html = signed_in(user).get(f"/requests/{change_request.pk}/").content.decode()
     assert ">Implemented</strong>" in html
     assert f'<ul id="held"><li>Rule {second.number}: never probed</li></ul>' in html
     # Verifying waits for its rules: no button while one holds it back, and a POST is refused.
     assert step_forms(html, change_request) == [] and "It is verified once every rule below probes open" in html
-    refused = logged_in(user).post(f"/requests/{change_request.pk}/verify/")
+    refused = signed_in(user).post(f"/requests/{change_request.pk}/verify/")
     assert refused.status_code == 409 and "do not probe open" in refused.content.decode()
     assert change_request.probe_runs.count() == 1 and "Probe run" in html
     # Waived, the rule holds it back no more: verified by a person.
     second.change_status("waived", user, comment="Not used here")
-    html = logged_in(user).get(f"/requests/{change_request.pk}/").content.decode()
+    html = signed_in(user).get(f"/requests/{change_request.pk}/").content.decode()
     assert step_forms(html, change_request) == ["verify"] and "Nothing: every rule probes open" in html
-    logged_in(user).post(f"/requests/{change_request.pk}/verify/")
+    signed_in(user).post(f"/requests/{change_request.pk}/verify/")
     change_request.refresh_from_db()
     assert change_request.state == RequestState.VERIFIED
 
@@ -243,7 +230,7 @@ def test_an_implemented_request_names_the_rules_that_hold_it_back(deployment, us
 @pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
 def test_a_request_is_drafted_submitted_approved_and_implemented_in_the_browser(lab, browser, viewport):
     deployment, base = lab
-    member("ann", TeamRole.APPROVER)
+    make_member("ann", "Mail team", TeamRole.APPROVER)
     width = viewport["width"]
     alice = Visits(browser, base, viewport).logged_in("alice")
     page = alice.page

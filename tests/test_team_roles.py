@@ -7,32 +7,19 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.test import Client
 
 from ports.choices import ChangedObject, TeamRole
 from ports.models import Membership, ObjectChange, Team
 
-from .conftest import create_deployment, make_member, token_client
+from .conftest import create_deployment, make_member, signed_in, token_client
 from .test_browser import log_in
 from .test_browser import pytestmark as browser_marks
 from .test_pages import DESKTOP, PHONE, TABLET, Visits
 
 
-def member(username: str, team: str, role: str) -> object:
-    user = make_member(username, team)
-    Membership.objects.filter(user=user).update(role=role)
-    return user
-
-
-def signed_in(user: object) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def team(catalog) -> Team:
-    member("ada", "Mail team", TeamRole.ADMIN)
+    make_member("ada", "Mail team", TeamRole.ADMIN)
     return Team.objects.get(name="Mail team")
 
 
@@ -43,7 +30,7 @@ def test_a_member_added_without_a_role_is_an_editor(team):
 
 def test_a_viewer_reads_everything_and_changes_nothing(team, full_document):
     deployment = create_deployment(full_document)
-    viewer = token_client(member("vic", "Mail team", TeamRole.VIEWER))
+    viewer = token_client(make_member("vic", "Mail team", TeamRole.VIEWER))
     assert viewer.get(f"/api/deployments/{deployment.pk}/").status_code == 200
     assert viewer.get(f"/api/deployments/{deployment.pk}/checklist/").status_code == 200
     item = deployment.checklist.first()
@@ -61,7 +48,7 @@ def test_a_viewer_reads_everything_and_changes_nothing(team, full_document):
 
 
 def test_an_editor_writes_and_a_create_defaults_to_the_team_it_may_write_in(team, full_document):
-    ed = member("ed", "Mail team", TeamRole.EDITOR)
+    ed = make_member("ed", "Mail team", TeamRole.EDITOR)
     Membership.objects.create(team=Team.objects.create(name="Watchers"), user=ed, role=TeamRole.VIEWER)
     document = {key: value for key, value in full_document.items() if key != "team"}
     created = token_client(ed).post("/api/deployments/", {**document, "name": "Ed's"}, format="json")
@@ -70,7 +57,7 @@ def test_an_editor_writes_and_a_create_defaults_to_the_team_it_may_write_in(team
 
 
 def test_the_team_admin_gives_roles_on_the_team_page_and_the_log_says_so(team):
-    member("vic", "Mail team", TeamRole.VIEWER)
+    make_member("vic", "Mail team", TeamRole.VIEWER)
     get_user_model().objects.create_user("newcomer", password="x")
     admin = signed_in(get_user_model().objects.get(username="ada"))
     page = admin.get(f"/teams/{team.pk}/")
@@ -101,7 +88,7 @@ def test_an_unknown_user_is_a_form_error_and_adds_nobody(team):
 
 
 def test_only_the_team_admin_gives_roles_and_the_last_admin_stays(team):
-    ed = member("ed", "Mail team", TeamRole.EDITOR)
+    ed = make_member("ed", "Mail team", TeamRole.EDITOR)
     ada = get_user_model().objects.get(username="ada")
     as_editor = signed_in(ed)
     assert b"Give role" not in as_editor.get(f"/teams/{team.pk}/").content  # read, not changed
@@ -119,7 +106,7 @@ def test_only_the_team_admin_gives_roles_and_the_last_admin_stays(team):
 
 def test_a_viewer_gets_no_deployment_form_and_no_channel(team, full_document):
     deployment = create_deployment(full_document)
-    vic = member("vic", "Mail team", TeamRole.VIEWER)
+    vic = make_member("vic", "Mail team", TeamRole.VIEWER)
     viewer = signed_in(vic)
     page = viewer.get(f"/deployments/{deployment.pk}/").content.decode()
     assert "You are a viewer in team Mail team" in page
