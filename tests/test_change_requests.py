@@ -581,3 +581,20 @@ def test_implementing_a_request_probes_its_rules_through_a_worker_and_the_run_ve
         "",
         f"Every rule probed open in probe run {run.pk}.",
     )
+
+
+def test_a_request_is_drafted_from_what_a_plan_said_a_write_adds(deployment, api):
+    """Plan, apply, then draft the request of what the write added, by the numbers the plan gave."""
+    url = f"/api/deployments/{deployment.pk}/"
+    plan = api.patch(f"{url}?dry_run=true", {"dlp_base_port": 18000}, format="json").json()["plan"]
+    added = sorted({rule["number"] for rule in plan["added"]})
+    assert added and api.patch(url, {"dlp_base_port": 18000}, format="json").status_code == 200
+    body = {"title": "DLP on its new ports", "numbers": added}
+    drafted = api.post(f"{url}requests/", body, format="json")
+    assert drafted.status_code == 201, drafted.json()
+    assert sorted({rule["number"] for rule in drafted.json()["rules"]}) == added
+    assert {rule["ports"] for rule in drafted.json()["rules"]} == {rule["ports"] for rule in plan["added"]}
+    # Neither or both selections, or a number no rule has, is a 400 that drafts nothing.
+    for wrong in ({"title": "x"}, {"title": "x", "numbers": added, "items": [1]}, {"title": "x", "numbers": [99999]}):
+        assert api.post(f"{url}requests/", wrong, format="json").status_code == 400
+    assert ChangeRequest.objects.count() == 1

@@ -16,6 +16,8 @@ from probes.models import Alert, AlertChannel, AlertDelivery
 from probes.tasks import warn_expiring_requests
 
 from .conftest import create_deployment, make_member, token_client
+from .test_browser import pytestmark as browser_marks
+from .test_pages import DESKTOP, PHONE, TABLET, Visits
 
 
 @pytest.fixture
@@ -108,3 +110,30 @@ def test_expiring_rules_are_announced_once_with_their_rollback_drafted(crew, set
     assert alert.subject == f"{deployment.name}: the rules of CR-{expiring.pk}: Open DNS for the relay expire on {soon}"
     assert f"The rollback is drafted as CR-{rollback.pk}" in alert.body
     assert not ChangeRequest.objects.filter(rollback_of__in=[lasting, draft]).exists()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
+def test_a_channel_for_the_cab_is_chosen_in_the_browser(lab, browser, viewport):
+    """The alerts page: a channel that carries change requests only, ticked as a person does."""
+    visits = Visits(browser, lab[1], viewport).logged_in("alice")
+    page = visits.page
+    page.goto(f"{lab[1]}/alerts/")
+    visits.check("alerts-kinds")
+    page.select_option("select[name=team]", label="Mail team")
+    page.fill("input[name=name]", "CAB")
+    page.select_option("select[name=kind]", "email")
+    page.fill("input[name=target]", "cab@example.test")
+    page.get_by_label("A change request took a step").check()
+    page.get_by_label("A change request's rules expire soon").check()
+    page.get_by_role("button", name="Add channel").click()
+    page.get_by_text("Channel CAB added").wait_for()
+    channel = AlertChannel.objects.get(name="CAB")
+    assert channel.kinds == ["change_request", "expiring"]
+    row = page.get_by_role("row", name="CAB")
+    assert "A change request took a step, A change request's rules expire soon" in row.inner_text()
+    visits.check("alerts-kinds-added")
+    page.close()
+
+
+for _mark in browser_marks:
+    test_a_channel_for_the_cab_is_chosen_in_the_browser = _mark(test_a_channel_for_the_cab_is_chosen_in_the_browser)

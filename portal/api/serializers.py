@@ -400,15 +400,26 @@ class HeldRuleSerializer(serializers.Serializer):
 
 class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
     """A change request: its CAB fields, rules, state and record; `actions` are the steps the
-    caller may take now. A draft is created from rules of the deployment's checklist (`items`)."""
+    caller may take now. A draft is created from rules of the deployment's checklist: by their ids
+    (`items`, as the checklist lists them) or by their numbers (`numbers`, as a plan lists the rules
+    that a write adds: plan, apply, then draft the request of what it added)."""
 
     deployment = serializers.PrimaryKeyRelatedField(read_only=True)
     items = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         write_only=True,
+        required=False,
         allow_empty=False,
         max_length=settings.MAX_RULES,
         help_text="The ids of the rules it asks for, all of this deployment's checklist.",
+    )
+    numbers = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
+        write_only=True,
+        required=False,
+        allow_empty=False,
+        max_length=settings.MAX_RULES,
+        help_text="Or the numbers of the rules it asks for (every item of each), as a plan's `added` gives them.",
     )
     rules = serializers.ListField(child=serializers.DictField(), read_only=True, help_text="The rules as drafted.")
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -425,6 +436,7 @@ class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
             *ChangeRequest.FIELDS,
             "state",
             "items",
+            "numbers",
             "rules",
             "requested_by",
             "rollback_of",
@@ -444,6 +456,14 @@ class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
             raise serializers.ValidationError(str(UnknownItems(unknown)))
         return sorted(found.values(), key=lambda item: item.number)
 
+    def validate_numbers(self, numbers: list[int]) -> list[ChecklistItem]:
+        deployment: Deployment = self.context["deployment"]
+        found = list(deployment.checklist.filter(number__in=numbers).select_related("requirement").order_by("number"))
+        if unknown := sorted(set(numbers) - {item.number for item in found}):
+            shown = ", ".join(map(str, unknown[:20])) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+            raise serializers.ValidationError(f"No rule of this deployment's checklist has the number {shown}.")
+        return found
+
     @extend_schema_field(HeldRuleSerializer(many=True))
     def get_holding_back(self, request: ChangeRequest) -> list[dict]:
         if request.state not in (RequestState.IMPLEMENTED, RequestState.APPROVED):
@@ -461,6 +481,11 @@ class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
         return request.allowed(user, roles[team])
 
     def validate(self, attrs: dict) -> dict:
+        if self.instance is None and ("items" in attrs) == ("numbers" in attrs):
+            raise serializers.ValidationError(
+                "Name its rules with either `items` (their ids) or `numbers` (their numbers).", code="selection"
+            )
+        attrs["items"] = attrs.pop("numbers", None) or attrs.get("items")
         requested, expiry = attrs.get("requested_date"), attrs.get("expiry")
         if requested and expiry and expiry <= requested:
             raise serializers.ValidationError({"expiry": ["The expiry must come after the requested date."]})
