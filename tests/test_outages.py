@@ -152,7 +152,11 @@ def test_a_run_that_loses_its_broker_ends_with_every_items_true_state(outage_lab
 
         worker.wait_until_live()  # heard again (a run started before is honestly "no live worker")
         again = wait_for_run(api, start_run(), timeout=60)  # the worker consumes its queue again
-        assert again["status"] == "done" and states_of(again) == expected, {r["summary"] for r in again["results"]}
+        diff = {
+            r["item"]: (r["state"], r["summary"]) for r in again["results"] if expected.get(r["item"]) != r["state"]
+        }
+        calm_of = {r["item"]: (r["state"], r["summary"]) for r in calm["results"] if r["item"] in diff}
+        assert again["status"] == "done" and states_of(again) == expected, (diff, calm_of)
     finally:
         worker.stop()
         recorder.stop()
