@@ -115,7 +115,7 @@ def request_rules(change_request: ChangeRequest) -> list[RequestRule]:
     """The request's rules as drafted, each with its item if it still exists (one query). Items of
     the same flow share a number (ChecklistItem.number): each drafted rule takes one of them."""
     by_number: dict[int, list[ChecklistItem]] = {}
-    for item in change_request.items.with_latest_probe().order_by("number", "pk"):
+    for item in change_request.probed_items():
         by_number.setdefault(item.number, []).append(item)
     rules = []
     for rule in change_request.rules:

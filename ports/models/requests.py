@@ -38,7 +38,7 @@ class Transition:
 
 
 # Where a list of requests keeps each one's items read with their latest probe (with_progress).
-PROBED_ITEMS = "probed_items"
+PROBED_ITEMS = "items_with_probes"
 
 
 class ChangeRequestQuerySet(DeploymentPartQuerySet):
@@ -234,16 +234,21 @@ class ChangeRequest(models.Model):
             request_moved.send(ChangeRequest, request=self, step=step)
         return step
 
+    def probed_items(self) -> list[ChecklistItem]:
+        """Its items with their latest probe, in checklist order: as a list read them
+        (with_progress), or read now."""
+        items = getattr(self, PROBED_ITEMS, None)
+        if items is None:
+            items = list(self.items.with_latest_probe())
+        return sorted(items, key=lambda item: (item.number, item.pk))
+
     def holding_back(self) -> list[tuple[int, str]]:
         """The rules of the request that keep it from being verified, each with why: (number, why);
         a rule is verified by a latest probe that found it open, or by its waiver; a rule that a new
         generation of the checklist dropped is verified by nothing. Read once per request (a list
         prefetches its items)."""
         if not hasattr(self, "held"):
-            items = getattr(self, PROBED_ITEMS, None)
-            if items is None:
-                items = list(self.items.with_latest_probe())
-            items = sorted(items, key=lambda item: item.number)
+            items = self.probed_items()
             numbers = {item.number for item in items}
             held = [
                 (rule["number"], "no longer in the checklist") for rule in self.rules if rule["number"] not in numbers
