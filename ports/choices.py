@@ -155,6 +155,7 @@ class ChangeSource(models.TextChoices):
     PAGE = "page", "Page"
     ADMIN = "admin", "Admin site"
     COMMAND = "command", "Command"
+    DIRECTORY = "directory", "Directory sign-in"  # memberships that follow the directory's groups
     PORTAL = "portal", "The portal itself"
 
 

@@ -88,7 +88,10 @@ from .celery import (
     CELERY_WORKER_PREFETCH_MULTIPLIER,
     PROBE_SCHEDULE_TICK,
 )
+from .directory import DIRECTORY_GROUP_TEAMS, parse_group_teams
+from .ldap import AUTH_LDAP_SERVER_URI
 from .logging import LOGGING
+from .oidc import OIDC_RP_CLIENT_ID
 from .probes import (
     PROBE_ALLOWED_NETWORKS,
     PROBE_CONCURRENCY,
@@ -125,3 +128,4 @@ from .security import (
     SESSION_COOKIE_SECURE,
     TRUST_X_FORWARDED_FOR,
 )
+from .tokens import REST_KNOX

@@ -4,13 +4,21 @@ import datetime
 
 from .base import DEBUG
 from .env import env_bool, env_int, env_list, env_str
+from .ldap import LDAP_BACKENDS
+from .oidc import OIDC_BACKENDS
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # Logins (pages, admin, the API's session login) are throttled: after AXES_FAILURE_LIMIT wrong
-# passwords for a username from one address, that pair is locked out for AXES_COOLOFF_TIME.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# passwords for a username from one address, that pair is locked out for AXES_COOLOFF_TIME. The
+# directory's backends (LDAP, OpenID Connect), where configured, come before the local accounts.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    *LDAP_BACKENDS,
+    *OIDC_BACKENDS,
+    "django.contrib.auth.backends.ModelBackend",
+]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -1,0 +1,3 @@
+"""API tokens (django-rest-knox): named, hashed, expiring."""
+
+REST_KNOX: dict = {}
