@@ -8,8 +8,14 @@ WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
-COPY requirements.txt .
+COPY requirements.txt requirements-ldap.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
+
+# Sign-in against LDAP or Active Directory: python-ldap is built against OpenLDAP's headers, as
+# `make test` builds it; the compiler goes once it is built.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libldap2-dev libsasl2-dev \
+    && pip install --no-cache-dir -r requirements-ldap.txt \
+    && apt-get purge -y gcc && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 COPY . .
 RUN DJANGO_SECRET_KEY=build-only-key-for-collectstatic-never-used-to-sign-anything python manage.py collectstatic --noinput \

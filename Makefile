@@ -10,6 +10,17 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# Directory sign-in over LDAP (requirements-ldap.txt): python-ldap is built against OpenLDAP's
+# headers. `make test` installs them, and slapd and its tools for the directory the tests start;
+# `make run` needs none of it.
+LDAP_DEBS := libldap2-dev libsasl2-dev slapd ldap-utils
+
+$(VENV)/.ldap: requirements-ldap.txt $(VENV)/.installed
+	@missing=$$(for p in $(LDAP_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-ldap.txt
+	touch $@
+
 # Local state of the embedded default: SQLite, the filesystem broker, collected static files.
 var:
 	mkdir -p var/static var/broker/queue var/broker/processed var/broker/control
@@ -36,7 +47,7 @@ test: export DJANGO_SECRET_KEY ?= test-only-secret-key-long-enough-to-pass-the-s
 TEST_TOOLS := ip:iproute2 nft:nftables iptables-restore:iptables traceroute:traceroute pdftoppm:poppler-utils chromium:chromium \
 	node:nodejs npm:npm
 
-test: $(VENV)/.installed var
+test: $(VENV)/.installed $(VENV)/.ldap var
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \
 	  test -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf || echo fonts-dejavu-core); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
