@@ -27,9 +27,8 @@ from checklist_api import document, percentile
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 
-from ports.models import StatusChange
+from ports.models import ApiToken, StatusChange
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with bench_database() as user:
-        client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client = Client(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(user, 'Bench')[1]}")
         created = client.post("/api/deployments/", {**document(), "team": "Bench"}, content_type="application/json")
         assert created.status_code == 201, created.content
         deployment = created.json()

@@ -22,10 +22,9 @@ from checklist_api import document
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from ports.deployments import save_deployment
-from ports.models import ChecklistItem
+from ports.models import ApiToken, ChecklistItem
 from probes.models import ProbeRun
 
 
@@ -58,7 +57,7 @@ def main() -> None:
         )
         browser = Client()
         browser.force_login(user)
-        api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        api = Client(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(user, 'Bench')[1]}")
         cases = {
             "login page": (Client(), "/accounts/login/"),
             "deployments page": (browser, "/"),

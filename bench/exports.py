@@ -33,7 +33,6 @@ from django.core.cache import caches
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from ports.deployments import save_deployment
 from ports.exports import RuleSet, Scope
@@ -41,7 +40,7 @@ from ports.exports.firewall import SYNTAXES
 from ports.exports.layout import render_pdf
 from ports.exports.pdf import change_request
 from ports.exports.sheets import SHEET_COLUMNS, flow_row, xlsx_cell
-from ports.models import ChecklistItem, Deployment
+from ports.models import ApiToken, ChecklistItem, Deployment
 from probes.models import ProbeRun
 
 GUNICORN_TIMEOUT = 30  # seconds: gunicorn's default, which the Dockerfile keeps
@@ -104,7 +103,7 @@ def main() -> None:
             f"database: {connection.vendor}; {items} checklist items ({flows} firewall rules), "
             f"built in {time.perf_counter() - started:.0f} s"
         )
-        client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client = Client(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(user, 'Bench')[1]}")
         base = f"/api/deployments/{deployment.pk}"
         cases = {
             "/api/me/": "/api/me/",

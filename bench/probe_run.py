@@ -44,10 +44,9 @@ from harness import against, bench_database  # noqa: E402
 # isort: split
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from ports.deployments import save_deployment  # noqa: E402
-from ports.models import ChecklistItem, Requirement  # noqa: E402
+from ports.models import ApiToken, ChecklistItem, Requirement  # noqa: E402
 from probes.responders import Listeners  # noqa: E402
 from tests.probe_worker import Recorder, Worker, flush_broker  # noqa: E402
 
@@ -94,7 +93,7 @@ def prepare_deployment(user: object) -> tuple[int, Client]:
         )
         for n, (host, port) in enumerate((h, p) for h in HOSTS for p in PORTS)
     )
-    client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client = Client(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(user, 'Bench')[1]}")
     return deployment.pk, client
 
 

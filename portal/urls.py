@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import health
-from portal.pages import alerts, changes, checklist, requests, teams
+from portal.pages import alerts, changes, checklist, requests, teams, tokens
 
 urlpatterns = [
     path("", checklist.deployment_list, name="deployments"),
@@ -20,6 +20,9 @@ urlpatterns = [
     path("teams/", teams.team_list, name="teams"),
     path("teams/<int:pk>/", teams.team, name="team"),
     path("teams/<int:pk>/members/<int:user_id>/", teams.team_member, name="team-member"),
+    path("teams/<int:pk>/tokens/<str:token_key>/revoke/", teams.team_token_revoke, name="team-token-revoke"),
+    path("tokens/", tokens.tokens, name="tokens"),
+    path("tokens/<str:token_key>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("catalog/", checklist.catalog, name="catalog"),
     path("alerts/", alerts.alert_channels, name="alerts"),
     path("alerts/recent/", alerts.recent_alerts, name="alert-rows"),

@@ -1,10 +1,13 @@
 from django import forms
 from django.contrib import admin
+from knox.models import AuthToken
+from rest_framework.authtoken.models import TokenProxy
 from rest_framework.exceptions import ValidationError
 
 from .deployments import delete_deployment, save_deployment
 from .forms import put_errors, put_row_errors
 from .models import (
+    ApiToken,
     Appliance,
     CatalogVersion,
     ChecklistItem,
@@ -197,4 +200,29 @@ class ObjectChangeAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# The API's tokens are the portal's (ApiToken): DRF's plain-text ones are no longer made (their rows
+# were carried over), and knox's own model is swapped for ApiToken, so neither has a page here.
+for replaced in (TokenProxy, AuthToken):
+    if admin.site.is_registered(replaced):
+        admin.site.unregister(replaced)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's API tokens, to see and revoke (delete); never a key or its hash. A token is made
+    by its user (the API tokens page) or `manage.py create_token`, the one time its key is shown."""
+
+    list_display = ["user", "name", "token_key", "created", "expiry", "last_used"]
+    list_display_links = None  # no page per token: its address would be its hash (the primary key)
+    list_filter = ["user__is_active"]
+    search_fields = ["user__username", "name", "token_key"]
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -1,10 +1,11 @@
-"""Validation of the addresses, hostnames, networks and site names that admins type in."""
+"""Validation of the addresses, hostnames, networks and site names that admins type in, and of API tokens' lifetimes."""
 
 import ipaddress
 import re
 import socket
 
 from celery.schedules import crontab
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from .addresses import is_ip_address, never_probed
@@ -114,4 +115,16 @@ def validate_site(value: str) -> None:
         raise ValidationError(
             "A site name is lower-case letters, digits, '-' and '_', starting with a letter or digit.",
             code="invalid_site",
+        )
+
+
+def validate_token_days(days: int) -> None:
+    """An API token's lifetime in days: at least one, at most API_TOKEN_MAX_DAYS (read now, not at
+    import: the ceiling is the operator's, and a test may change it)."""
+    if days < 1:
+        raise ValidationError("A token lives at least 1 day.", code="min_value")
+    if days > settings.API_TOKEN_MAX_DAYS:
+        raise ValidationError(
+            f"A token lives at most {settings.API_TOKEN_MAX_DAYS} days (API_TOKEN_MAX_DAYS): ask for fewer.",
+            code="max_value",
         )

@@ -7,12 +7,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ports.choices import TeamRole
 from ports.deployments import save_deployment
-from ports.models import CatalogVersion, Deployment, Team
+from ports.models import ApiToken, CatalogVersion, Deployment, Team
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -88,9 +87,14 @@ def signed_in(user: object) -> Client:
     return client
 
 
+def api_key(user: object, name: str = "Test client") -> str:
+    """A new API token's key for `user`, made as every token is (ApiToken.issue)."""
+    return ApiToken.issue(user, name)[1]
+
+
 def token_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user)}")
     return client
 
 

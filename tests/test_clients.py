@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 
 from portal.api.filters import ChecklistItemFilterSet
 from ports.models import Deployment, StatusChange
 
-from .conftest import FULL_DEPLOYMENT, make_member
+from .conftest import FULL_DEPLOYMENT, api_key, make_member
 
 HERE = Path(__file__).resolve().parent
 PLAYBOOK = HERE / "ansible" / "provision.yml"
@@ -90,7 +89,7 @@ def test_an_ansible_playbook_plans_applies_and_changes_nothing_the_second_time(l
         tmp_path,
         {
             "portal_url": live_server.url,
-            "portal_token": Token.objects.create(user=user).key,
+            "portal_token": api_key(user),
             "deployment_file": str(document),
             "change": "CHG-42",
             "export_dir": str(exports),
@@ -175,7 +174,7 @@ def test_a_typescript_flow_typed_from_the_schema_compiles_under_strict(live_serv
     call_command("load_catalog", verbosity=0)
     tools = installed_typescript_tools()
     user = make_member("typescript", "Mail team")
-    headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    headers = {"Authorization": f"Token {api_key(user)}"}
     schema = requests.get(f"{live_server.url}/api/schema/?format=json", headers=headers, timeout=60)
     assert schema.status_code == 200
     (tmp_path / "schema.json").write_bytes(schema.content)

@@ -1,15 +1,22 @@
 """The directory's groups as teams and roles (DIRECTORY_GROUP_TEAMS, ports.directory), whichever
 sign-in (LDAP, OpenID Connect) read them: tests/test_ldap.py and tests/test_oidc.py sign in for real."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.settings import parse_group_teams
+from ports.apps import check_group_teams
 from ports.choices import ChangeSource, TeamRole
 from ports.directory import follow_groups
 from ports.models import Membership, ObjectChange, Team
 from tests.conftest import make_member
 
+ROOT = Path(__file__).resolve().parent.parent
 ADMINS = "cn=Mail-Admins,ou=groups,dc=corp,dc=example"
 GROUPS = {
     ADMINS.casefold(): {"Mail team": TeamRole.ADMIN},
@@ -66,12 +73,27 @@ def test_each_change_is_in_the_change_log_as_the_directorys_and_a_sign_in_that_c
         ("{not json", "is not JSON"),
         ('["Mail team"]', "must be a JSON object"),
         ('{"g": "Mail team"}', "must name its teams and roles"),
+        ('{"g": {"Mail team": 3}}', "must give each team a role by name"),
         ('{"g": {"Mail team": "owner"}}', "the role 'owner', which is none of viewer, editor, approver, admin"),
     ],
 )
 def test_a_mapping_that_is_wrong_stops_the_portal_saying_what(text, says):
     with pytest.raises(ImproperlyConfigured, match=says):
-        parse_group_teams("DIRECTORY_GROUP_TEAMS", text)
+        check_group_teams(parse_group_teams("DIRECTORY_GROUP_TEAMS", text))
+
+
+def test_the_portal_does_not_start_with_a_role_it_does_not_know():
+    started = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=os.environ | {"DIRECTORY_GROUP_TEAMS": '{"mail-admins": {"Mail team": "owner"}}'},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "gives team 'Mail team' the role 'owner', which is none of viewer, editor, approver, admin" in started.stderr
 
 
 def test_no_mapping_is_no_directory_teams():

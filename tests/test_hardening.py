@@ -12,12 +12,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 
 from ports.models import CatalogVersion, Deployment
 from probes.models import ProbeRun
 
-from .conftest import FULL_DEPLOYMENT, make_member
+from .conftest import FULL_DEPLOYMENT, api_key, make_member
 
 # --- Strict input -------------------------------------------------------------------------
 
@@ -131,7 +130,7 @@ def test_limits_and_etags_hold_for_concurrent_requests_from_several_processes(li
     from ports.deployments import save_deployment
 
     deployment = save_deployment({**copy.deepcopy(FULL_DEPLOYMENT), "team": "Mail team"}).deployment
-    token = Token.objects.create(user=user).key
+    token = api_key(user)
     codes = at_once(8, f"{live_server.url}/api/deployments/{deployment.pk}/probe-runs/", token)
     assert codes == [202] * 3 + [429] * 5
     assert ProbeRun.objects.filter(deployment=deployment).count() == 3

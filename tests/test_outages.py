@@ -235,8 +235,8 @@ def test_the_recorder_takes_heartbeats_again_after_a_database_outage(transaction
 
 
 CREATE_TOKEN = (
-    "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
-    "print(Token.objects.create(user=User.objects.create(username='ops')).key)"
+    "from django.contrib.auth.models import User; from ports.models import ApiToken; "
+    "print(ApiToken.issue(User.objects.create(username='ops'), 'Outage test')[1])"
 )
 
 

@@ -31,13 +31,12 @@ from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from portal.api import urls as api_urls
 from ports.choices import RequestAction, TeamRole
 from ports.deployments import save_deployment
-from ports.models import CatalogVersion, ChangeRequest, ChangeRequestJob, Membership, ObjectChange, Team
+from ports.models import ApiToken, CatalogVersion, ChangeRequest, ChangeRequestJob, Membership, ObjectChange, Team
 from ports.rows import RENDERED_ROWS
 from probes.alerts.raising import send_test_alert
 from probes.models import AlertChannel, ProbeRun, TlsPin
@@ -64,7 +63,9 @@ Body = Callable[["World"], dict] | None
 class Need:
     """A row: the least role, the status of an allowed call, what the outsider reaches, and how to
     call it: `obj` names the World attribute whose pk fills the path's {id} (a page's `pk`), `args`
-    builds a page's other URL arguments, `query` and `body` what is sent."""
+    builds the other path or URL arguments, `mine` fills {token_key} (a page's `token_key`) with the
+    caller's own token, `query` and `body` what is sent; `session`: the API called with the actor's
+    browser session rather than their token (what a token may not do)."""
 
     role: str
     ok: int
@@ -76,6 +77,8 @@ class Need:
     # A page's text that an allowed call shows (a LISTED page's: of the team's, which the outsider
     # does not see; a preview's: its plan, where a form refused shows the form again, also 200).
     marker: str = ""
+    mine: bool = False
+    session: bool = False
 
 
 # A TLS pin: sha256/<base64 of 32 bytes>.
@@ -200,6 +203,14 @@ MATRIX: dict[tuple[str, str], Need] = {
     ("POST", "/api/requests/{id}/{action}/#implement"): Need(EDITOR, 200, obj="cr_approved"),
     ("POST", "/api/requests/{id}/{action}/#verify"): Need(EDITOR, 200, obj="cr_implemented"),
     ("POST", "/api/requests/{id}/{action}/#close"): Need(EDITOR, 200, obj="cr_verified"),
+    ("GET", "/api/tokens/"): Need(SIGNED_IN, 200, ANY),
+    # A token makes no token: a person signed in does (test_tokens has the token's 403).
+    ("POST", "/api/tokens/"): Need(SIGNED_IN, 201, ANY, body=lambda w: {"name": "Matrix", "days": 7}, session=True),
+    ("DELETE", "/api/tokens/{token_key}/"): Need(SIGNED_IN, 204, ANY, mine=True),
+    ("GET", "/api/teams/{id}/tokens/"): Need(ADMIN, 200, obj="team"),
+    ("DELETE", "/api/teams/{id}/tokens/{token_key}/"): Need(
+        ADMIN, 204, obj="team", args=lambda w: {"token_key": w.token_keys["tara"]}
+    ),
     # --- API: its URLs that the schema leaves out --------------------------------------
     ("GET", "/api/"): Need(SIGNED_IN, 200, ANY),
     ("GET", "/api/schema/"): Need(SIGNED_IN, 200, ANY),  # API_SCHEMA_PUBLIC=1 would open it
@@ -241,6 +252,12 @@ MATRIX: dict[tuple[str, str], Need] = {
     ("POST", "team-member#remove"): Need(
         ADMIN, 302, obj="team", args=lambda w: {"user_id": w.users["tara"].pk}, body=lambda w: {"remove": "1"}
     ),
+    ("POST", "team-token-revoke"): Need(ADMIN, 302, obj="team", args=lambda w: {"token_key": w.token_keys["tara"]}),
+    ("GET", "tokens"): Need(SIGNED_IN, 200, ANY),
+    ("POST", "tokens"): Need(
+        SIGNED_IN, 200, ANY, body=lambda w: {"name": "Matrix", "days": 7}, marker="it is not shown again"
+    ),
+    ("POST", "token-revoke"): Need(SIGNED_IN, 302, ANY, mine=True),
     ("GET", "catalog"): Need(SIGNED_IN, 200, ANY),
     ("GET", "alerts"): Need(VIEWER, 200, LISTED, marker="Night desk"),
     ("POST", "alerts"): Need(
@@ -282,6 +299,7 @@ MATRIX: dict[tuple[str, str], Need] = {
 INCLUDES = {
     "api/": "the API: its rows are the schema's operations and the API URLs the schema leaves out",
     "accounts/": "django.contrib.auth.urls: its login page",
+    "oidc/": "OpenID Connect sign-in: 404 unless configured (tests/test_oidc.py)",
     "admin/": "Django's admin site: staff only",
     "api-auth/": "DRF's login page",
 }
@@ -299,6 +317,7 @@ class World:
     team: Team
     users: dict[str, object]
     tokens: dict[str, str]  # each user's API token
+    token_keys: dict[str, str]  # each user's token's token_key, which names it
     sessions: dict[str, str]  # each user's session key: signed in once, not at every case
     deployment: object
     item: object
@@ -361,7 +380,8 @@ def build_world() -> World:
     export = deployment.exports.order_by("pk").first()
     assert export is not None, "the generated checklist was not kept as an export"
     requests = change_requests(deployment, item, users)
-    tokens = {name: Token.objects.create(user=user).key for name, user in users.items()}
+    tokens = {name: ApiToken.issue(user, "Matrix")[1] for name, user in users.items()}
+    token_keys = dict(ApiToken.objects.values_list("user__username", "token_key"))
     sessions = {}
     for name, user in users.items():
         client = Client()
@@ -372,6 +392,7 @@ def build_world() -> World:
         team=mail,
         users=users,
         tokens=tokens,
+        token_keys=token_keys,
         sessions=sessions,
         deployment=deployment,
         item=item,
@@ -436,9 +457,13 @@ def world(built_world, db) -> World:
 RANKS = {role: index for index, role in enumerate(TeamRole.values)}
 
 
-def api_client(world: World, actor: str) -> APIClient:
+def api_client(world: World, actor: str, session: bool = False) -> APIClient:
     client = APIClient()
-    if actor != "anonymous":
+    if actor == "anonymous":
+        pass
+    elif session:
+        client.cookies[settings.SESSION_COOKIE_NAME] = world.sessions[actor]
+    else:
         client.credentials(HTTP_AUTHORIZATION=f"Token {world.tokens[actor]}")
     return client
 
@@ -450,7 +475,12 @@ def browser(world: World, actor: str) -> Client:
     return client
 
 
-def api_path(world: World, row: str, need: Need) -> str:
+def own_token(world: World, actor: str) -> dict[str, str]:
+    """The path argument that names the actor's own token (anonymous has none: any)."""
+    return {"token_key": world.token_keys.get(actor, "0" * 15)}
+
+
+def api_path(world: World, row: str, need: Need, actor: str) -> str:
     template, _, step = row.partition("#")
     values = {
         "id": str(getattr(world, need.obj).pk) if need.obj else "",
@@ -458,12 +488,15 @@ def api_path(world: World, row: str, need: Need) -> str:
         "syntax": "iptables",
         "action": step,
     }
+    values |= need.args(world) if need.args else {}
+    values |= own_token(world, actor) if need.mine else {}
     return re.sub(r"\{(\w+)\}", lambda found: values[found.group(1)], template)
 
 
-def page_path(world: World, name: str, need: Need) -> str:
+def page_path(world: World, name: str, need: Need, actor: str) -> str:
     kwargs = {"pk": getattr(world, need.obj).pk} if need.obj else {}
     kwargs |= need.args(world) if need.args else {}
+    kwargs |= own_token(world, actor) if need.mine else {}
     return reverse(name.partition("#")[0], kwargs=kwargs)
 
 
@@ -540,10 +573,10 @@ def row_id(key: tuple[str, str]) -> str:
 def test_api(world, key, actor):
     method, template = key
     need = MATRIX[key]
-    path = api_path(world, template, need)
+    path = api_path(world, template, need, actor)
     query = need.query(world) if need.query else {}
     body = need.body(world) if need.body else None
-    client = api_client(world, actor)
+    client = api_client(world, actor, need.session)
     if method == "GET":
         response = client.get(path, query)
     else:
@@ -556,7 +589,7 @@ def test_api(world, key, actor):
 def test_page(world, key, actor):
     method, name = key
     need = MATRIX[key]
-    path = page_path(world, name, need)
+    path = page_path(world, name, need, actor)
     client = browser(world, actor)
     if method == "GET":
         response = client.get(path, need.query(world) if need.query else {})

@@ -69,7 +69,8 @@ def answered_errors(method: str, operation: dict[str, Any]) -> list[str]:
     - 400 when it takes a body or query parameters: each is validated, and what does not parse is a
       400 (never ignored, nor read as a default);
     - 401 when it needs credentials (a security requirement), and 403 when it is a write that a
-      browser session may send (cookieAuth): without the CSRF token. Nothing else answers 403;
+      browser session may send (cookieAuth): without the CSRF token; or when the view declares it
+      (a read for a team's admins only, its other members refused). Nothing else answers 403;
     - 404 when its path names an object (a path parameter): absent, or another team's;
     - 412 when it takes If-Match;
     - 413 and 415 when it takes a body (portal.parsers.BoundedJSONParser: JSON, bounded);
@@ -86,7 +87,7 @@ def answered_errors(method: str, operation: dict[str, Any]) -> list[str]:
     statuses = {
         "400": body or "query" in where,
         "401": bool(security),
-        "403": method in UNSAFE and "cookieAuth" in security,
+        "403": (method in UNSAFE and "cookieAuth" in security) or "403" in operation.get("responses", {}),
         "404": "path" in where,
         "412": "if-match" in headers,
         "413": body,

@@ -15,6 +15,7 @@ from ports.choices import ItemStatus, Outcome, RequestAction, RequestState
 from ports.deployments import Plan
 from ports.models import (
     SITED_PARTS,
+    ApiToken,
     ChangeRequest,
     ChecklistItem,
     Deployment,
@@ -31,6 +32,7 @@ from ports.serializers import (
     StatusUpdateSerializer,
 )
 from ports.strict import Strict
+from ports.validators import validate_token_days
 from probes.serializers import DATETIME, LatestResultSerializer, ResultHistorySerializer
 
 from .filters import ChecklistItemFilterSet, PortFilter
@@ -494,3 +496,40 @@ class ChangeRequestSerializer(Strict, serializers.ModelSerializer):
 
 class RequestStepBodySerializer(Strict, serializers.Serializer):
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class ApiTokenSerializer(Strict, serializers.ModelSerializer):
+    """An API token as its user, and the admins of their teams, see it: never its key (shown once,
+    when it is made) nor its hash. `token_key`, the key's first characters, names it."""
+
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, help_text="Whose token it is.")
+    expired = serializers.BooleanField(
+        source="is_expired", read_only=True, help_text="It no longer authenticates: make a new one."
+    )
+    days = serializers.IntegerField(
+        write_only=True,
+        required=False,
+        validators=[validate_token_days],
+        help_text="How many days it lives: API_TOKEN_DAYS (default 90) unless given, at most "
+        "API_TOKEN_MAX_DAYS (default 365).",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["token_key", "name", "user", "created", "expiry", "last_used", "expired", "days"]
+        read_only_fields = ["token_key", "created", "expiry", "last_used"]
+        extra_kwargs = {
+            "token_key": {"help_text": "The key's first characters: they name the token (to revoke it, say)."},
+            "last_used": {"help_text": "Its latest use, to the minute; null: never used."},
+        }
+
+
+class NewApiTokenSerializer(ApiTokenSerializer):
+    """A token just made, with its key: the only answer that ever holds the key."""
+
+    key = serializers.CharField(
+        read_only=True, help_text="Send it as `Authorization: Token <key>`. Shown this once: keep it now."
+    )
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = ["key", *ApiTokenSerializer.Meta.fields]

@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import ports, probes, requests
+from . import ports, probes, requests, tokens
 
 router = DefaultRouter()
 router.register("catalog/versions", ports.CatalogVersionViewSet, basename="catalogversion")
@@ -16,6 +16,7 @@ router.register("alert-channels", probes.AlertChannelViewSet, basename="alertcha
 router.register("alerts", probes.AlertViewSet, basename="alert")
 router.register("requests", requests.ChangeRequestViewSet, basename="request")
 router.register("changes", ports.ObjectChangeViewSet, basename="objectchange")
+router.register("tokens", tokens.TokenViewSet, basename="apitoken")
 
 urlpatterns = [
     path("me/", ports.MeView.as_view(), name="me"),
@@ -35,6 +36,8 @@ urlpatterns = [
     path("requests/<int:pk>/pdf/", requests.ChangeRequestPDFView.as_view(), name="request-pdf"),
     path("requests/<int:pk>/<str:action>/", requests.ChangeRequestStepView.as_view(), name="request-step"),
     path("probe-sites/", probes.ProbeSitesView.as_view(), name="probe-sites"),
+    path("teams/<int:pk>/tokens/", tokens.TeamTokensView.as_view(), name="team-tokens"),
+    path("teams/<int:pk>/tokens/<str:token_key>/", tokens.TeamTokenView.as_view(), name="team-token"),
     path("catalog/diff/", ports.CatalogDiffView.as_view(), name="catalog-diff"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

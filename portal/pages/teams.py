@@ -1,5 +1,6 @@
 """Your teams, their members and roles: every member reads the list; the team's admins give the
-roles, add members and take them out (Membership.give, Membership.leave), here as in /admin/."""
+roles, add members and take them out (Membership.give, Membership.leave), here as in /admin/, and
+see and revoke their members' API tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from ports.choices import Outcome, TeamRole
-from ports.models import LastAdmin, Membership, Team
+from ports.models import ApiToken, LastAdmin, Membership, Team
 from ports.scoping import require_role
 
 
@@ -48,7 +49,10 @@ def team(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("team", pk=found.pk)
     members = found.memberships.select_related("user").order_by("user__username")
     mine = next((m.role for m in members if m.user_id == request.user.pk), None)
-    context = {"team": found, "members": members, "form": form, "is_admin": mine == TeamRole.ADMIN, "roles": TeamRole}
+    is_admin = mine == TeamRole.ADMIN
+    context = {"team": found, "members": members, "form": form, "is_admin": is_admin, "roles": TeamRole}
+    if is_admin:  # the members' API tokens, which the admin may revoke
+        context["tokens"] = ApiToken.objects.of_team(found)
     return render(request, "ports/team.html", context)
 
 
@@ -70,4 +74,16 @@ def team_member(request: HttpRequest, pk: int, user_id: int) -> HttpResponse:
             messages.error(request, "Choose a role.")
     except LastAdmin as last:
         messages.error(request, str(last))
+    return redirect("team", pk=found.pk)
+
+
+@login_required
+@require_POST
+def team_token_revoke(request: HttpRequest, pk: int, token_key: str) -> HttpResponse:
+    """A team admin revokes a member's API token: it stops working at once, for every team of theirs."""
+    found = get_object_or_404(Team.objects.for_user(request.user), pk=pk)
+    require_role(request.user, found, TeamRole.ADMIN)
+    token = get_object_or_404(ApiToken.objects.of_team(found), token_key=token_key)
+    token.delete()
+    messages.success(request, f"{token.user}'s token {token.name} ({token.token_key}…) revoked: it no longer works.")
     return redirect("team", pk=found.pk)

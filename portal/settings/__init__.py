@@ -128,4 +128,4 @@ from .security import (
     SESSION_COOKIE_SECURE,
     TRUST_X_FORWARDED_FOR,
 )
-from .tokens import REST_KNOX
+from .tokens import API_TOKEN_DAYS, API_TOKEN_MAX_DAYS, KNOX_TOKEN_MODEL, REST_KNOX

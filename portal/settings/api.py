@@ -24,8 +24,8 @@ API_RATE_ANON = env_rate("API_RATE_ANON", "60/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so that an anonymous request is answered 401 with a
-        # WWW-Authenticate header rather than 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # WWW-Authenticate header rather than 403. Hashed, expiring tokens (README "API tokens").
+        "portal.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

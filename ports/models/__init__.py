@@ -1,6 +1,6 @@
 """The ports app's models, a module per concern, each name imported from here (ports.models):
 teams and who sees what, the catalog, deployments, the change log, members and their roles,
-the checklist, what was handed out, and change requests. A module imports only those before it
+the checklist, what was handed out, change requests, and API tokens. A module imports only those before it
 in this order."""
 
 from .catalog import (
@@ -62,16 +62,24 @@ from .teams import (
     TeamQuerySet,
     TeamScopedQuerySet,
 )
+from .tokens import (
+    LAST_USED_EVERY,
+    ApiToken,
+    ApiTokenQuerySet,
+)
 
 __all__ = [
     "CURRENT_PROBE",
     "LAST_CHECKED",
+    "LAST_USED_EVERY",
     "PORT_VALIDATORS",
     "ROW_VERSION",
     "RULE_COLUMN_NAMES",
     "SITED_PARTS",
     "STOP_AT",
     "STOP_HOW",
+    "ApiToken",
+    "ApiTokenQuerySet",
     "Appliance",
     "CatalogVersion",
     "CatalogVersionQuerySet",

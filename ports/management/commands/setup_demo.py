@@ -2,18 +2,18 @@ import os
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 
 from ports.acting import Actor, acting
 from ports.choices import ChangeSource, TeamRole
 from ports.demo import DEMO_DEPLOYMENT
 from ports.deployments import save_deployment
-from ports.models import Deployment, Membership, Team
+from ports.models import ApiToken, Deployment, Membership, Team
 
 USERNAME, PASSWORD = "demo", "portal-demo"
 ADMIN, ADMIN_PASSWORD = "demo-admin", "portal-demo-admin"  # the demo's Django admin (all teams)
 APPROVER, APPROVER_PASSWORD = "demo-approver", "portal-demo-approver"  # approves the demo user's requests
+DEMO_TOKEN = "Demo (setup_demo makes a new one at each run)"
 
 
 class Command(BaseCommand):
@@ -38,7 +38,10 @@ class Command(BaseCommand):
         team, _ = Team.objects.get_or_create(name="Demo")
         if not team.memberships.filter(user=user).exists():
             Membership.give(team, user, TeamRole.ADMIN)  # the team's admin: every role
-        token, _ = Token.objects.get_or_create(user=user)
+        # A key is kept only as its hash, so the demo's cannot be read back: each run revokes the
+        # last one it made and prints a new one (the user's other tokens stay).
+        ApiToken.objects.filter(user=user, name=DEMO_TOKEN).delete()
+        _, key = ApiToken.issue(user, DEMO_TOKEN)
         if not Deployment.objects.filter(team=team, name=DEMO_DEPLOYMENT["name"]).exists():
             try:
                 save_deployment({**DEMO_DEPLOYMENT, "team": team.name})
@@ -61,7 +64,8 @@ class Command(BaseCommand):
             f"Demo: open http://{address}/ and log in as {USERNAME} / {PASSWORD}\n"
             f"      the admin, http://{address}/admin/, as {ADMIN} / {ADMIN_PASSWORD}\n"
             f"      the approver of the demo's change requests as {APPROVER} / {APPROVER_PASSWORD}\n"
-            f"      API token {token.key} (header 'Authorization: Token {token.key}')\n"
+            f"      API token {key} (header 'Authorization: Token {key}')\n"
+            "      (a new token at each run, the last one revoked: the portal keeps only their hashes)\n"
             f"      deployment {deployment.pk} ({deployment.checklist.count()} checklist items): "
             f"/api/deployments/{deployment.pk}/checklist/"
         )
