@@ -28,6 +28,7 @@ urlpatterns = [
     path("alerts/recent/", alerts.recent_alerts, name="alert-rows"),
     path("alerts/channels/<int:pk>/<str:action>/", alerts.alert_channel_action, name="alert-channel-action"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("oidc/", include("portal.directory.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("portal.api.urls")),
     path("api-auth/", include("rest_framework.urls")),

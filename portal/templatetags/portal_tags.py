@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -34,3 +35,9 @@ def when(value: datetime.datetime | None, precision: str = "minute") -> str:
         shown = utc.strftime("%Y-%m-%d %H:%M UTC")
     iso = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
     return format_html('<time datetime="{}" title="{}">{}</time>', iso, utc.strftime("%Y-%m-%d %H:%M:%S UTC"), shown)
+
+
+@register.simple_tag
+def oidc_provider() -> str:
+    """The provider the login page offers to sign in with (OpenID Connect), or "" when none is configured."""
+    return settings.OIDC_PROVIDER_NAME if settings.OIDC_RP_CLIENT_ID else ""
