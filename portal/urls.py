@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from portal import health
+from portal import converters, health  # noqa: F401 (converters registers <token_key:...>)
 from portal.pages import alerts, changes, checklist, requests, teams, tokens
 
 urlpatterns = [
@@ -20,9 +20,9 @@ urlpatterns = [
     path("teams/", teams.team_list, name="teams"),
     path("teams/<int:pk>/", teams.team, name="team"),
     path("teams/<int:pk>/members/<int:user_id>/", teams.team_member, name="team-member"),
-    path("teams/<int:pk>/tokens/<str:token_key>/revoke/", teams.team_token_revoke, name="team-token-revoke"),
+    path("teams/<int:pk>/tokens/<token_key:token_key>/revoke/", teams.team_token_revoke, name="team-token-revoke"),
     path("tokens/", tokens.tokens, name="tokens"),
-    path("tokens/<str:token_key>/revoke/", tokens.token_revoke, name="token-revoke"),
+    path("tokens/<token_key:token_key>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("catalog/", checklist.catalog, name="catalog"),
     path("alerts/", alerts.alert_channels, name="alerts"),
     path("alerts/recent/", alerts.recent_alerts, name="alert-rows"),

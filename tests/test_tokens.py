@@ -214,6 +214,38 @@ def test_a_team_admin_sees_and_revokes_the_members_tokens(team, alice):
     assert admin.delete(f"/api/teams/{team.pk}/tokens/{other}/").status_code == 404  # not of this team
 
 
+def test_a_team_admin_cannot_reach_the_tokens_of_a_member_of_teams_they_do_not_administer(team, alice):
+    """Anyone can be added to a team, and a token reaches every team of its user: adding bob of
+    another team must not give this team's admin his tokens."""
+    bob = make_member("bob", "Other team")
+    bobs = ApiToken.issue(bob, "Bob's deploys")[1]
+    ada = team.memberships.get(role=TeamRole.ADMIN).user
+    Membership.objects.create(team=team, user=bob, role=TeamRole.VIEWER)
+    admin = with_key(api_key(ada, "Admin's"))
+    listed = admin.get(f"/api/teams/{team.pk}/tokens/").json()["results"]
+    assert "Bob's deploys" not in str(listed)
+    assert admin.delete(f"/api/teams/{team.pk}/tokens/{bobs[:15]}/").status_code == 404
+    page = signed_in(ada)
+    assert b"Bob&#x27;s deploys" not in page.get(f"/teams/{team.pk}/").content
+    assert page.post(f"/teams/{team.pk}/tokens/{bobs[:15]}/revoke/").status_code == 404
+    assert with_key(bobs).get("/api/me/").status_code == 200
+    # Once ada administers every team of bob's, his tokens are hers to see and revoke.
+    Membership.objects.create(team=Team.objects.get(name="Other team"), user=ada, role=TeamRole.ADMIN)
+    assert "Bob's deploys" in str(admin.get(f"/api/teams/{team.pk}/tokens/").json()["results"])
+    assert admin.delete(f"/api/teams/{team.pk}/tokens/{bobs[:15]}/").status_code == 204
+    assert with_key(bobs).get("/api/me/").status_code == 401
+
+
+def test_two_tokens_with_the_same_token_key_are_revoked_together_not_a_server_error(alice):
+    first, second = ApiToken.issue(alice, "One")[1], ApiToken.issue(alice, "Two")[1]
+    ApiToken.objects.filter(name="Two").update(token_key=first[:15])  # a 60-bit collision, forced
+    session = api_session(alice)
+    assert session.delete(f"/api/tokens/{first[:15]}/").status_code == 204
+    assert with_key(first).get("/api/me/").status_code == 401 and with_key(second).get("/api/me/").status_code == 401
+    assert session.delete(f"/api/tokens/{first[:15]}/").status_code == 404
+    assert session.delete("/api/tokens/a%00b/").status_code == 404
+
+
 def test_only_the_team_admin_sees_the_members_tokens_and_other_teams_see_nothing(team, alice):
     key = api_key(alice)
     viewer = with_key(api_key(team.members.get(username="vic")))
@@ -246,17 +278,30 @@ def test_the_team_page_shows_its_admin_the_members_tokens_to_revoke(team, alice)
 def test_the_page_shows_a_new_key_once_and_revokes(alice):
     browser = signed_in(alice)
     made = browser.post("/tokens/", {"name": "CI", "days": 7})
-    assert made.status_code == 200 and "no-store" in made.headers["Cache-Control"]
-    key = re.search(rb'<code class="key" id="new-key">(\w+)</code>', made.content)[1].decode()
-    assert b"Copy it now: it is not shown again." in made.content
+    assert made.status_code == 302  # then a reload makes no second token
+    cookie = made.cookies["new_token"]
+    assert cookie["path"] == "/tokens/" and cookie["httponly"] and cookie["samesite"] == "Strict"
+    shown = browser.get(made.url)
+    assert "no-store" in shown.headers["Cache-Control"]
+    key = re.search(rb'<code class="key" id="new-key">(\w+)</code>', shown.content)[1].decode()
+    assert b"Copy it now: it is not shown again." in shown.content
+    assert shown.cookies["new_token"]["max-age"] == 0  # shown once, then gone
     assert with_key(key).get("/api/me/").status_code == 200
     again = browser.get("/tokens/")
     assert key.encode() not in again.content and key[:15].encode() in again.content and b"CI" in again.content
+    assert ApiToken.objects.count() == 1
+
+    # Another user's browser given this cookie shows nothing: it is signed for alice.
+    bob = signed_in(make_member("bob", "Mail team"))
+    bob.cookies["new_token"] = cookie.value
+    assert key.encode() not in bob.get("/tokens/").content
     refused = browser.post("/tokens/", {"name": "Long", "days": 999})
     assert b"A token lives at most 365 days" in refused.content and ApiToken.objects.count() == 1
 
-    other = api_key(make_member("bob", "Other team"))
+    other = api_key(make_member("carl", "Other team"))
     assert browser.post(f"/tokens/{other[:15]}/revoke/").status_code == 404
+    for odd in ("a%00b", "%C3%A9", "x" * 20):  # no token_key: not found, never a server error
+        assert browser.post(f"/tokens/{odd}/revoke/").status_code == 404
     assert browser.post(f"/tokens/{key[:15]}/revoke/").status_code == 302
     assert with_key(key).get("/api/me/").status_code == 401 and with_key(other).get("/api/me/").status_code == 200
 
@@ -328,6 +373,8 @@ def test_a_default_lifetime_over_the_ceiling_stops_the_portal_saying_so():
     stopped = manage({"DJANGO_DEBUG": "1", "API_TOKEN_DAYS": "400", "API_TOKEN_MAX_DAYS": "365"}, "check")
     assert stopped.returncode != 0
     assert "API_TOKEN_DAYS (400) must be at least 1 and at most API_TOKEN_MAX_DAYS (365)." in stopped.stderr
+    past_the_calendar = manage({"DJANGO_DEBUG": "1", "API_TOKEN_MAX_DAYS": "5000000"}, "check")
+    assert "API_TOKEN_MAX_DAYS (5000000) must be 1 to 3650 (ten years)." in past_the_calendar.stderr
     assert manage({"DJANGO_DEBUG": "1"}, "check").returncode == 0  # nothing to set: 90 and 365
 
 
@@ -356,8 +403,9 @@ def test_a_token_is_made_used_and_revoked_in_the_browser(lab, browser, viewport)
     me = requests.get(f"{base}/api/me/", headers={"Authorization": f"Token {key}"}, timeout=30)
     assert me.status_code == 200 and me.json()["username"] == "alice"
 
-    page.goto(f"{base}/tokens/")  # shown once: not on the next visit
+    page.reload()  # shown once: not again, and no second token made
     assert key not in page.content()
+    assert ApiToken.objects.filter(name="Provisioning laptop").count() == 1
     row = page.get_by_role("row", name=re.compile("Provisioning laptop"))
     assert key[:15] in row.inner_text() and "Never" not in row.inner_text()  # used, just now
     row.get_by_text("Revoke", exact=True).click()
@@ -384,7 +432,7 @@ def test_a_team_admin_revokes_a_members_token_in_the_browser(lab, browser, viewp
     row.get_by_text("Revoke", exact=True).click()
     row.get_by_role("button", name="Revoke Bob's cron job").click()
     page.get_by_text(f"bob's token Bob's cron job ({key[:15]}…) revoked: it no longer works.").wait_for()
-    assert page.get_by_text("No member has an API token.").is_visible()
+    assert page.get_by_text("No token of a member that you may revoke.").is_visible()
     visits.check("team-tokens-revoked")
     assert requests.get(f"{base}/api/me/", headers={"Authorization": f"Token {key}"}, timeout=30).status_code == 401
     page.close()

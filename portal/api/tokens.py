@@ -5,6 +5,7 @@ token is named by its `token_key` (the key's first characters), never by its has
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils.functional import cached_property
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -13,6 +14,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from portal.converters import TokenKeyConverter
 from ports.choices import Outcome, TeamRole
 from ports.models import ApiToken, Team
 from ports.scoping import require_role
@@ -47,11 +49,15 @@ class TokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destro
 
     serializer_class = ApiTokenSerializer
     lookup_field = "token_key"
+    lookup_value_regex = TokenKeyConverter.regex
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         if getattr(self, "swagger_fake_view", False):
             return ApiToken.objects.none()
         return ApiToken.objects.filter(user=self.request.user).select_related("user")
+
+    def destroy(self, request: Request, *args: object, token_key: str, **kwargs: object) -> Response:
+        return revoked(self.get_queryset(), token_key)
 
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         if request.auth is not None:
@@ -80,7 +86,7 @@ class TeamTokens(generics.GenericAPIView):
     def get_queryset(self) -> QuerySet[ApiToken]:
         if getattr(self, "swagger_fake_view", False):
             return ApiToken.objects.none()
-        return ApiToken.objects.of_team(self.team)
+        return ApiToken.objects.of_team(self.team, self.request.user)
 
 
 @extend_schema_view(get=extend_schema(responses={200: ApiTokenSerializer(many=True), 403: NEEDS_ADMIN}))
@@ -91,3 +97,13 @@ class TeamTokensView(TeamTokens, generics.ListAPIView):
 @extend_schema_view(delete=extend_schema(responses={204: None, 403: NEEDS_ADMIN}))
 class TeamTokenView(TeamTokens, generics.DestroyAPIView):
     """Revoke a member's token: it stops working at once."""
+
+    def delete(self, request: Request, *args: object, token_key: str, **kwargs: object) -> Response:
+        return revoked(self.get_queryset(), token_key)
+
+
+def revoked(tokens: QuerySet[ApiToken], token_key: str) -> Response:
+    """204 once the token of `tokens` named `token_key` is revoked; 404 if there is none."""
+    if not tokens.revoke(token_key):
+        raise Http404
+    return Response(status=204)

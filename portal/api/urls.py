@@ -37,7 +37,7 @@ urlpatterns = [
     path("requests/<int:pk>/<str:action>/", requests.ChangeRequestStepView.as_view(), name="request-step"),
     path("probe-sites/", probes.ProbeSitesView.as_view(), name="probe-sites"),
     path("teams/<int:pk>/tokens/", tokens.TeamTokensView.as_view(), name="team-tokens"),
-    path("teams/<int:pk>/tokens/<str:token_key>/", tokens.TeamTokenView.as_view(), name="team-token"),
+    path("teams/<int:pk>/tokens/<token_key:token_key>/", tokens.TeamTokenView.as_view(), name="team-token"),
     path("catalog/diff/", ports.CatalogDiffView.as_view(), name="catalog-diff"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

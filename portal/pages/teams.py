@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -52,7 +52,7 @@ def team(request: HttpRequest, pk: int) -> HttpResponse:
     is_admin = mine == TeamRole.ADMIN
     context = {"team": found, "members": members, "form": form, "is_admin": is_admin, "roles": TeamRole}
     if is_admin:  # the members' API tokens, which the admin may revoke
-        context["tokens"] = ApiToken.objects.of_team(found)
+        context["tokens"] = ApiToken.objects.of_team(found, request.user)
     return render(request, "ports/team.html", context)
 
 
@@ -83,7 +83,10 @@ def team_token_revoke(request: HttpRequest, pk: int, token_key: str) -> HttpResp
     """A team admin revokes a member's API token: it stops working at once, for every team of theirs."""
     found = get_object_or_404(Team.objects.for_user(request.user), pk=pk)
     require_role(request.user, found, TeamRole.ADMIN)
-    token = get_object_or_404(ApiToken.objects.of_team(found), token_key=token_key)
-    token.delete()
-    messages.success(request, f"{token.user}'s token {token.name} ({token.token_key}…) revoked: it no longer works.")
+    revoked = ApiToken.objects.of_team(found, request.user).revoke(token_key)
+    if not revoked:
+        raise Http404("No token of this team's members is named so.")
+    for token in revoked:
+        said = f"{token.user}'s token {token.name} ({token.token_key}…) revoked: it no longer works."
+        messages.success(request, said)
     return redirect("team", pk=found.pk)

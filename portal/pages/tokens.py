@@ -8,8 +8,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -33,23 +34,50 @@ class TokenForm(forms.Form):
         days.widget.attrs.update(min=1, max=settings.API_TOKEN_MAX_DAYS)
 
 
+# The key of a token just made goes to the page after the redirect in a cookie of its own: signed
+# for its user, sent to this page only, for a minute, and deleted once shown. A reload then makes
+# no second token, and the portal keeps the key nowhere, not even in a session.
+NEW_KEY = "new_token"
+NEW_KEY_SECONDS = 60
+
+
 @login_required
-@never_cache  # the answer to a POST holds a key: no cache keeps it
+@never_cache  # the page may hold a key: no cache keeps it
 def tokens(request: HttpRequest) -> HttpResponse:
     """The user's tokens and the form that makes one; a token made shows its key above, this once."""
     form = TokenForm(request.POST or None)
-    made, key = None, ""
+    salt = f"{NEW_KEY}-{request.user.pk}"
     if request.method == "POST" and form.is_valid():
-        made, key = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["days"])
-        form = TokenForm()  # blank again, for the next one
+        _, key = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["days"])
+        made = redirect("tokens")
+        made.set_signed_cookie(
+            NEW_KEY,
+            key,
+            salt=salt,
+            max_age=NEW_KEY_SECONDS,
+            path=reverse("tokens"),
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Strict",
+        )
+        return made
+    key = request.get_signed_cookie(NEW_KEY, default="", salt=salt, max_age=NEW_KEY_SECONDS)
+    made = ApiToken.find(key) if key else None
+    if made is None or made.user_id != request.user.pk:
+        made, key = None, ""
     context = {"form": form, "tokens": ApiToken.objects.filter(user=request.user), "made": made, "key": key}
-    return render(request, "ports/tokens.html", context)
+    page = render(request, "ports/tokens.html", context)
+    if NEW_KEY in request.COOKIES:
+        page.delete_cookie(NEW_KEY, path=reverse("tokens"), samesite="Strict")
+    return page
 
 
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_key: str) -> HttpResponse:
-    found = get_object_or_404(ApiToken.objects.filter(user=request.user), token_key=token_key)
-    found.delete()
-    messages.success(request, f"Token {found.name} ({found.token_key}…) revoked: it no longer works.")
+    revoked = ApiToken.objects.filter(user=request.user).revoke(token_key)
+    if not revoked:
+        raise Http404("You have no token named so.")
+    for token in revoked:
+        messages.success(request, f"Token {token.name} ({token.token_key}…) revoked: it no longer works.")
     return redirect("tokens")

@@ -8,12 +8,14 @@ import datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from knox.crypto import hash_token
 from knox.models import AbstractAuthToken, AuthTokenManager
 
+from ..choices import TeamRole
 from ..validators import validate_name, validate_token_days
+from .members import Membership
 
 # A token's use is written at most this often: a script's every request does not write a row.
 LAST_USED_EVERY = datetime.timedelta(minutes=1)
@@ -21,9 +23,23 @@ NAME_LENGTH = 100
 
 
 class ApiTokenQuerySet(models.QuerySet):
-    def of_team(self, team: object) -> ApiTokenQuerySet:
-        """The tokens of the team's members (a token reaches every team of its user), by user, newest first."""
-        return self.filter(user__memberships__team=team).select_related("user").order_by("user__username", "-created")
+    def of_team(self, team: object, admin: object) -> ApiTokenQuerySet:
+        """The tokens of the team's members that its admin `admin` sees and may revoke, by user,
+        newest first: those of members who are in no team that `admin` does not administer. A
+        token reaches every team of its user, and anyone can be added to a team: an admin of one
+        team does not get to see or end what a token does in another (the user does, or /admin/)."""
+        administered = Membership.objects.filter(user=admin, role=TeamRole.ADMIN).values("team")
+        elsewhere = Membership.objects.filter(user=OuterRef("user")).exclude(team__in=administered)
+        members = self.filter(user__memberships__team=team).exclude(Exists(elsewhere))
+        return members.select_related("user").order_by("user__username", "-created")
+
+    def revoke(self, token_key: str) -> list[ApiToken]:
+        """Revoke these tokens named `token_key` (they stop working at once); the tokens revoked.
+        A token_key is the key's first 15 hex characters: two tokens of the same selection sharing
+        one are as likely as a 60-bit collision, and would go together rather than fail."""
+        found = list(self.filter(token_key=token_key).select_related("user"))
+        self.model.objects.filter(digest__in=[token.digest for token in found]).delete()
+        return found
 
 
 class ApiTokenManager(AuthTokenManager.from_queryset(ApiTokenQuerySet)):
