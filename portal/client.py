@@ -13,3 +13,11 @@ def client_ip(request: HttpRequest) -> str:
         if forwarded:
             return forwarded[-1]
     return request.META.get("REMOTE_ADDR", "")
+
+
+def sign_in_name(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The name a sign-in is counted under by the lockout (AXES_USERNAME_CALLABLE): the username
+    typed, stripped and casefolded, as the directory compares names. Counted as typed, "HEIDI" and
+    "Heidi" would each get their own five guesses at the directory's heidi."""
+    name = credentials.get("username") if credentials else request.POST.get("username")
+    return name.strip().casefold() if isinstance(name, str) else name

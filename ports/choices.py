@@ -170,6 +170,13 @@ class ChangedObject(models.TextChoices):
     CHANGE_REQUEST = "change_request", "Change request"
 
 
+class DirectorySource(models.TextChoices):
+    """What made a user, and so is the only way they sign in besides a password (DirectoryAccount)."""
+
+    LDAP = "ldap", "LDAP directory"
+    OIDC = "oidc", "OpenID Connect provider"
+
+
 class TeamRole(models.TextChoices):
     """What a member may do with the team's objects: each role may do all that the roles before
     it may, and more."""

@@ -93,6 +93,8 @@ def validate_network(value: str) -> None:
 
 # Control characters (and line or paragraph separators), which no name needs: in an export
 # they would end a line or a cell where the reader does not expect it.
+# A team's name, as long as its column: DIRECTORY_GROUP_TEAMS' names are checked against it at start.
+TEAM_NAME_LENGTH = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 

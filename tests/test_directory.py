@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.client import sign_in_name
+from portal.directory.oidc import Refused, groups_of
+from portal.directory.unavailable import not_counted
 from portal.settings import parse_group_teams
 from ports.apps import check_group_teams
 from ports.choices import ChangeSource, TeamRole
@@ -75,6 +78,10 @@ def test_each_change_is_in_the_change_log_as_the_directorys_and_a_sign_in_that_c
         ('{"g": "Mail team"}', "must name its teams and roles"),
         ('{"g": {"Mail team": 3}}', "must give each team a role by name"),
         ('{"g": {"Mail team": "owner"}}', "the role 'owner', which is none of viewer, editor, approver, admin"),
+        ('{"g": {"Mail team": "admin"}, "G": {"DNS team": "viewer"}}', "group 'G' is named twice"),
+        ('{"g": {"%s": "admin"}}' % ("x" * 101), "a team's name is 1 to 100 characters"),
+        ('{"g": {" Mail team": "admin"}}', "without spaces around it"),
+        ('{"g": {"Mail\\tteam": "admin"}}', "may not contain control characters"),
     ],
 )
 def test_a_mapping_that_is_wrong_stops_the_portal_saying_what(text, says):
@@ -98,3 +105,23 @@ def test_the_portal_does_not_start_with_a_role_it_does_not_know():
 
 def test_no_mapping_is_no_directory_teams():
     assert parse_group_teams("DIRECTORY_GROUP_TEAMS", "") == {}
+
+
+def test_a_provider_that_sends_no_groups_refuses_the_sign_in_rather_than_empty_the_teams(settings, mapped):
+    """Entra ID sends `_claim_names` instead of the groups past 200 of them; a client not set up for
+    groups sends none: either would otherwise take the user out of every directory team."""
+    settings.OIDC_GROUPS_CLAIM = "groups"
+    assert groups_of({"groups": ["mail-operators", 3]}) == ["mail-operators"]
+    assert groups_of({"groups": "mail-operators"}) == ["mail-operators"]
+    for claims in ({}, {"_claim_names": {"groups": "src1"}}, {"groups": {"a": 1}}):
+        with pytest.raises(Refused, match="the provider did not send your groups"):
+            groups_of(claims)
+    settings.DIRECTORY_GROUP_TEAMS = {}
+    assert groups_of({}) == []  # without a mapping, groups decide nothing
+
+
+def test_the_lockout_counts_names_as_the_directory_compares_them_and_not_oidc_callbacks(rf):
+    request = rf.post("/accounts/login/", {"username": " Heidi "})
+    assert sign_in_name(request) == sign_in_name(request, {"username": "HEIDI"}) == "heidi"
+    assert not_counted(request, {"username": "heidi"}) is False
+    assert not_counted(rf.get("/oidc/callback/"), {"nonce": "n", "code_verifier": "v"}) is True

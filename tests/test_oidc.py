@@ -25,7 +25,7 @@ from django.test import Client
 
 from portal.settings import parse_group_teams
 from ports.choices import ChangeSource
-from ports.models import Membership, ObjectChange
+from ports.models import DirectoryAccount, Membership, ObjectChange
 
 from .conftest import ARTIFACTS, CHROMIUM, make_member
 from .waiting import wait_until
@@ -371,8 +371,15 @@ def test_a_user_without_a_username_claim_or_with_a_local_accounts_name_is_not_si
     live_server, oidc, settings, browsers
 ):
     base = live_server.url
-    oidc.accounts({"Erin": {"password": "x", "groups": ["mail-admins"]}, "Root": {"password": "y", "groups": []}})
+    oidc.accounts(
+        {
+            "Erin": {"password": "x", "groups": ["mail-admins"]},
+            "Root": {"password": "y", "groups": []},
+            "ANSIBLE": {"password": "z", "groups": []},
+        }
+    )
     get_user_model().objects.create_superuser("root", password="local-only")
+    get_user_model().objects.create_superuser("ansible", password=None)  # no password: tokens only
 
     settings.OIDC_USERNAME_CLAIM = "upn"  # a claim this provider does not give
     response = sign_in(browsers(), base, "Erin", "x")
@@ -382,18 +389,23 @@ def test_a_user_without_a_username_claim_or_with_a_local_accounts_name_is_not_si
     )
     assert not get_user_model().objects.filter(username__iexact="erin").exists()
 
-    # A provider's user named like a local account (one with a password of the portal's, here the
-    # superuser's), in any case, does not sign in as it.
+    # A provider's user named like a local account, in any case, does not sign in as it: one with a
+    # password of the portal's (here the superuser's), nor one without (made for its tokens).
     settings.OIDC_USERNAME_CLAIM = "preferred_username"
-    response = sign_in(browsers(), base, "Root", "y")
-    assert message_on(response) == (
-        "Signing in with the test provider failed: this name is an account of the portal's own, "
-        "which signs in with its password."
-    )
-    # The same flow signs a user in (named in lower case, as LDAP's), to the page they were going to.
-    response = sign_in(browsers(), base, "Erin", "x")
-    assert urlsplit(response.url).path == "/" and "erin" in response.text
+    for name, password in (("Root", "y"), ("ANSIBLE", "z")):
+        response = sign_in(browsers(), base, name, password)
+        assert message_on(response) == (
+            "Signing in with the test provider failed: this name is already an account of the portal's, "
+            "which does not sign in this way."
+        )
+    assert not DirectoryAccount.objects.exists()
+    # The same flow signs a user in (named in lower case, as LDAP's), to the page they were going to,
+    # linked to the provider's sub: the next sign-in finds them by it.
+    for _ in range(2):
+        response = sign_in(browsers(), base, "Erin", "x")
+        assert urlsplit(response.url).path == "/" and "erin" in response.text
     assert roles_of("erin") == {"Mail team": "admin"}
+    assert DirectoryAccount.objects.get().user.username == "erin"
 
 
 def test_a_password_sign_in_beside_oidc_redeems_no_code(db, settings):
@@ -415,6 +427,16 @@ def test_a_password_sign_in_beside_oidc_redeems_no_code(db, settings):
     response = client.post("/accounts/login/?code=x&state=y", {"username": "frank", "password": "not-used-in-tests"})
     assert response.status_code == 302 and client.session["_auth_user_backend"].endswith("ModelBackend")
     assert "Sign in with" in Client().get("/accounts/login/").text
+
+
+def test_a_link_to_the_callback_made_elsewhere_signs_nobody_out(db, settings):
+    """?error= with a state that is not this browser's is someone else's link: the user stays signed in."""
+    settings.OIDC_RP_CLIENT_ID, settings.OIDC_RP_CLIENT_SECRET = CLIENT_ID, CLIENT_SECRET
+    client = Client()
+    client.force_login(make_member("frank", "Mail team"))
+    followed = client.get("/oidc/callback/", {"error": "access_denied", "state": "made-elsewhere"})
+    assert followed.status_code == 302
+    assert client.get("/teams/").status_code == 200
 
 
 def test_unconfigured_the_oidc_urls_answer_404_and_the_login_page_has_no_button(db, settings):

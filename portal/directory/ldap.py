@@ -17,7 +17,9 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django_auth_ldap.backend import LDAPBackend, ldap_error
 
+from ports.choices import DirectorySource
 from ports.directory import follow_groups
+from ports.models import DirectoryAccount
 
 from . import unavailable
 
@@ -29,25 +31,33 @@ UNREACHABLE = (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT)
 
 
 def local_account(username: str) -> bool:
-    """Whether `username` is a local account: one with a password of the portal's own."""
-    found = get_user_model()._default_manager.filter(**{f"{get_user_model().USERNAME_FIELD}__iexact": username})
-    return any(user.has_usable_password() for user in found)
+    """Whether `username` (as django-auth-ldap takes it: stripped, in any case) names a user the
+    directory did not make: a local account, with a password of the portal's own or without one."""
+    named = {f"{get_user_model().USERNAME_FIELD}__iexact": username.strip()}
+    others = get_user_model()._default_manager.filter(**named)
+    return others.exclude(directory_account__source=DirectorySource.LDAP).exists()
 
 
 class DirectoryLDAPBackend(LDAPBackend):
     """The directory's user is the portal's user of the same name (lower-cased), created at their
-    first sign-in without a password; names, email and teams follow the directory at every one."""
+    first sign-in without a password and linked to the directory (DirectoryAccount); names, email
+    and teams follow the directory at every sign-in."""
 
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: object
     ) -> object | None:
         username = kwargs.get(get_user_model().USERNAME_FIELD, username)
         # A local account stays local: a directory user of the same name does not sign in as it
-        # (nor become the portal's superuser "admin"); ModelBackend checks its password.
+        # (nor become the portal's superuser "admin"); ModelBackend checks its password, if it has one.
         if username is None or local_account(username):
             return None
         user = super().authenticate(request, username=username, password=password)
-        if user is None or self.settings.GROUP_SEARCH is None:
+        if user is None:
+            return None
+        DirectoryAccount.objects.get_or_create(
+            user=user, defaults={"source": DirectorySource.LDAP, "subject": user.ldap_user.dn[:255]}
+        )
+        if self.settings.GROUP_SEARCH is None:
             return user
         try:
             groups = user.ldap_user.group_dns
@@ -58,17 +68,23 @@ class DirectoryLDAPBackend(LDAPBackend):
         follow_groups(user, groups)
         return user
 
+    def get_user(self, user_id: int) -> object | None:
+        # As ModelBackend: a user deactivated in the portal is signed out of every session at once.
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
 
 @receiver(ldap_error, sender=DirectoryLDAPBackend)
 def directory_unavailable(
     sender: type, context: str, user: object, request: HttpRequest | None, exception: ldap.LDAPError, **kwargs: object
 ) -> None:
-    """django-auth-ldap catches the directory's errors and fails the sign-in: say why on the login page."""
+    """django-auth-ldap catches the directory's errors and fails the sign-in: say why on the login
+    page, in words an anonymous visitor may read (not the directory's hosts nor its own message:
+    those go to the log)."""
     uri = settings.AUTH_LDAP_SERVER_URI
     tls = settings.AUTH_LDAP_START_TLS or uri.startswith("ldaps://")
     if not isinstance(exception, UNREACHABLE):
-        details = exception.args[0] if exception.args and isinstance(exception.args[0], dict) else {}
-        what = f"answered the portal with an error ({details.get('desc', exception)})"
+        what = "answered the portal with an error (the portal's log says which)"
     elif tls:
         what = "could not be reached securely (no answer, or a certificate the portal does not trust)"
     else:
@@ -77,5 +93,5 @@ def directory_unavailable(
     if tls and isinstance(exception, UNREACHABLE):
         log.warning("Is LDAP_CA_FILE the CA of the directory's certificate, and does the certificate name its host?")
     unavailable.note(
-        request, f"The directory ({uri}) {what}; directory accounts cannot sign in right now. Local accounts still can."
+        request, f"The directory {what}; directory accounts cannot sign in right now. Local accounts still can."
     )

@@ -18,12 +18,15 @@ import requests
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import SuspiciousOperation
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from ports.choices import DirectorySource
 from ports.directory import follow_groups
+from ports.models import DirectoryAccount
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +63,11 @@ class Refused(SuspiciousOperation):
 
 
 class DirectoryOIDCBackend(OIDCAuthenticationBackend):
-    """The provider's user is the portal's user of the same username (OIDC_USERNAME_CLAIM), created
-    at their first sign-in (lower-cased, as LDAP's) with no password; their name and email follow
-    the provider's, and their teams the groups claim (OIDC_GROUPS_CLAIM), at every sign-in."""
+    """The provider's user (its `sub`) is the portal's user made at their first sign-in, named by
+    the username claim (OIDC_USERNAME_CLAIM, lower-cased, as LDAP's), with no password, and linked
+    to the provider (DirectoryAccount): a name that is already another account's is refused. Their
+    name and email follow the provider's, and their teams the groups claim (OIDC_GROUPS_CLAIM), at
+    every sign-in."""
 
     def authenticate(self, request: HttpRequest | None, **credentials: object) -> object | None:
         # Only the callback's call is this backend's (the nonce and PKCE verifier kept in the session):
@@ -83,6 +88,8 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
         return {**payload, **userinfo}
 
     def verify_claims(self, claims: dict) -> bool:
+        if not isinstance(claims.get("sub"), str) or not claims["sub"] or len(claims["sub"]) > 255:
+            raise Refused("the provider did not say who you are (its 'sub' claim); please tell an administrator.")
         name = claims.get(settings.OIDC_USERNAME_CLAIM)
         if not isinstance(name, str) or not name.strip() or len(name) > USERNAME_MAX:
             raise Refused(
@@ -92,22 +99,24 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
         return True
 
     def filter_users_by_claims(self, claims: dict) -> QuerySet:
-        # By username, not by email (mozilla-django-oidc's default): an email is no account's key here.
-        # In any case (providers differ in a name's case), unless one is exactly the name.
-        name = claims[settings.OIDC_USERNAME_CLAIM]
-        exact = self.UserModel.objects.filter(username=name)
-        return exact if exact.exists() else self.UserModel.objects.filter(username__iexact=name)
+        # By the provider's sub, linked at the first sign-in: not by email (mozilla-django-oidc's
+        # default; an email is no account's key here), nor by a name, which may be a local account's.
+        linked = {"directory_account__source": DirectorySource.OIDC, "directory_account__subject": claims["sub"]}
+        return self.UserModel.objects.filter(**linked)
 
     def create_user(self, claims: dict) -> object:
-        user = self.UserModel.objects.create_user(claims[settings.OIDC_USERNAME_CLAIM].lower())  # no password
+        name = claims[settings.OIDC_USERNAME_CLAIM].strip().lower()
+        if self.UserModel.objects.filter(username__iexact=name).exists():
+            # A local account stays local, as with LDAP (and a directory user stays the directory's):
+            # a provider's user of the same name does not sign in as it (nor as the superuser "admin").
+            raise Refused("this name is already an account of the portal's, which does not sign in this way.")
+        with transaction.atomic():
+            user = self.UserModel.objects.create_user(name)  # no password
+            DirectoryAccount.objects.create(user=user, source=DirectorySource.OIDC, subject=claims["sub"])
         log.info("OpenID Connect sign-in created the user %s", user.get_username())
         return self.update_user(user, claims)
 
     def update_user(self, user: object, claims: dict) -> object:
-        if user.has_usable_password():
-            # A local account stays local, as with LDAP: a provider's user of the same name does not
-            # sign in as it (nor become the portal's superuser "admin").
-            raise Refused("this name is an account of the portal's own, which signs in with its password.")
         # The provider's email and names, as long as the fields take (Django's names: 150 characters).
         changed = []
         for field, claim in (("email", "email"), ("first_name", "given_name"), ("last_name", "family_name")):
@@ -120,6 +129,11 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
         follow_groups(user, groups_of(claims))
         return user
 
+    def get_user(self, user_id: int) -> object | None:
+        # As ModelBackend: a user deactivated in the portal is signed out of every session at once.
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict) -> object | None:
         try:
             return super().get_or_create_user(access_token, id_token, payload)
@@ -129,18 +143,25 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
 
 
 def groups_of(claims: dict) -> list[str]:
-    """The groups claim's values: a list of names (or a single name, as some providers send one)."""
+    """The groups claim's values: a list of names (or a single name, as some providers send one).
+    Without DIRECTORY_GROUP_TEAMS they decide nothing. With it, a sign-in without them is refused
+    rather than taken as "in no group", which would take the user out of every directory team:
+    the provider left them out (not asked for by OIDC_RP_SCOPES, not set up for this client), or
+    sent a reference instead (Entra ID's `_claim_names`, for a user in more than 200 groups)."""
     groups = claims.get(settings.OIDC_GROUPS_CLAIM)
-    if groups is None:
-        log.warning(
-            "OpenID Connect sign-in: no %r claim (OIDC_GROUPS_CLAIM); the user is in none of "
-            "DIRECTORY_GROUP_TEAMS' teams. Does the provider send groups, for the scopes OIDC_RP_SCOPES asks?",
-            settings.OIDC_GROUPS_CLAIM,
-        )
-        return []
     if isinstance(groups, str):
         return [groups]
-    return [group for group in groups if isinstance(group, str)] if isinstance(groups, list) else []
+    if isinstance(groups, list):
+        return [group for group in groups if isinstance(group, str)]
+    if not settings.DIRECTORY_GROUP_TEAMS:
+        return []
+    log.warning(
+        "OpenID Connect sign-in refused: the %r claim (OIDC_GROUPS_CLAIM) is %s. Does the provider send groups "
+        "for the scopes OIDC_RP_SCOPES asks? Entra ID sends _claim_names instead past 200 groups.",
+        settings.OIDC_GROUPS_CLAIM,
+        "a reference (_claim_names)" if "_claim_names" in claims else "missing" if groups is None else "no list",
+    )
+    raise Refused("the provider did not send your groups, which decide your teams; please tell an administrator.")
 
 
 class SignInView(OIDCAuthenticationRequestView):
@@ -162,6 +183,12 @@ class CallbackView(OIDCAuthenticationCallbackView):
         if not configured():
             raise Http404("OpenID Connect sign-in is not configured.")
         state = request.GET.get("state", "")
+        if state not in request.session.get("oidc_states", {}):
+            # Not this browser's sign-in (mozilla-django-oidc would answer a bare 400), and not for a
+            # link made elsewhere to sign the user out either (its ?error= would).
+            log.warning("OpenID Connect callback with an unknown state")
+            self.refusal = STALE
+            return self.login_failure()
         if error := request.GET.get("error"):
             log.warning(
                 "OpenID Connect provider answered %s: %s", error[:100], request.GET.get("error_description", "")[:500]
@@ -169,14 +196,19 @@ class CallbackView(OIDCAuthenticationCallbackView):
             self.refusal = PROVIDER_ERRORS.get(
                 error, f"the provider refused it ({error if error.isidentifier() and len(error) <= 40 else 'error'})."
             )
-        elif state not in request.session.get("oidc_states", {}):
-            # mozilla-django-oidc raises SuspiciousOperation for it, which Django answers with a bare 400.
-            log.warning("OpenID Connect callback with an unknown state")
-            self.refusal = STALE
-            return self.login_failure()
         try:
             return super().get(request)
-        except (SuspiciousOperation, requests.RequestException, jwt.PyJWTError) as error:
+        # Beside the library's refusals, a provider's answer of the wrong shape (a list for an object,
+        # a key without its "kid"): the sign-in fails saying so, never a server error.
+        except (
+            SuspiciousOperation,
+            requests.RequestException,
+            jwt.PyJWTError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ValueError,
+        ) as error:
             log.warning("OpenID Connect sign-in failed: %s", error)
             self.refusal = UNVERIFIED
             return self.login_failure()

@@ -23,5 +23,10 @@ def not_counted(request: HttpRequest, credentials: dict | None = None) -> bool:
     which the directory could not be used. It checked no password: the directory's backend skips
     local accounts (those with a password of the portal's), so the local one found none to check.
     Counting it would lock out users who retry during an outage, and keep them out after it.
-    Axes also asks before the backends run, when nothing is noted: a locked-out pair stays locked out."""
+    Axes also asks before the backends run, when nothing is noted: a locked-out pair stays locked out.
+
+    Nor is a sign-in without a username: OpenID Connect's callback, whose password (if any) the
+    provider checked. Counted, its refusals would lock out everyone behind the same address."""
+    if credentials is not None and not credentials.get("username"):
+        return True
     return bool(getattr(request, "directory_unavailable", ""))

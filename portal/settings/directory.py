@@ -37,6 +37,8 @@ def parse_group_teams(name: str, text: str) -> dict[str, dict[str, str]]:
             raise ImproperlyConfigured(f'{name}: group {group!r} must name its teams and roles: {{"team": "role"}}.')
         if not all(isinstance(role, str) for role in teams.values()):
             raise ImproperlyConfigured(f"{name}: group {group!r} must give each team a role by name.")
+        if group.casefold() in groups:
+            raise ImproperlyConfigured(f"{name}: group {group!r} is named twice (a group's case does not matter).")
         groups[group.casefold()] = dict(teams)
     return groups
 

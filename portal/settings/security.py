@@ -25,6 +25,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_CLIENT_IP_CALLABLE = "portal.client.client_ip"
+AXES_USERNAME_CALLABLE = "portal.client.sign_in_name"
 # A failed sign-in during which the directory could not be used checked no password: not counted
 # (axes calls it a whitelist; it is asked again before each sign-in, when nothing is noted yet).
 AXES_WHITELIST_CALLABLE = "portal.directory.unavailable.not_counted"

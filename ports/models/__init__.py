@@ -45,6 +45,7 @@ from .exported import (
     ChecklistExport,
 )
 from .members import (
+    DirectoryAccount,
     LastAdmin,
     Membership,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "Deployment",
     "DeploymentPartQuerySet",
     "DeploymentQuerySet",
+    "DirectoryAccount",
     "Host",
     "LastAdmin",
     "Logged",

@@ -7,6 +7,7 @@ from django.db import models, transaction
 
 from ..choices import (
     ChangedObject,
+    DirectorySource,
     Outcome,
     TeamRole,
 )
@@ -71,3 +72,21 @@ class Membership(Logged):
 
 class LastAdmin(ValueError):
     """A change that would leave a team without an admin."""
+
+
+class DirectoryAccount(models.Model):
+    """A user whom the company directory (LDAP) or the sign-in provider (OpenID Connect) made, at
+    their first sign-in through it: only such a user signs in through it again. A local account
+    (made in /admin/ or by a command, with a password or without one) never does, whatever its
+    name, so a directory's or a provider's user cannot take it over. `subject` is who the user is
+    there: the entry's DN, or the provider's `sub` (which stays when a username changes)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_account")
+    source = models.CharField(max_length=4, choices=DirectorySource.choices)
+    subject = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "subject"], name="directory_account_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_source_display()}: {self.subject})"

@@ -10,6 +10,7 @@ from ..choices import (
     TeamRole,
 )
 from ..validators import (
+    TEAM_NAME_LENGTH,
     validate_cron,
     validate_name,
 )
@@ -40,7 +41,7 @@ class DeploymentPartQuerySet(TeamScopedQuerySet):
 
 
 class Team(models.Model):
-    name = models.CharField(max_length=100, unique=True, validators=[validate_name])
+    name = models.CharField(max_length=TEAM_NAME_LENGTH, unique=True, validators=[validate_name])
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams", blank=True)
     # The probe schedule of the team's deployments that do not set their own.
     probe_schedule = models.CharField(max_length=10, choices=ProbeSchedule.choices, default=ProbeSchedule.OFF)
