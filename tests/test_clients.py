@@ -23,6 +23,7 @@ from portal.api.filters import ChecklistItemFilterSet
 from ports.models import Deployment, StatusChange
 
 from .conftest import FULL_DEPLOYMENT, api_key, make_member
+from .npm import npm_ci
 
 HERE = Path(__file__).resolve().parent
 PLAYBOOK = HERE / "ansible" / "provision.yml"
@@ -145,28 +146,10 @@ def test_an_ansible_playbook_plans_applies_and_changes_nothing_the_second_time(l
 
 
 def installed_typescript_tools() -> Path:
-    """TS_TOOLS with the packages of TS's lockfile installed (npm ci), unless already installed
-    from the same lockfile."""
-    installed = TS_TOOLS / "package-lock.json"
-    lockfile = (TS / "package-lock.json").read_text()
-    if (TS_TOOLS / "node_modules").is_dir() and installed.is_file() and installed.read_text() == lockfile:
-        return TS_TOOLS
+    """TS_TOOLS with the packages of TS's lockfile installed (tests.npm)."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed (make test installs it with node: TEST_TOOLS)")
-    TS_TOOLS.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(TS / name, TS_TOOLS / name)
-    done = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-        cwd=TS_TOOLS,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        (TS_TOOLS / "package-lock.json").unlink()  # installed in part: install again next time
-        pytest.skip(f"npm could not install the TypeScript tools: {done.stderr[-1000:]}")
-    return TS_TOOLS
+    return npm_ci(TS, TS_TOOLS, "the TypeScript tools")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,6 +28,7 @@ from ports.choices import ChangeSource
 from ports.models import DirectoryAccount, Membership, ObjectChange
 
 from .conftest import ARTIFACTS, CHROMIUM, make_member
+from .npm import npm_ci
 from .waiting import wait_until
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are safe.
@@ -53,26 +54,10 @@ GROUP_TEAMS = {
 
 
 def installed_provider() -> Path:
-    """INSTALLED with the packages of SOURCE's lockfile (npm ci), unless already installed from the
-    same lockfile, and the provider's script."""
+    """INSTALLED with the packages of SOURCE's lockfile (tests.npm), and the provider's script."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are not installed (make test installs them: TEST_TOOLS)")
-    installed = INSTALLED / "package-lock.json"
-    lockfile = (SOURCE / "package-lock.json").read_text()
-    if not ((INSTALLED / "node_modules").is_dir() and installed.is_file() and installed.read_text() == lockfile):
-        INSTALLED.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(SOURCE / name, INSTALLED / name)
-        done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=INSTALLED,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            installed.unlink()  # installed in part: install again next time
-            pytest.fail(f"npm could not install the OpenID Connect provider: {done.stderr[-1000:]}")
+    npm_ci(SOURCE, INSTALLED, "the OpenID Connect provider")
     shutil.copy(SOURCE / "provider.mjs", INSTALLED / "provider.mjs")
     return INSTALLED
 
