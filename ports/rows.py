@@ -58,19 +58,55 @@ def read_versions(rows: QuerySet) -> list[tuple]:
         return cursor.fetchall()
 
 
-def by_item(rows: QuerySet) -> dict[int, tuple]:
-    """The version of each item by pk, in the query's order, from ChecklistItemQuerySet.row_versions()."""
-    return {row[0]: row[2:] for row in read_versions(rows)}
+def by_item(rows: QuerySet | list[tuple]) -> dict[int, tuple]:
+    """The version of each item by pk, in the query's order, from ChecklistItemQuerySet.row_versions()
+    (the query, or its rows read)."""
+    return {row[0]: row[2:] for row in (rows if isinstance(rows, list) else read_versions(rows))}
 
 
 class RenderedRows:
-    """Renderings by kind, then by key, each with the version it was rendered at; thread-safe.
-    Past CHECKLIST_ROWS renderings in all, the kinds read least recently go first, whole: a
-    checklist's rows are read together, and each new generation of it is a new kind."""
+    """Renderings by kind, then by key, each with the version it was rendered at; and the versions
+    of whole checklists, each as of a checklist revision. Thread-safe. Past CHECKLIST_ROWS
+    renderings (and versions) in all, the kinds read least recently go first, whole: a checklist's
+    rows are read together, and each new generation of it is a new kind."""
 
     def __init__(self) -> None:
         self.kinds: OrderedDict[Hashable, dict[Hashable, tuple[object, object]]] = OrderedDict()
+        # By kind_of("versions", deployment): (its checklist revision, its versions in position
+        # order, the place of each item's among them by pk).
+        self.checklists: OrderedDict[Hashable, tuple[int, list[tuple], dict[int, int]]] = OrderedDict()
         self.lock = threading.Lock()
+
+    def versions(self, deployment: Deployment, items: QuerySet[ChecklistItem]) -> list[tuple]:
+        """The versions of all the deployment's items (`items`, its checklist read with_latest_probe())
+        in position order, as ChecklistItemQuerySet.row_versions() gives them, as of its checklist
+        revision or later: those read at an earlier revision of the same kind, with the versions of
+        the few items changed since (CHANGED_IN) put in their places. Read whole the first time."""
+        kind, revision = kind_of("versions", deployment), deployment.checklist_revision
+        with self.lock:
+            last = self.checklists.get(kind)
+        if last is not None and last[0] >= revision:
+            return last[1]
+        rows = None
+        if last is not None:
+            since, rows, places = last
+            changed = read_versions(items.changed_since(deployment, since).order_by().row_versions())
+            if all(row[0] in places for row in changed):  # in a kind, none comes or goes: a check
+                rows = rows.copy()
+                for row in changed:
+                    rows[places[row[0]]] = row
+            else:
+                rows = None
+        if rows is None:
+            rows = read_versions(items.order_by("position").row_versions())
+            places = {row[0]: place for place, row in enumerate(rows)}
+        with self.lock:
+            self.checklists[kind] = (revision, rows, places)
+            self.checklists.move_to_end(kind)
+            kept = sum(len(versions) for _, versions, _ in self.checklists.values())
+            while len(self.checklists) > 1 and kept > settings.CHECKLIST_ROWS:
+                kept -= len(self.checklists.popitem(last=False)[1][1])
+        return rows
 
     def rows(
         self,
@@ -103,6 +139,7 @@ class RenderedRows:
     def clear(self) -> None:
         with self.lock:
             self.kinds.clear()
+            self.checklists.clear()
 
 
 # The process's rows, as the "checklists" cache keeps the process's whole renderings.

@@ -21,6 +21,7 @@ from psycopg2.extras import Json, execute_values
 from ports.broker import BrokerUnavailable, send
 from ports.choices import ChangeAction, ChangedObject, Outcome, Stop
 from ports.models import (
+    CHANGED_IN,
     CURRENT_PROBE,
     ChangeRequest,
     ChecklistItem,
@@ -315,8 +316,8 @@ class ProbeRun(models.Model):
             # recorders take turns per deployment, so that no two compare results with the same
             # current states at once, and what is read below is read after another recorder's batch
             # of it. The lock is the update that says its checklist shows something new (the items'
-            # last check, if nothing else): in this transaction, not once committed as
-            # checklist_changed() does, since the lock is this transaction's anyway.
+            # last check, if nothing else), as checklist_changed() says it: the states written below
+            # are marked changed in the revision it moves to (CHANGED_IN).
             # A batch of a sweep moves the last check of its items without writing them: the
             # deployment's probe revision says so (ports.rows).
             open_run = cls.objects.filter(pk=run_id, finished__isnull=True)
@@ -331,7 +332,8 @@ class ProbeRun(models.Model):
                 deployment_id=models.OuterRef("deployment_id"), pk__gt=models.OuterRef("pk"), checked__isnull=False
             )
             run = cls.objects.select_for_update(of=("self",)).filter(pk=run_id, finished__isnull=True)
-            run = run.annotate(overtaken=models.Exists(later)).first()
+            # With the revision just moved on, in which the states written below change (CHANGED_IN).
+            run = run.annotate(overtaken=models.Exists(later), revision=Deployment.objects.revision_now()).first()
             if run is None:
                 return 0  # unknown or closed (deadline, cancel): nothing more is recorded
             written = {
@@ -695,8 +697,17 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
     # place (PostgreSQL's HOT update) into a new index entry too (bench/scale.py).
     run = models.ForeignKey(ProbeRun, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False)
     since = models.DateTimeField()
+    # The item's deployment, and its checklist revision in which the row was last written
+    # (ports.models.CHANGED_IN): a reader of the deployment's rows finds those written since a
+    # revision by the index, not by reading all. The index costs a write only where a state is
+    # written, a few in a thousand results.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    changed_in = models.PositiveBigIntegerField(default=0, editable=False)
     # The last time an alert was sent for this item: a flapping rule alerts once per window.
     alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["deployment", CHANGED_IN], name="latestprobe_changed_in")]
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.state} since {self.since}"
@@ -763,7 +774,9 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             elif run.small:
                 checked.append(item_id)
         if checked:  # a small run's checks that say nothing new: when, on the items (ProbeRun.SMALL)
-            cls.objects.filter(item_id__in=checked).update(run_id=run_id, checked_at=now, worker=worker)
+            cls.objects.filter(item_id__in=checked).update(
+                run_id=run_id, checked_at=now, worker=worker, **{CHANGED_IN: run.revision}
+            )
         if changing:
             # The written items' locks, in pk order as every writer of items takes them, with what a
             # write keeps of their state: an item stays while its state is written (the deployment's
@@ -786,7 +799,8 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
                         alerted_at = now
                         recorded.alerting.append(flip)
                 columns |= {"previous_state": previous, "since": since, "alerted_at": alerted_at}
-                rows.append({"item_id": item_id, **columns})
+                columns[CHANGED_IN] = run.revision
+                rows.append({"item_id": item_id, "deployment_id": run.deployment_id, **columns})
             cls.upsert(rows)
             ProbeFlip.objects.bulk_create(recorded.flips)
         remember_first_pins(run, targets, results)
@@ -801,10 +815,10 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
             instances = [cls(**row) for row in rows]
             cls.objects.bulk_create(instances, update_conflicts=True, unique_fields=["item"], update_fields=UPDATED)
             return
-        columns = ["item_id", *(cls._meta.get_field(name).column for name in UPDATED)]
-        keys = ["item_id", *(cls._meta.get_field(name).attname for name in UPDATED)]
+        columns = ["item_id", "deployment_id", *(cls._meta.get_field(name).column for name in UPDATED)]
+        keys = ["item_id", "deployment_id", *(cls._meta.get_field(name).attname for name in UPDATED)]
         values = [tuple(Json(row[key]) if key == "evidence" else row[key] for key in keys) for row in rows]
-        updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
+        updates = ", ".join(f"{column} = excluded.{column}" for column in columns[2:])
         statement = (
             f"insert into {cls._meta.db_table} ({', '.join(columns)}) values %s "
             f"on conflict (item_id) do update set {updates}"
@@ -816,7 +830,17 @@ class LatestProbe(ProbeOutcome, OutcomeColumns):
 # What a result carries: the engine's CheckResult, field by field, each a column (blank if absent).
 OUTCOME_DEFAULTS = {f.name: LatestProbe._meta.get_field(f.name).get_default() for f in dataclasses.fields(CheckResult)}
 # What each written result sets in an item's current state (the rows' keys are their attnames: run_id).
-UPDATED = [*OUTCOME_DEFAULTS, "run", "site", "worker", "checked_at", "previous_state", "since", "alerted_at"]
+UPDATED = [
+    *OUTCOME_DEFAULTS,
+    "run",
+    "site",
+    "worker",
+    "checked_at",
+    "previous_state",
+    "since",
+    "alerted_at",
+    CHANGED_IN,
+]
 # What a result is compared with, read from the item's current state with the batch (ItemNow.current).
 COMPARED = ["run", "state", "summary", "site"]
 # What a write keeps of an item's current state, read (and locked) for the items written only.

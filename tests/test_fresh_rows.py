@@ -3,19 +3,21 @@ and reads exactly as the checklist rendered whole: the API's JSON and CSV, the p
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ports.choices import ItemStatus
-from ports.models import Deployment
+from ports.models import ChecklistCounts, Deployment
 from ports.rows import RENDERED_ROWS
 from probes.models import ProbeRun
 
-from .conftest import recorded_run
+from .conftest import recorded_run, signed_in
 
-# Each change commits, as a request's does: the checklist's revision moves on commit.
+# Each change commits, as a request's does: the checklist's revision moves with it.
 pytestmark = pytest.mark.django_db(transaction=True)
 # A filter that selects every rule: the view renders a filtered checklist whole, without kept rows.
 EVERY_STATUS = "&".join(f"status={status}" for status in ItemStatus.values)
@@ -102,3 +104,66 @@ def test_a_read_after_one_change_reads_one_item(deployment, api):
         if q["sql"].startswith('SELECT "ports_checklistitem"."id", "ports_checklistitem"."requirement_id"')
     ]
     assert len(whole_items) == 1 and f"IN ({item.pk})" in whole_items[0]
+
+
+def changed_versions(queries: CaptureQueriesContext) -> list[tuple]:
+    """What the read's query of the versions changed since its last read gives (run again: nothing
+    changed since)."""
+    [statement] = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"changed_in" >' in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+        return cursor.fetchall()
+
+
+def test_a_read_after_changes_reads_the_versions_of_those_changed_alone(deployment, api):
+    """Right after a change, the versions of the checklist's rows come from those read before, with
+    the rows changed since read by their index: not the thousands of the checklist."""
+    first, second, third, fourth = deployment.checklist.order_by("position")[:4]
+    read(api, deployment, "json")
+    api.patch(f"/api/checklist-items/{first.pk}/", {"status": "requested"}, format="json")
+    bulk = {"status": "opened", "items": [second.pk, third.pk]}
+    assert api.post(f"/api/deployments/{deployment.pk}/checklist/status/", bulk, format="json").status_code == 200
+    recorded_run(deployment, [(fourth, "refused")])
+    with CaptureQueriesContext(connection) as queries:
+        after, _ = read(api, deployment, "json")
+    assert sorted(row[0] for row in changed_versions(queries)) == [first.pk, second.pk, third.pk, fourth.pk]
+    forget_renderings()
+    assert read(api, deployment, "json")[0] == after
+
+
+def test_every_writer_of_statuses_and_states_is_read_after_it(deployment, api, user):
+    """Each way a status or a probe state changes marks its items changed in the revision it
+    writes, and the next read shows them: a PATCH, a bulk change, verify-open, the recorder (a new
+    state, and the same state checked again); the counts of the page's summary too."""
+    client = signed_in(user)
+    first, second, third = deployment.checklist.order_by("position")[:3]
+    for fmt in ("json", "csv"):
+        read(api, deployment, fmt)
+    client.get(f"/deployments/{deployment.pk}/")
+
+    def reads_as_whole() -> None:
+        shown = {fmt: read(api, deployment, fmt)[0] for fmt in ("json", "csv")}
+        summary = client.get(f"/deployments/{deployment.pk}/panel/").content
+        forget_renderings()
+        assert {fmt: read(api, deployment, fmt)[0] for fmt in ("json", "csv")} == shown
+        assert client.get(f"/deployments/{deployment.pk}/panel/").content == summary
+
+    api.patch(f"/api/checklist-items/{first.pk}/", {"status": "waived", "comment": "CHG-7"}, format="json")
+    reads_as_whole()
+    bulk = {"status": "requested", "items": [second.pk]}
+    assert api.post(f"/api/deployments/{deployment.pk}/checklist/status/", bulk, format="json").json()["changed"] == 1
+    reads_as_whole()
+    recorded_run(deployment, [(second, "open"), (third, "refused")])
+    reads_as_whole()
+    assert api.post(f"/api/deployments/{deployment.pk}/checklist/verify-open/").json() == {"verified": 1}
+    reads_as_whole()
+    recorded_run(deployment, [(third, "refused")])  # the same again: its last check moves alone
+    reads_as_whole()
+    items = {item["id"]: item for item in api.get(f"/api/deployments/{deployment.pk}/checklist/").json()["items"]}
+    assert items[first.pk]["status"] == "waived" and items[second.pk]["status"] == "verified"
+    assert items[third.pk]["probe"]["state"] == "refused"
+    panel = client.get(f"/deployments/{deployment.pk}/panel/").content.decode()
+    counts = ChecklistCounts.of([Deployment.objects.get(pk=deployment.pk)])[deployment.pk]
+    assert counts.statuses[ItemStatus.WAIVED] == 1 and counts.statuses[ItemStatus.VERIFIED] == 1
+    shown = dict(re.findall(r'<span class="label">([^<]+)</span>.*?<span class="n">(\d+)</span>', panel))
+    assert {ItemStatus(s).label: str(n) for s, n in counts.statuses.items()}.items() <= shown.items()

@@ -169,7 +169,8 @@ def checklist_summary(deployment: Deployment) -> dict:
     key = f"checklist-summary-{deployment.pk}-{deployment.checklist_revision}"
     counts = cache.get(key)
     if counts is None:
-        checklist = ChecklistCounts.of([deployment])[deployment.pk]
+        # Counted from its rows' versions, which a read after a change reads only those changed of.
+        checklist = ChecklistCounts.of_versions(RENDERED_ROWS.versions(deployment, deployment.checklist.all()))
         statuses, states = checklist.statuses, dict(checklist.states)
         never = states.pop(None, 0)
         total = checklist.total

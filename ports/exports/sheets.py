@@ -25,7 +25,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from rest_framework.renderers import BaseRenderer
 
 from ..models import ChecklistItem, Deployment
-from ..rows import RENDERED_ROWS, items_among, kind_of, read_versions
+from ..rows import RENDERED_ROWS, items_among, kind_of
 from ..rules import RULE_COLUMNS
 from . import Flow, RuleSet
 
@@ -131,7 +131,7 @@ def csv_checklist(deployment: Deployment, items: QuerySet[ChecklistItem], finger
     csv_chunks(csv_rows()), each flow's line kept (ports.rows) until one of its items changes, so
     that the sheet read right after a status change writes one line again."""
     flows: dict[int, list[tuple]] = defaultdict(list)
-    for row in read_versions(items.order_by("position").row_versions()):
+    for row in RENDERED_ROWS.versions(deployment, items):
         flows[row[1]].append(row)  # its items' pks and versions are a flow's version
     about = csv_about(deployment, fingerprint)
 

@@ -16,6 +16,7 @@ from .changes import (
     not_empty,
 )
 from .checklist import (
+    CHANGED_IN,
     CURRENT_PROBE,
     LAST_CHECKED,
     ROW_VERSION,
@@ -70,6 +71,7 @@ from .tokens import (
 )
 
 __all__ = [
+    "CHANGED_IN",
     "CURRENT_PROBE",
     "LAST_CHECKED",
     "LAST_USED_EVERY",

@@ -105,14 +105,31 @@ STOP_AT, STOP_HOW = "stops_at", "stops_how"
 # only with a batch of a sweep, which bumps Deployment.probe_revision; the rest of an item (its
 # rule, names, number, position) only with a new generation (Deployment.checklist_generated_at).
 ROW_VERSION = ("revision", f"{CURRENT_PROBE}__run")
+# What a checklist's counts count an item by (ChecklistCounts): its status, its current probe's state.
+COUNTED = ("status", f"{CURRENT_PROBE}__state")
+# The deployment's checklist revision in which a row last changed, on the item (its status) and on
+# its current probe (named so in the probes app): written with the change, in the transaction that
+# moves the revision on under the deployment's lock, so that a reader that has a deployment's rows
+# as of one revision reads only those changed since (ChecklistItemQuerySet.changed_since, ports.rows).
+CHANGED_IN = "changed_in"
 
 
 class ChecklistItemQuerySet(DeploymentPartQuerySet):
     def row_versions(self) -> models.QuerySet:
-        """(pk, number, version) of each item read with_latest_probe(), in the query's order: what
-        says whether a rendering of its row is still the one a reader would get (ports.rows). A
-        few columns a row, several times cheaper to read than the items."""
-        return self.values_list("pk", "number", *ROW_VERSION)
+        """(pk, number, *version) of each item read with_latest_probe(), in the query's order: what
+        says whether a rendering of its row is still the one a reader would get (ports.rows). Its
+        version ends with what it is counted by (COUNTED), so that a checklist's versions count it
+        too (ChecklistCounts.of_versions). A few columns a row, several times cheaper to read than
+        the items."""
+        return self.values_list("pk", "number", *ROW_VERSION, *COUNTED)
+
+    def changed_since(self, deployment: Deployment, revision: int) -> ChecklistItemQuerySet:
+        """These of the deployment's items whose status or current probe changed after its checklist
+        revision `revision` (CHANGED_IN): found by an index on each, a few rows, not all of them."""
+        since = {"deployment": deployment, f"{CHANGED_IN}__gt": revision}
+        probes = self.model._meta.get_field(CURRENT_PROBE).related_model.objects.filter(**since)
+        changed = ChecklistItem.objects.filter(**since).order_by().values("pk")
+        return self.filter(pk__in=changed.union(probes.order_by().values("item_id")))
 
     def with_latest_probe(self) -> ChecklistItemQuerySet:
         """Each item with its current probe state as `latest_probe` (None if never probed), its
@@ -163,15 +180,17 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
         (unknown, another deployment's, removed meanwhile), UnknownItems is raised and nothing is
         written. A dry run answers what would change and writes nothing.
 
-        One transaction, a constant number of statements whatever the number of items. The items
-        are locked in pk order, as every writer of items locks them, then read again under the
-        lock: a change that landed meanwhile is what the history's `from_status` says, and an item
-        that no longer matches the selection (a filter on the status or the latest probe) is left.
+        One transaction, a constant number of statements whatever the number of items. Their
+        deployments are locked first, then the items in pk order, as every writer of items locks
+        them, and read again under the lock: a change that landed meanwhile is what the history's
+        `from_status` says, and an item that no longer matches the selection (a filter on the
+        status or the latest probe) is left.
         """
         selection = self if ids is None else self.filter(pk__in=ids)
         with transaction.atomic():
             rows = selection
             if not dry_run:  # a preview waits for no writer
+                Deployment.objects.filter(pk__in=selection.values("deployment_id")).lock()
                 locking = ChecklistItem.objects.filter(pk__in=selection.values("pk")).select_for_update(of=("self",))
                 rows = selection.filter(pk__in=list(locking.order_by("pk").values_list("pk", flat=True)))
             rows = rows.order_by("pk").values_list("pk", "status", "deployment_id", "number")
@@ -187,21 +206,24 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
             )
             if dry_run or not changed:
                 return changes
+            deployments = Deployment.objects.filter(pk__in={current[pk][1] for pk in changed})
+            deployments.checklist_changed()
             ChecklistItem.objects.filter(pk__in=changed).update(
-                status=status, status_changed_at=timezone.now(), revision=F("revision") + 1
+                status=status,
+                status_changed_at=timezone.now(),
+                revision=F("revision") + 1,
+                **{CHANGED_IN: Deployment.objects.revision_now()},
             )
             StatusChange.objects.bulk_create(
                 StatusChange(item_id=pk, from_status=current[pk][0], to_status=status, user=user, comment=comment)
                 for pk in changed
             )
-            deployments = Deployment.objects.filter(pk__in={current[pk][1] for pk in changed})
             named = {d.pk: d for d in deployments.only("pk", "name", "team_id")}
             ObjectChange.objects.bulk_create(
                 ChecklistItem.status_logged(named[deployment], pk, number, was, status, comment, user)
                 for pk in changed
                 for was, deployment, number in [current[pk]]
             )
-            deployments.checklist_changed()
         return changes
 
 
@@ -245,19 +267,30 @@ class ChecklistCounts:
         counts = {pk: found[key] for pk, key in keys.items() if key in found}
         missing = [pk for pk in keys if pk not in counts]
         if missing:
-            fresh = {pk: cls(dict.fromkeys(ItemStatus.values, 0), {}, {}) for pk in missing}
             items = ChecklistItem.objects.filter(deployment__in=missing).order_by()
-            pairs = items.values_list("deployment", "status", f"{CURRENT_PROBE}__state").annotate(n=models.Count("pk"))
-            for pk, status, state, n in pairs:
-                counts_of = fresh[pk]
-                counts_of.pairs[status, state] = n
-                counts_of.statuses[status] += n
-                counts_of.states[state] = counts_of.states.get(state, 0) + n
+            pairs: dict[int, dict[tuple, int]] = {pk: {} for pk in missing}
+            for pk, *pair, n in items.values_list("deployment", *COUNTED).annotate(n=models.Count("pk")):
+                pairs[pk][tuple(pair)] = n
+            fresh = {pk: cls.counted(pairs_of) for pk, pairs_of in pairs.items()}
             cache.set_many({keys[pk]: value for pk, value in fresh.items()})
             counts |= fresh
         for deployment in deployments:  # each keeps its own (ChecklistCounts.of_one)
             deployment.checklist_counts = counts[deployment.pk]
         return counts
+
+    @classmethod
+    def counted(cls, pairs: dict[tuple[str, str | None], int]) -> ChecklistCounts:
+        """The counts of items by (status, state) pairs (COUNTED)."""
+        counts = cls(dict.fromkeys(ItemStatus.values, 0), {}, dict(pairs))
+        for (status, state), n in pairs.items():
+            counts.statuses[status] += n
+            counts.states[state] = counts.states.get(state, 0) + n
+        return counts
+
+    @classmethod
+    def of_versions(cls, rows: Iterable[tuple]) -> ChecklistCounts:
+        """The counts of a checklist's items from their versions (ChecklistItemQuerySet.row_versions())."""
+        return cls.counted(Counter(row[-len(COUNTED) :] for row in rows))
 
     @classmethod
     def of_one(cls, deployment: Deployment) -> ChecklistCounts:
@@ -287,6 +320,8 @@ class ChecklistItem(RuleColumns):
     status_changed_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every status change; the ETag of the item, for optimistic concurrency.
     revision = models.PositiveIntegerField(default=1)
+    # The deployment's checklist revision of its last status change (CHANGED_IN).
+    changed_in = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = ChecklistItemQuerySet.as_manager()
 
@@ -300,6 +335,8 @@ class ChecklistItem(RuleColumns):
             models.Index(fields=["deployment", "position"], name="checklistitem_ordering"),
             # The checklist page's first page, by rule number: read in order, not all sorted.
             models.Index(fields=["deployment", "number", "id"], name="checklistitem_by_number"),
+            # The items changed since a revision (changed_since).
+            models.Index(fields=["deployment", CHANGED_IN], name="checklistitem_changed_in"),
         ]
 
     def __str__(self) -> str:
@@ -364,6 +401,9 @@ class ChecklistItem(RuleColumns):
         same change sent twice changes nothing the second time.
         """
         with transaction.atomic():
+            # The deployment's lock first, then the item's, as every writer of items takes them.
+            deployment = Deployment.objects.select_for_update().only("pk", "name", "team_id", "checklist_revision")
+            deployment = deployment.get(pk=self.deployment_id)
             current = ChecklistItem.objects.select_for_update().only("status", "revision").get(pk=self.pk)
             if expected_revision is not None and current.revision != expected_revision:
                 raise StaleRevision(current.revision)
@@ -374,11 +414,11 @@ class ChecklistItem(RuleColumns):
             StatusChange.objects.create(
                 item=self, from_status=current.status, to_status=status, user=user, comment=comment
             )
+            Deployment.objects.filter(pk=deployment.pk).checklist_changed()
             self.status, self.status_changed_at, self.revision = status, now, current.revision + 1
-            self.save(update_fields=["status", "status_changed_at", "revision"])
-            deployment = Deployment.objects.only("pk", "name", "team_id").get(pk=self.deployment_id)
+            self.changed_in = deployment.checklist_revision + 1  # as checklist_changed() moved it, under the lock
+            self.save(update_fields=["status", "status_changed_at", "revision", CHANGED_IN])
             self.status_logged(deployment, self.pk, self.number, current.status, status, comment, user).save()
-            Deployment.objects.filter(pk=self.deployment_id).checklist_changed()
         return True
 
 

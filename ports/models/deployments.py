@@ -6,8 +6,8 @@ import datetime
 import operator
 from functools import reduce
 
-from django.db import models, transaction
-from django.db.models import F, Q
+from django.db import models
+from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 
 from ..addresses import address_of
@@ -34,11 +34,21 @@ SITED_PARTS = ("appliances", "hosts", "peer_networks")
 
 
 class DeploymentQuerySet(TeamScopedQuerySet):
+    def lock(self) -> None:
+        """Take these deployments' row locks until the transaction ends, in pk order: a writer of
+        their items takes them before the items', as a save of a deployment and the recorder do, so
+        that no two writers wait for each other."""
+        list(self.select_for_update().order_by("pk").values_list("pk", flat=True))
+
     def checklist_changed(self) -> None:
-        """Say that these deployments' checklists show something new, once the transaction
-        commits: after it, so that this never waits for a deployment row that a regeneration
-        holds while it waits for the same items."""
-        transaction.on_commit(lambda: self.update(checklist_revision=F("checklist_revision") + 1))
+        """Say that these deployments' checklists show something new: their revision moves on in
+        the writer's transaction, under their locks (lock()), so that what the writer marks changed
+        in the new revision (ports.models.CHANGED_IN, `revision_now()`) commits with it."""
+        self.update(checklist_revision=F("checklist_revision") + 1)
+
+    def revision_now(self) -> Subquery:
+        """The checklist revision of the deployment of each row of an update of its parts."""
+        return Subquery(self.filter(pk=OuterRef("deployment_id")).values("checklist_revision")[:1])
 
     def sites(self) -> set[str]:
         """The probe sites these deployments' appliances, hosts and peer networks are in: where a
