@@ -116,25 +116,26 @@ class RenderedRows:
     ) -> list:
         """The rendering of each key of `versions` at its version, in their order: those kept at
         that version as they are, the others by one call of `render(keys)`, which answers a
-        rendering by key."""
+        rendering by key. A new list: the caller's to change."""
+        shown, missing = [], {}  # the renderings in order; the places of those missing, by key
         with self.lock:
             kept = self.kinds.setdefault(kind, {})
             self.kinds.move_to_end(kind)
-            found = {}
             for key, version in versions.items():
                 entry = kept.get(key)
-                if entry is not None and entry[0] == version:
-                    found[key] = entry[1]
-        missing = [key for key in versions if key not in found]
+                if entry is None or entry[0] != version:
+                    missing[key] = len(shown)
+                shown.append(entry and entry[1])
         if missing:
-            fresh = {key: rendered for key, rendered in render(missing).items() if key in versions}
-            found |= fresh
+            fresh = render(list(missing))
+            for key, place in missing.items():
+                shown[place] = fresh[key]
             with self.lock:
                 kept = self.kinds.setdefault(kind, {})
-                kept.update((key, (versions[key], rendered)) for key, rendered in fresh.items())
+                kept.update((key, (versions[key], fresh[key])) for key in missing)
                 while len(self.kinds) > 1 and sum(map(len, self.kinds.values())) > settings.CHECKLIST_ROWS:
                     self.kinds.popitem(last=False)
-        return [found[key] for key in versions]
+        return shown
 
     def clear(self) -> None:
         with self.lock:
