@@ -97,6 +97,13 @@ def save_deployment(
 def delete_deployment(deployment: Deployment) -> None:
     """Delete the deployment and all of it; the change log keeps its last state."""
     with transaction.atomic():
+        # The deployment's lock, then its items' in pk order, as every writer of its items takes
+        # them (the recorder, a status change's marking once committed: checklist_changed), and
+        # before what refers to them is read to be deleted: a status change that lands meanwhile
+        # has committed its history by then. Not the lock that keeps its key (FOR UPDATE), which
+        # waits for a commit's check of a row that refers to it, as that writer's commit would.
+        list(Deployment.objects.select_for_update(no_key=True).filter(pk=deployment.pk).values_list("pk"))
+        list(deployment.checklist.select_for_update().order_by("pk").values_list("pk"))
         log_deployment(deployment, ChangeAction.DELETED, document_of(deployment), None)
         deployment.delete()
 

@@ -3,12 +3,16 @@ by what they were rendered from, so that a read right after one change renders o
 the checklist.
 
 A row's rendering is kept with its version (ChecklistItemQuerySet.row_versions: the item's
-revision and the run that wrote its current probe, read in one narrow query) under its kind, which
-names everything else it was rendered from: the format, the deployment, when its checklist was last
+revision and the run that wrote its current probe, a few columns) under its kind, which names
+everything else it was rendered from: the format, the deployment, when its checklist was last
 generated and its probe revision (ports.models.ROW_VERSION says why that is all). A reader asks for
 the rows of its versions; those kept at the same version are taken as they are, the others
 rendered and kept. Nothing is invalidated: a row whose version moved on is rendered anew and
 replaces its old rendering, and the kinds read least recently go first past CHECKLIST_ROWS.
+
+The versions of a whole checklist are read once, then kept with the checklist revision they are
+of: the next reader reads only the rows changed since (ports.models.CHANGED_IN) and puts them in
+their places. They also give the checklist's counts (ChecklistCounts.of_versions).
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def by_item(rows: QuerySet | list[tuple]) -> dict[int, tuple]:
 class RenderedRows:
     """Renderings by kind, then by key, each with the version it was rendered at; and the versions
     of whole checklists, each as of a checklist revision. Thread-safe. Past CHECKLIST_ROWS
-    renderings (and versions) in all, the kinds read least recently go first, whole: a checklist's
-    rows are read together, and each new generation of it is a new kind."""
+    renderings in all (and apart, past as many versions), the kinds read least recently go first,
+    whole: a checklist's rows are read together, and each new generation of it is a new kind."""
 
     def __init__(self) -> None:
         self.kinds: OrderedDict[Hashable, dict[Hashable, tuple[object, object]]] = OrderedDict()

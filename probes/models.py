@@ -316,8 +316,9 @@ class ProbeRun(models.Model):
             # recorders take turns per deployment, so that no two compare results with the same
             # current states at once, and what is read below is read after another recorder's batch
             # of it. The lock is the update that says its checklist shows something new (the items'
-            # last check, if nothing else), as checklist_changed() says it: the states written below
-            # are marked changed in the revision it moves to (CHANGED_IN).
+            # last check, if nothing else): in this transaction, not once committed as
+            # checklist_changed() does, since the lock is this transaction's anyway; the states
+            # written below are marked changed in the revision it moves to (CHANGED_IN).
             # A batch of a sweep moves the last check of its items without writing them: the
             # deployment's probe revision says so (ports.rows).
             open_run = cls.objects.filter(pk=run_id, finished__isnull=True)

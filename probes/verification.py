@@ -7,7 +7,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ports.choices import ItemStatus
-from ports.models import CHANGED_IN, ChecklistItem, Deployment, StatusChange
+from ports.models import ChecklistItem, Deployment, StatusChange
 
 from .choices import ProbeState
 
@@ -20,8 +20,6 @@ def verify_open(deployment: Deployment, user: object) -> int:
     and read again under the lock, so a waiver or a failing probe that lands meanwhile wins.
     """
     with transaction.atomic():
-        deployments = Deployment.objects.filter(pk=deployment.pk)
-        deployments.lock()  # before the items, as every writer of items takes them
         locked = deployment.checklist.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True)
         list(locked)  # the lock, taken before anything is read
         items = list(
@@ -43,13 +41,10 @@ def verify_open(deployment: Deployment, user: object) -> int:
             )
             for item in items
         )
-        deployments.checklist_changed()
         ChecklistItem.objects.filter(pk__in=[item.pk for item in items]).update(
-            status=ItemStatus.VERIFIED,
-            status_changed_at=now,
-            revision=F("revision") + 1,
-            **{CHANGED_IN: deployments.revision_now()},
+            status=ItemStatus.VERIFIED, status_changed_at=now, revision=F("revision") + 1
         )
+        Deployment.objects.filter(pk=deployment.pk).checklist_changed([item.pk for item in items])
     return len(items)
 
 

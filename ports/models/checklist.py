@@ -108,9 +108,10 @@ ROW_VERSION = ("revision", f"{CURRENT_PROBE}__run")
 # What a checklist's counts count an item by (ChecklistCounts): its status, its current probe's state.
 COUNTED = ("status", f"{CURRENT_PROBE}__state")
 # The deployment's checklist revision in which a row last changed, on the item (its status) and on
-# its current probe (named so in the probes app): written with the change, in the transaction that
-# moves the revision on under the deployment's lock, so that a reader that has a deployment's rows
-# as of one revision reads only those changed since (ChecklistItemQuerySet.changed_since, ports.rows).
+# its current probe (named so in the probes app): written in the transaction that moves the revision
+# on, under the deployment's lock (the recorder's own; a status change's once it has committed,
+# DeploymentQuerySet.checklist_changed), so that a reader that has a deployment's rows as of one
+# revision reads only those changed since (ChecklistItemQuerySet.changed_since, ports.rows).
 CHANGED_IN = "changed_in"
 
 
@@ -180,17 +181,15 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
         (unknown, another deployment's, removed meanwhile), UnknownItems is raised and nothing is
         written. A dry run answers what would change and writes nothing.
 
-        One transaction, a constant number of statements whatever the number of items. Their
-        deployments are locked first, then the items in pk order, as every writer of items locks
-        them, and read again under the lock: a change that landed meanwhile is what the history's
-        `from_status` says, and an item that no longer matches the selection (a filter on the
-        status or the latest probe) is left.
+        One transaction, a constant number of statements whatever the number of items. The items
+        are locked in pk order, as every writer of items locks them, then read again under the
+        lock: a change that landed meanwhile is what the history's `from_status` says, and an item
+        that no longer matches the selection (a filter on the status or the latest probe) is left.
         """
         selection = self if ids is None else self.filter(pk__in=ids)
         with transaction.atomic():
             rows = selection
             if not dry_run:  # a preview waits for no writer
-                Deployment.objects.filter(pk__in=selection.values("deployment_id")).lock()
                 locking = ChecklistItem.objects.filter(pk__in=selection.values("pk")).select_for_update(of=("self",))
                 rows = selection.filter(pk__in=list(locking.order_by("pk").values_list("pk", flat=True)))
             rows = rows.order_by("pk").values_list("pk", "status", "deployment_id", "number")
@@ -206,24 +205,21 @@ class ChecklistItemQuerySet(DeploymentPartQuerySet):
             )
             if dry_run or not changed:
                 return changes
-            deployments = Deployment.objects.filter(pk__in={current[pk][1] for pk in changed})
-            deployments.checklist_changed()
             ChecklistItem.objects.filter(pk__in=changed).update(
-                status=status,
-                status_changed_at=timezone.now(),
-                revision=F("revision") + 1,
-                **{CHANGED_IN: Deployment.objects.revision_now()},
+                status=status, status_changed_at=timezone.now(), revision=F("revision") + 1
             )
             StatusChange.objects.bulk_create(
                 StatusChange(item_id=pk, from_status=current[pk][0], to_status=status, user=user, comment=comment)
                 for pk in changed
             )
+            deployments = Deployment.objects.filter(pk__in={current[pk][1] for pk in changed})
             named = {d.pk: d for d in deployments.only("pk", "name", "team_id")}
             ObjectChange.objects.bulk_create(
                 ChecklistItem.status_logged(named[deployment], pk, number, was, status, comment, user)
                 for pk in changed
                 for was, deployment, number in [current[pk]]
             )
+            deployments.checklist_changed(changed)
         return changes
 
 
@@ -401,9 +397,6 @@ class ChecklistItem(RuleColumns):
         same change sent twice changes nothing the second time.
         """
         with transaction.atomic():
-            # The deployment's lock first, then the item's, as every writer of items takes them.
-            deployment = Deployment.objects.select_for_update().only("pk", "name", "team_id", "checklist_revision")
-            deployment = deployment.get(pk=self.deployment_id)
             current = ChecklistItem.objects.select_for_update().only("status", "revision").get(pk=self.pk)
             if expected_revision is not None and current.revision != expected_revision:
                 raise StaleRevision(current.revision)
@@ -414,11 +407,11 @@ class ChecklistItem(RuleColumns):
             StatusChange.objects.create(
                 item=self, from_status=current.status, to_status=status, user=user, comment=comment
             )
-            Deployment.objects.filter(pk=deployment.pk).checklist_changed()
             self.status, self.status_changed_at, self.revision = status, now, current.revision + 1
-            self.changed_in = deployment.checklist_revision + 1  # as checklist_changed() moved it, under the lock
-            self.save(update_fields=["status", "status_changed_at", "revision", CHANGED_IN])
+            self.save(update_fields=["status", "status_changed_at", "revision"])
+            deployment = Deployment.objects.only("pk", "name", "team_id").get(pk=self.deployment_id)
             self.status_logged(deployment, self.pk, self.number, current.status, status, comment, user).save()
+            Deployment.objects.filter(pk=self.deployment_id).checklist_changed([self.pk])
         return True
 
 

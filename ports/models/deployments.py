@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime
 import operator
+from collections.abc import Collection
 from functools import reduce
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 
@@ -34,17 +35,22 @@ SITED_PARTS = ("appliances", "hosts", "peer_networks")
 
 
 class DeploymentQuerySet(TeamScopedQuerySet):
-    def lock(self) -> None:
-        """Take these deployments' row locks until the transaction ends, in pk order: a writer of
-        their items takes them before the items', as a save of a deployment and the recorder do, so
-        that no two writers wait for each other."""
-        list(self.select_for_update().order_by("pk").values_list("pk", flat=True))
+    def checklist_changed(self, items: Collection[int] = ()) -> None:
+        """Say that these deployments' checklists show something new, once the transaction commits,
+        in a transaction of its own: their revision moves on, and `items` (the pks of theirs that
+        changed) are marked changed in it (ports.models.CHANGED_IN), under the deployments' locks,
+        so that a reader that has their rows as of a revision finds them among those changed since.
+        Not in the writer's transaction, which may hold what a writer holding a deployment waits
+        for (its items, a change request)."""
 
-    def checklist_changed(self) -> None:
-        """Say that these deployments' checklists show something new: their revision moves on in
-        the writer's transaction, under their locks (lock()), so that what the writer marks changed
-        in the new revision (ports.models.CHANGED_IN, `revision_now()`) commits with it."""
-        self.update(checklist_revision=F("checklist_revision") + 1)
+        def changed() -> None:
+            with transaction.atomic():
+                self.update(checklist_revision=F("checklist_revision") + 1)
+                if items:
+                    marked = self.model._meta.get_field("checklist").related_model.objects.filter(pk__in=items)
+                    marked.update(changed_in=self.revision_now())
+
+        transaction.on_commit(changed)
 
     def revision_now(self) -> Subquery:
         """The checklist revision of the deployment of each row of an update of its parts."""
