@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from ports.choices import ItemStatus
 from ports.models import ChecklistCounts, Deployment
 from ports.rows import RENDERED_ROWS
+from probes.choices import ProbeState
 from probes.models import ProbeRun
 
 from .conftest import recorded_run, signed_in
@@ -167,3 +168,5 @@ def test_every_writer_of_statuses_and_states_is_read_after_it(deployment, api, u
     assert counts.statuses[ItemStatus.WAIVED] == 1 and counts.statuses[ItemStatus.VERIFIED] == 1
     shown = dict(re.findall(r'<span class="label">([^<]+)</span>.*?<span class="n">(\d+)</span>', panel))
     assert {ItemStatus(s).label: str(n) for s, n in counts.statuses.items()}.items() <= shown.items()
+    states = {ProbeState(state).label: str(n) for state, n in counts.states.items() if state}
+    assert states == {"Open": "1", "Refused": "1"} and states.items() <= shown.items()
