@@ -62,10 +62,9 @@ def read_versions(rows: QuerySet) -> list[tuple]:
         return cursor.fetchall()
 
 
-def by_item(rows: QuerySet | list[tuple]) -> dict[int, tuple]:
-    """The version of each item by pk, in the query's order, from ChecklistItemQuerySet.row_versions()
-    (the query, or its rows read)."""
-    return {row[0]: row[2:] for row in (rows if isinstance(rows, list) else read_versions(rows))}
+def by_item(rows: list[tuple]) -> dict[int, tuple]:
+    """The version of each item by pk, in their order, from rows of ChecklistItemQuerySet.row_versions()."""
+    return {row[0]: row[2:] for row in rows}
 
 
 class RenderedRows:
@@ -81,12 +80,12 @@ class RenderedRows:
         self.checklists: OrderedDict[Hashable, tuple[int, list[tuple], dict[int, int]]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def versions(self, deployment: Deployment, items: QuerySet[ChecklistItem]) -> list[tuple]:
-        """The versions of all the deployment's items (`items`, its checklist read with_latest_probe())
-        in position order, as ChecklistItemQuerySet.row_versions() gives them, as of its checklist
-        revision or later: those read at an earlier revision of the same kind, with the versions of
-        the few items changed since (CHANGED_IN) put in their places. Read whole the first time."""
-        kind, revision = kind_of("versions", deployment), deployment.checklist_revision
+    def versions(self, deployment: Deployment) -> list[tuple]:
+        """The versions of all the deployment's items in position order, as row_versions() gives
+        them, as of its checklist revision or later: those read at an earlier revision of the same
+        kind, with the versions of the few items changed since (CHANGED_IN) put in their places.
+        Read whole the first time."""
+        kind, revision, items = kind_of("versions", deployment), deployment.checklist_revision, deployment.checklist
         with self.lock:
             last = self.checklists.get(kind)
         if last is not None and last[0] >= revision:

@@ -18,7 +18,7 @@ from probes.models import ProbeRun
 
 from .conftest import recorded_run, signed_in
 
-# Each change commits, as a request's does: the checklist's revision moves with it.
+# Each change commits, as a request's does: the checklist's revision moves on commit.
 pytestmark = pytest.mark.django_db(transaction=True)
 # A filter that selects every rule: the view renders a filtered checklist whole, without kept rows.
 EVERY_STATUS = "&".join(f"status={status}" for status in ItemStatus.values)

@@ -435,7 +435,7 @@ def json_checklist(
     # What the head shows: its names, the fingerprint, and the rest moves only with a new generation.
     shown = (deployment.name, deployment.team.name, fingerprint, *deployment.checklist_generation)
     [before] = RENDERED_ROWS.rows(("json head", deployment.pk), {"head": shown}, head)
-    versions = by_item(RENDERED_ROWS.versions(deployment, items))
+    versions = by_item(RENDERED_ROWS.versions(deployment))
     rendered = RENDERED_ROWS.rows(kind_of("json", deployment), versions, rows)
     if not rendered:
         return before + b'"items":[]}'

@@ -33,7 +33,7 @@ from ports.deployments import Plan, Saved, delete_deployment, plan_save, save_de
 from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from ports.models import CatalogVersion, ChecklistCounts, ChecklistItem, Deployment, Requirement, Team
-from ports.rows import RENDERED_ROWS, by_item, items_among, kind_of
+from ports.rows import RENDERED_ROWS, by_item, items_among, kind_of, read_versions
 from ports.scoping import role_of, team_deployment
 from ports.serializers import DeploymentSerializer
 from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
@@ -170,7 +170,7 @@ def checklist_summary(deployment: Deployment) -> dict:
     counts = cache.get(key)
     if counts is None:
         # Counted from its rows' versions, which a read after a change reads only those changed of.
-        checklist = ChecklistCounts.of_versions(RENDERED_ROWS.versions(deployment, deployment.checklist.all()))
+        checklist = ChecklistCounts.of_versions(RENDERED_ROWS.versions(deployment))
         statuses, states = checklist.statuses, dict(checklist.states)
         never = states.pop(None, 0)
         total = checklist.total
@@ -367,7 +367,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
         if not filtered:  # the whole checklist: the summary counted it at this revision
             paginator.count = summary["total"]
         page = paginator.get_page(request.GET.get("page"))
-        versions = by_item(page.object_list)
+        versions = by_item(read_versions(page.object_list))
         shown = RENDERED_ROWS.rows(
             kind_of("page", deployment), versions, lambda ids: rendered_rows(items_among(items, ids))
         )

@@ -131,7 +131,7 @@ def csv_checklist(deployment: Deployment, items: QuerySet[ChecklistItem], finger
     csv_chunks(csv_rows()), each flow's line kept (ports.rows) until one of its items changes, so
     that the sheet read right after a status change writes one line again."""
     flows: dict[int, list[tuple]] = defaultdict(list)
-    for row in RENDERED_ROWS.versions(deployment, items):
+    for row in RENDERED_ROWS.versions(deployment):
         flows[row[1]].append(row)  # its items' pks and versions are a flow's version
     about = csv_about(deployment, fingerprint)
 
