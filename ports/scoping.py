@@ -21,18 +21,20 @@ from .models import Deployment, Membership, Team
 
 def team_deployment(user: object, pk: object, role: str = TeamRole.VIEWER) -> Deployment:
     """The deployment `pk` if one of the user's teams owns it (404 otherwise), and the user's
-    role in that team allows `role`'s work (403 otherwise)."""
-    deployments = Deployment.objects.for_user(user).select_related("team", "catalog_version__product")
+    role in that team allows `role`'s work (403 otherwise); with that role as `role_held`
+    (TeamScopedQuerySet.with_role), read with it."""
+    deployments = Deployment.objects.for_user(user).with_role().select_related("team", "catalog_version__product")
     deployment = get_object_or_404(deployments, pk=pk)
-    require_role(user, deployment.team, role)
+    require_role(user, deployment.team, role, held=deployment.role_held)
     return deployment
 
 
-def require_role(user: object, team: Team, role: str) -> None:
-    """PermissionDenied (403), saying why, unless the user's role in `team` allows `role`'s work."""
+def require_role(user: object, team: Team, role: str, held: str | None = None) -> None:
+    """PermissionDenied (403), saying why, unless the user's role in `team` (`held`, if the caller
+    read it) allows `role`'s work."""
     if role == TeamRole.VIEWER:
         return  # every member reads: the team's objects were found through the membership
-    held = role_of(user, team)
+    held = held or role_of(user, team)
     if held not in TeamRole.at_least(role):
         raise PermissionDenied(
             f"This needs the role {TeamRole(role).label.lower()} in team {team}: {TeamRole.held(held)}."

@@ -34,7 +34,7 @@ from ports.exports.firewall import SYNTAXES
 from ports.forms import ROWS, DeploymentForm, document_of, formsets_for, show_errors
 from ports.models import CatalogVersion, ChecklistCounts, ChecklistItem, Deployment, Requirement, Team
 from ports.rows import RENDERED_ROWS, by_item, items_among, kind_of, read_versions
-from ports.scoping import role_of, team_deployment
+from ports.scoping import team_deployment
 from ports.serializers import DeploymentSerializer
 from probes.choices import FAILING_STATES, STATE_MEANINGS, STATE_TONES, ProbeState, RunStatus
 from probes.models import ProbeRun, WorkerHeartbeat
@@ -307,7 +307,7 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     items = deployment.checklist.with_latest_probe()
     filterset = ChecklistItemFilterSet(request.GET, items) if filtered else None
     errors = filterset.errors if filterset else {}
-    role = role_of(request.user, deployment.team)
+    role = deployment.role_held
     context = {
         "deployment": deployment,
         "role": TeamRole(role).label.lower() if role else "",
