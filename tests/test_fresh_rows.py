@@ -170,3 +170,24 @@ def test_every_writer_of_statuses_and_states_is_read_after_it(deployment, api, u
     assert {ItemStatus(s).label: str(n) for s, n in counts.statuses.items()}.items() <= shown.items()
     states = {ProbeState(state).label: str(n) for state, n in counts.states.items() if state}
     assert states == {"Open": "1", "Refused": "1"} and states.items() <= shown.items()
+
+
+def test_the_pages_by_rule_number_are_the_checklist_in_rule_number_order(deployment, client, user, api):
+    """The page's default order (rule number, then id) comes from the versions its summary read, not a
+    query of its own: every page, and a page past the last, shows the rules the database's order does,
+    before and after a change."""
+    client.force_login(user)
+    first, second, third = deployment.checklist.order_by("position")[:3]
+    deployment.checklist.filter(pk__in=[first.pk, third.pk]).update(number=7)  # a tie, after rule 6
+    in_order = list(deployment.checklist.order_by("number", "pk").values_list("pk", flat=True))
+    pages = [in_order[start : start + 25] for start in range(0, len(in_order), 25)]
+    assert len(pages) > 1
+
+    def shown(page: int) -> list[int]:
+        html = client.get(f"/deployments/{deployment.pk}/?size=25&page={page}").content.decode()
+        return [int(pk) for pk in re.findall(r'<tr id="item-\d+" data-item="(\d+)"', html)]
+
+    assert [shown(number) for number in range(1, len(pages) + 1)] == pages
+    assert shown(99) == pages[-1]
+    api.patch(f"/api/checklist-items/{second.pk}/", {"status": "requested"}, format="json")
+    assert shown(1) == pages[0] and shown(len(pages)) == pages[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -51,6 +52,8 @@ SORTS = {
     "status": ["status"],
     "result": ["current_probe__state"],
 }
+# The checklist's default order: by rule number, then id, as its index (checklistitem_by_number) is.
+DEFAULT_ORDER = ["number", "pk"]
 PAGE_SIZES = [25, 50, 100, 250, 500]
 SORT_LABELS = [
     ("number", "Rule number"),
@@ -228,7 +231,7 @@ def sort_order(value: str) -> tuple[str, bool, list]:
         name, value = "number", "number"
     descending = value.startswith("-")
     if name == "number" and not descending:  # the default, in the order of its index
-        return name, descending, ["number", "pk"]
+        return name, descending, DEFAULT_ORDER
     fields = [F(f).desc(nulls_last=True) if descending else F(f).asc(nulls_first=True) for f in SORTS[name]]
     return name, descending, [*fields, "number", "pk"]
 
@@ -303,9 +306,9 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     sort, descending, order = sort_order(request.GET.get("sort", ""))
     summary = checklist_summary(deployment)
     filtered = filters_given(request.GET)
-    # The filters are only built (and checked) when one is given: they cost more than the page.
-    items = deployment.checklist.with_latest_probe()
-    filterset = ChecklistItemFilterSet(request.GET, items) if filtered else None
+    # The filters are only built (and checked) when one is given: they cost more than the page;
+    # and the items' query only when the page's rows are not kept (below).
+    filterset = ChecklistItemFilterSet(request.GET, deployment.checklist.with_latest_probe()) if filtered else None
     errors = filterset.errors if filterset else {}
     role = deployment.role_held
     context = {
@@ -362,12 +365,18 @@ def checklist(request: HttpRequest, pk: int) -> HttpResponse:
     key = f"checklist-page-{deployment.pk}-{deployment.checklist_revision}-{digest}"
     rows = caches["checklists"].get(key)
     if rows is None:
-        items = items.none() if errors else filterset.qs if filterset else items
-        paginator = Paginator(items.order_by(*order).row_versions(), context["size"])
-        if not filtered:  # the whole checklist: the summary counted it at this revision
-            paginator.count = summary["total"]
-        page = paginator.get_page(request.GET.get("page"))
-        versions = by_item(read_versions(page.object_list))
+        items = filterset.qs if filterset else deployment.checklist.with_latest_probe()
+        items = items.none() if errors else items
+        if filtered or order != DEFAULT_ORDER:
+            paginator = Paginator(items.order_by(*order).row_versions(), context["size"])
+            if not filtered:  # the whole checklist: the summary counted it at this revision
+                paginator.count = summary["total"]
+            page = paginator.get_page(request.GET.get("page"))
+            versions = by_item(read_versions(page.object_list))
+        else:  # the whole checklist by rule number: the versions the summary read, not a query more
+            by_number = sorted(RENDERED_ROWS.versions(deployment), key=itemgetter(1, 0))  # (number, pk)
+            page = Paginator(by_number, context["size"]).get_page(request.GET.get("page"))
+            versions = by_item(page.object_list)
         shown = RENDERED_ROWS.rows(
             kind_of("page", deployment), versions, lambda ids: rendered_rows(items_among(items, ids))
         )
